@@ -1,0 +1,3 @@
+from polyspeech.cli import main
+
+main()

@@ -1,0 +1,140 @@
+"""The ``polyspeech`` command: parse options, call the library, report, exit.
+
+Exit codes: 0 success, 2 a problem the user can fix (bad input, missing dependency: one line on
+stderr, no traceback), 1 an internal failure.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+from polyspeech.errors import InputError, PolyspeechError
+
+app = typer.Typer(
+    help="Multilingual speech recognition, translation, alignment, language ID and synthesis.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Corpora: synthesise, validate, convert.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+_stderr = Console(stderr=True)
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+@contextmanager
+def _progress(total: int | None, label: str, quiet: bool):
+    """Yield a callable that advances a progress bar (shown only on a terminal)."""
+    if quiet or not _stderr.is_terminal:
+        yield lambda: None
+        return
+    columns = (label, BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=_stderr, transient=True) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda: progress.advance(task)
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[Path, typer.Option(help="Folder for audio/ and train/dev/test.jsonl.")],
+    langs: Annotated[
+        str, typer.Option(help="Comma-separated ISO 639 codes; default: every language.")
+    ] = "",
+    per_lang: Annotated[int, typer.Option(help="Clips per language (80/10/10 split).")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same files.")] = 0,
+    jobs: Annotated[int, typer.Option(help="Worker processes (default: all cores).")] = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Synthesise a multilingual speech corpus with espeak-ng."""
+    from polyspeech.data.synth import VOICES, synthesize_corpus
+    from polyspeech.text.languages import to_iso639_3
+
+    codes = [to_iso639_3(code) for code in langs.split(",") if code.strip()] or list(VOICES)
+    with _progress(per_lang * len(codes), "synthesising", quiet) as advance:
+        counts = synthesize_corpus(
+            out, codes, per_lang, seed=seed, jobs=jobs or None, on_clip=advance
+        )
+    summary = ", ".join(f"{name} {count}" for name, count in counts.items())
+    typer.echo(f"wrote {sum(counts.values())} clips to {out} ({summary})")
+
+
+@data_app.command("validate")
+def data_validate(
+    manifest: Annotated[Path, typer.Argument(help="A JSON Lines manifest.")],
+    max_duration: Annotated[
+        float | None, typer.Option(help="Refuse audio longer than this (seconds).")
+    ] = None,
+    tolerance: Annotated[
+        float, typer.Option(help="Allowed difference from the declared duration (seconds).")
+    ] = 0.1,
+    quiet: Quiet = False,
+) -> None:
+    """Check every line of a manifest: its fields, its audio, and the declared duration."""
+    from polyspeech.audio import SAMPLE_RATE, load_audio
+    from polyspeech.data.manifest import read_manifest
+
+    seconds: Counter[str] = Counter()
+    with _progress(None, "validating", quiet) as advance:
+        for entry in read_manifest(manifest):
+            samples = load_audio(
+                entry.audio,
+                offset=entry.offset or 0.0,
+                duration=entry.duration if entry.offset is not None else None,
+                max_duration=max_duration,
+            )
+            actual = len(samples) / SAMPLE_RATE
+            if abs(actual - entry.duration) > tolerance:
+                raise InputError(
+                    f"{entry.audio}: manifest says {entry.duration:.2f} s, audio is {actual:.2f} s"
+                )
+            seconds[entry.lang] += actual
+            advance()
+    for lang, total in sorted(seconds.items()):
+        typer.echo(f"{lang}\t{total / 3600:.3f} h")
+    typer.echo(f"{manifest}: valid, {sum(seconds.values()) / 3600:.3f} h of audio")
+
+
+@data_app.command("from-kaldi")
+def data_from_kaldi(
+    folder: Annotated[Path, typer.Argument(help="Kaldi/WeNet folder with wav.scp and text.")],
+    out: Annotated[Path, typer.Option(help="The manifest to write.")],
+    lang: Annotated[str | None, typer.Option(help="Language, unless utt2lang gives it.")] = None,
+) -> None:
+    """Convert a Kaldi/WeNet data folder to a JSON Lines manifest."""
+    from polyspeech.data.manifest import import_kaldi, write_manifest
+
+    count = write_manifest(out, import_kaldi(folder, lang))
+    typer.echo(f"wrote {count} utterances to {out}")
+
+
+@data_app.command("to-kaldi")
+def data_to_kaldi(
+    manifest: Annotated[Path, typer.Argument(help="A JSON Lines manifest.")],
+    out: Annotated[Path, typer.Option(help="Folder for wav.scp, text, utt2lang, segments.")],
+) -> None:
+    """Convert a JSON Lines manifest to a Kaldi/WeNet data folder."""
+    from polyspeech.data.manifest import export_kaldi, read_manifest
+
+    count = export_kaldi(read_manifest(manifest), out)
+    typer.echo(f"wrote {count} utterances to {out}")
+
+
+def main() -> None:
+    """Entry point of the ``polyspeech`` console script."""
+    try:
+        app()
+    except PolyspeechError as error:
+        print(f"polyspeech: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("polyspeech: interrupted", file=sys.stderr)
+        sys.exit(130)

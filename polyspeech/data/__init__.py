@@ -1,0 +1,1 @@
+"""Data: manifests, Kaldi folders, the synthetic corpus."""

@@ -1,0 +1,234 @@
+"""The synthetic multilingual speech corpus: sentences spoken by espeak-ng, 16 kHz FLAC + manifests.
+
+Every clip is planned in the main process from the seed (sentence, voice variant, speaking rate,
+pitch, silence, level, noise), then rendered in worker processes; the same seed gives the same
+files. Splits hold disjoint sentences (by a hash of the normalised text, so a sentence lands in the
+same split whatever the seed or size), and the test split is spoken only by voice variants that
+train and dev never use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import soxr
+
+from polyspeech.audio import SAMPLE_RATE
+from polyspeech.data.manifest import ManifestEntry, write_manifest
+from polyspeech.data.texts import sentence_stream, text_languages
+from polyspeech.errors import DependencyError, InputError
+from polyspeech.text.normalize import normalize_text
+from polyspeech.tts.espeak import get_espeak
+
+# espeak-ng voice per language; cmn-latn-pinyin reads Chinese characters with Mandarin phonology.
+VOICES = {
+    "eng": "en-us",
+    "deu": "de",
+    "fra": "fr",
+    "spa": "es",
+    "ita": "it",
+    "por": "pt",
+    "nld": "nl",
+    "swh": "sw",
+    "ind": "id",
+    "tur": "tr",
+    "rus": "ru",
+    "cmn": "cmn-latn-pinyin",
+    "fin": "fi",
+    "hun": "hu",
+}
+# Voice variants (espeak-ng's voices/!v); "" is the language's own default voice.
+TRAIN_VARIANTS = (
+    *("", "m1", "m2", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f4", "f5"),
+    *("Andy", "Annie", "adam", "anika", "benjamin", "david", "edward", "linda"),
+    *("max", "michel", "paul", "robert", "steph", "travis", "victor", "gustave"),
+)
+TEST_VARIANTS = ("m3", "f3", "Andrea", "quincy")
+SPLITS = (("train", 0.8), ("dev", 0.1), ("test", 0.1))
+
+
+@dataclass(frozen=True)
+class ClipPlan:
+    """Everything needed to render one clip, drawn from the seed."""
+
+    id: str
+    lang: str
+    split: str
+    text: str
+    source: str
+    voice: str
+    rate: int
+    pitch: int
+    lead: float  # seconds of silence before the speech
+    tail: float  # and after it
+    peak: float  # peak level of the speech
+    snr_db: float  # white noise below the speech power
+    noise_seed: int
+
+
+def split_of(text: str, lang: str) -> str:
+    """The split a sentence belongs to, from a hash of its normalised text."""
+    digest = hashlib.sha256(f"{lang}\0{normalize_text(text, lang)}".encode()).digest()
+    position = int.from_bytes(digest[:8], "big") / 2**64
+    bound = 0.0
+    for name, share in SPLITS:
+        bound += share
+        if position < bound:
+            return name
+    return SPLITS[-1][0]
+
+
+def _quotas(per_lang: int) -> dict[str, int]:
+    quotas = {name: round(per_lang * share) for name, share in SPLITS[1:]}
+    quotas[SPLITS[0][0]] = per_lang - sum(quotas.values())
+    return quotas
+
+
+def plan_corpus(langs: Sequence[str], per_lang: int, seed: int) -> list[ClipPlan]:
+    """Choose sentences and rendering settings for ``per_lang`` clips per language."""
+    plans: list[ClipPlan] = []
+    for lang in langs:
+        rng = np.random.default_rng([seed, text_languages().index(lang)])
+        quotas = _quotas(per_lang)
+        seen: set[str] = set()
+        stream = sentence_stream(lang, rng)
+        attempts = 0
+        while any(quotas.values()):
+            attempts += 1
+            candidate = next(stream, None)
+            if candidate is None or attempts > 100 * per_lang + 1000:
+                raise InputError(
+                    f"could not find {per_lang} distinct sentences for {lang} "
+                    f"(still missing {quotas}); ask for fewer with --per-lang"
+                )
+            text, source = candidate
+            key = normalize_text(text, lang)
+            split = split_of(text, lang)
+            if not key or key in seen or not quotas[split]:
+                continue
+            seen.add(key)
+            quotas[split] -= 1
+            variants = TEST_VARIANTS if split == "test" else TRAIN_VARIANTS
+            variant = variants[int(rng.integers(len(variants)))]
+            number = sum(1 for plan in plans if plan.lang == lang and plan.split == split)
+            plans.append(
+                ClipPlan(
+                    id=f"{lang}-{split}-{number:06d}",
+                    lang=lang,
+                    split=split,
+                    text=text,
+                    source=source,
+                    voice=f"{VOICES[lang]}+{variant}" if variant else VOICES[lang],
+                    rate=int(rng.integers(130, 201)),
+                    pitch=int(rng.integers(25, 76)),
+                    lead=float(rng.uniform(0.1, 0.6)),
+                    tail=float(rng.uniform(0.1, 0.6)),
+                    peak=float(rng.uniform(0.2, 0.9)),
+                    snr_db=float(rng.uniform(15.0, 40.0)),
+                    noise_seed=int(rng.integers(2**63)),
+                )
+            )
+    return plans
+
+
+def render_clip(plan: ClipPlan, out: Path) -> ManifestEntry:
+    """Speak one planned clip and write it as 16 kHz FLAC under ``out``."""
+    espeak = get_espeak()
+    speech = espeak.synthesize(plan.text, plan.voice, plan.rate, plan.pitch)
+    speech = soxr.resample(speech, espeak.sample_rate, SAMPLE_RATE, quality="HQ")
+    level = float(np.abs(speech).max()) if speech.size else 0.0
+    if level < 1e-3:
+        raise InputError(f"espeak-ng produced silence for {plan.id} ({plan.voice}): {plan.text!r}")
+    speech = speech * (plan.peak / level)
+    power = float(np.mean(speech**2))
+    signal = np.concatenate(
+        [
+            np.zeros(round(plan.lead * SAMPLE_RATE), np.float32),
+            speech,
+            np.zeros(round(plan.tail * SAMPLE_RATE), np.float32),
+        ]
+    )
+    noise = np.random.default_rng(plan.noise_seed).standard_normal(len(signal))
+    signal = np.clip(signal + noise * np.sqrt(power / 10 ** (plan.snr_db / 10)), -1.0, 1.0)
+    path = out / "audio" / plan.lang / f"{plan.id}.flac"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{plan.id}.", suffix=".flac")
+    os.close(handle)
+    try:
+        soundfile.write(temporary, signal, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return ManifestEntry(
+        audio=str(path),
+        text=plan.text,
+        lang=plan.lang,
+        duration=len(signal) / SAMPLE_RATE,
+        id=plan.id,
+        extra={
+            "voice": plan.voice,
+            "rate": plan.rate,
+            "pitch": plan.pitch,
+            "snr_db": round(plan.snr_db, 1),
+            "source": plan.source,
+        },
+    )
+
+
+def _render_in_worker(job: tuple[ClipPlan, Path]) -> ManifestEntry:
+    return render_clip(*job)
+
+
+def check_voices(langs: Sequence[str]) -> None:
+    """Fail early, naming the language, when espeak-ng lacks a voice the corpus needs."""
+    espeak = get_espeak()
+    for lang in langs:
+        for variant in (*TRAIN_VARIANTS, *TEST_VARIANTS):
+            voice = f"{VOICES[lang]}+{variant}" if variant else VOICES[lang]
+            if not espeak.has_voice(voice):
+                raise DependencyError(f"espeak-ng has no voice {voice!r} for language {lang}")
+
+
+def synthesize_corpus(
+    out: str | os.PathLike,
+    langs: Sequence[str],
+    per_lang: int,
+    seed: int = 0,
+    jobs: int | None = None,
+    on_clip: Callable[[], None] | None = None,
+) -> dict[str, int]:
+    """Render the corpus under ``out``: ``audio/<lang>/<id>.flac`` and ``<split>.jsonl``.
+
+    ``on_clip`` is called after each clip (for a progress bar). Returns clips per split.
+    """
+    unknown = [lang for lang in langs if lang not in VOICES]
+    if unknown:
+        raise InputError(
+            f"no synthetic corpus for {', '.join(unknown)}; available: {', '.join(VOICES)}"
+        )
+    if per_lang < 1:
+        raise InputError(f"--per-lang must be at least 1, got {per_lang}")
+    check_voices(langs)
+    out = Path(out)
+    plans = plan_corpus(langs, per_lang, seed)
+    entries: dict[str, list[ManifestEntry]] = {name: [] for name, _ in SPLITS}
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(plans)))
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(jobs) as pool:
+        work = [(plan, out) for plan in plans]
+        for plan, entry in zip(plans, pool.imap(_render_in_worker, work, chunksize=4), strict=True):
+            entries[plan.split].append(entry)
+            if on_clip is not None:
+                on_clip()
+    for name, split_entries in entries.items():
+        write_manifest(out / f"{name}.jsonl", split_entries)
+    return {name: len(split_entries) for name, split_entries in entries.items()}

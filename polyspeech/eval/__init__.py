@@ -1,0 +1,1 @@
+"""Evaluation: error rates and translation scores."""

@@ -1,0 +1,103 @@
+"""espeak-ng, called in-process through its C library (ctypes).
+
+The library and its voice data come from the ``espeakng-loader`` wheel, or else from a system
+install (``apt-get install espeak-ng``). espeak-ng keeps global state, so there is one
+:class:`Espeak` per process (:func:`get_espeak`); processes synthesise in parallel.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from polyspeech.errors import DependencyError, InputError
+
+_AUDIO_OUTPUT_RETRIEVAL = 1
+_POS_CHARACTERS = 1
+_CHARS_UTF8 = 1
+_PARAM_RATE = 1
+_PARAM_PITCH = 3
+_EE_OK = 0
+
+_SynthCallback = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
+)
+
+
+def _locate() -> tuple[str, str | None]:
+    """Path of libespeak-ng and of its data folder (None: the library's built-in default)."""
+    try:
+        import espeakng_loader
+    except ImportError:
+        library = ctypes.util.find_library("espeak-ng")
+        if library is None:
+            raise DependencyError(
+                "espeak-ng is not installed: pip install espeakng-loader "
+                "(or apt-get install espeak-ng)"
+            ) from None
+        return library, None
+    return espeakng_loader.get_library_path(), espeakng_loader.get_data_path()
+
+
+class Espeak:
+    """Text to waveform with espeak-ng. Not thread-safe; use one per process."""
+
+    def __init__(self) -> None:
+        library_path, data_path = _locate()
+        try:
+            self._lib = ctypes.CDLL(library_path)
+        except OSError as error:
+            raise DependencyError(f"cannot load espeak-ng from {library_path}: {error}") from None
+        self._lib.espeak_Initialize.restype = ctypes.c_int
+        path = data_path.encode() if data_path else None
+        rate = self._lib.espeak_Initialize(_AUDIO_OUTPUT_RETRIEVAL, 0, path, 0)
+        if rate <= 0:
+            raise DependencyError(f"espeak-ng failed to start (data folder {data_path})")
+        self.sample_rate: int = rate
+        self._variants = Path(data_path) / "voices" / "!v" if data_path else None
+        self._chunks: list[np.ndarray] = []
+        self._callback = _SynthCallback(self._collect)  # kept alive as long as the library
+        self._lib.espeak_SetSynthCallback(self._callback)
+
+    def _collect(self, wave, count, _events) -> int:
+        if count > 0:
+            self._chunks.append(np.ctypeslib.as_array(wave, shape=(count,)).copy())
+        return 0
+
+    def has_voice(self, voice: str) -> bool:
+        """True when espeak-ng knows ``voice`` (``language[+variant]``, e.g. ``en-us+f2``)."""
+        language, _, variant = voice.partition("+")
+        if variant and self._variants is not None and not (self._variants / variant).is_file():
+            return False
+        return self._lib.espeak_SetVoiceByName(language.encode()) == _EE_OK
+
+    def synthesize(self, text: str, voice: str, rate: int = 175, pitch: int = 50) -> np.ndarray:
+        """Speak ``text``; returns float32 samples in [-1, 1] at :attr:`sample_rate`.
+
+        ``rate`` is in words per minute (80-450), ``pitch`` 0-100.
+        """
+        if not self.has_voice(voice) or self._lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
+            raise DependencyError(f"espeak-ng has no voice {voice!r}")
+        self._lib.espeak_SetParameter(_PARAM_RATE, int(rate), 0)
+        self._lib.espeak_SetParameter(_PARAM_PITCH, int(pitch), 0)
+        encoded = text.encode("utf-8") + b"\0"
+        self._chunks = []
+        status = self._lib.espeak_Synth(
+            encoded, len(encoded), 0, _POS_CHARACTERS, 0, _CHARS_UTF8, None, None
+        )
+        self._lib.espeak_Synchronize()
+        if status != _EE_OK:
+            raise InputError(f"espeak-ng could not speak {text[:40]!r} (status {status})")
+        if not self._chunks:
+            return np.zeros(0, np.float32)
+        return np.concatenate(self._chunks).astype(np.float32) / 32768.0
+
+
+@functools.lru_cache(maxsize=1)
+def get_espeak() -> Espeak:
+    """The process's espeak-ng instance, started on first use."""
+    return Espeak()
