@@ -180,8 +180,9 @@ def _decode_pyav(
         )
     if skip:
         raise InputError(f"{name}: offset {offset:g} s is past the end of the audio")
-    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    return _Decoded(samples, rate)
+    if not chunks:
+        raise InputError(f"{name}: {_UNREADABLE}; no audio frames could be decoded")
+    return _Decoded(np.concatenate(chunks), rate)
 
 
 def _from_array(array: np.ndarray, source_rate: int | None) -> _Decoded:

@@ -53,6 +53,7 @@ TRAIN_VARIANTS = (
 )
 TEST_VARIANTS = ("m3", "f3", "Andrea", "quincy")
 SPLITS = (("train", 0.8), ("dev", 0.1), ("test", 0.1))
+_GROUP = 16  # clips spoken by one worker process in a row
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ def plan_corpus(langs: Sequence[str], per_lang: int, seed: int) -> list[ClipPlan
 def render_clip(plan: ClipPlan, out: Path) -> ManifestEntry:
     """Speak one planned clip and write it as 16 kHz FLAC under ``out``."""
     espeak = get_espeak()
-    speech = espeak.synthesize(plan.text, plan.voice, plan.rate, plan.pitch)
+    speech = espeak.synthesize(plan.text, plan.voice, plan.rate, plan.pitch, seed=plan.noise_seed)
     speech = soxr.resample(speech, espeak.sample_rate, SAMPLE_RATE, quality="HQ")
     level = float(np.abs(speech).max()) if speech.size else 0.0
     if level < 1e-3:
@@ -184,8 +185,9 @@ def render_clip(plan: ClipPlan, out: Path) -> ManifestEntry:
     )
 
 
-def _render_in_worker(job: tuple[ClipPlan, Path]) -> ManifestEntry:
-    return render_clip(*job)
+def _render_group(job: tuple[list[ClipPlan], Path]) -> list[ManifestEntry]:
+    group, out = job
+    return [render_clip(plan, out) for plan in group]
 
 
 def check_voices(langs: Sequence[str]) -> None:
@@ -221,14 +223,21 @@ def synthesize_corpus(
     out = Path(out)
     plans = plan_corpus(langs, per_lang, seed)
     entries: dict[str, list[ManifestEntry]] = {name: [] for name, _ in SPLITS}
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(plans)))
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(jobs) as pool:
-        work = [(plan, out) for plan in plans]
-        for plan, entry in zip(plans, pool.imap(_render_in_worker, work, chunksize=4), strict=True):
-            entries[plan.split].append(entry)
-            if on_clip is not None:
-                on_clip()
+    # espeak-ng carries state from one utterance to the next (its output depends on what it
+    # spoke before), so each fixed group of clips is spoken by a fresh process forked from a
+    # server process that has not spoken: the audio depends on the plan alone, not on --jobs
+    # or on which worker happened to take a group.
+    groups = [plans[start : start + _GROUP] for start in range(0, len(plans), _GROUP)]
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(groups)))
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["polyspeech.data.synth"])
+    with context.Pool(jobs, maxtasksperchild=1) as pool:
+        rendered = pool.imap(_render_group, [(group, out) for group in groups])
+        for group, group_entries in zip(groups, rendered, strict=True):
+            for plan, entry in zip(group, group_entries, strict=True):
+                entries[plan.split].append(entry)
+                if on_clip is not None:
+                    on_clip()
     for name, split_entries in entries.items():
         write_manifest(out / f"{name}.jsonl", split_entries)
     return {name: len(split_entries) for name, split_entries in entries.items()}

@@ -165,7 +165,10 @@ def number_words(n: int, lang: str) -> str:
         return _chinese_number(n)
     if lang == "swh":
         return _swahili_number(n)
-    return num2words(n, lang=sources.num2words_lang)
+    words = num2words(n, lang=sources.num2words_lang)
+    if lang == "hun" and words.endswith("két"):
+        words = words[: -len("két")] + "kettő"  # num2words gives the attributive form for 102
+    return words
 
 
 @functools.cache

@@ -16,7 +16,7 @@ import numpy as np
 
 from polyspeech.errors import DependencyError, InputError
 
-_AUDIO_OUTPUT_RETRIEVAL = 1
+_AUDIO_OUTPUT_SYNCHRONOUS = 2  # no background thread: espeak_Synth returns when done
 _POS_CHARACTERS = 1
 _CHARS_UTF8 = 1
 _PARAM_RATE = 1
@@ -54,7 +54,7 @@ class Espeak:
             raise DependencyError(f"cannot load espeak-ng from {library_path}: {error}") from None
         self._lib.espeak_Initialize.restype = ctypes.c_int
         path = data_path.encode() if data_path else None
-        rate = self._lib.espeak_Initialize(_AUDIO_OUTPUT_RETRIEVAL, 0, path, 0)
+        rate = self._lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, path, 0)
         if rate <= 0:
             raise DependencyError(f"espeak-ng failed to start (data folder {data_path})")
         self.sample_rate: int = rate
@@ -75,21 +75,25 @@ class Espeak:
             return False
         return self._lib.espeak_SetVoiceByName(language.encode()) == _EE_OK
 
-    def synthesize(self, text: str, voice: str, rate: int = 175, pitch: int = 50) -> np.ndarray:
+    def synthesize(
+        self, text: str, voice: str, rate: int = 175, pitch: int = 50, seed: int = 0
+    ) -> np.ndarray:
         """Speak ``text``; returns float32 samples in [-1, 1] at :attr:`sample_rate`.
 
-        ``rate`` is in words per minute (80-450), ``pitch`` 0-100.
+        ``rate`` is in words per minute (80-450), ``pitch`` 0-100. ``seed`` fixes espeak-ng's
+        random variation (it seeds from the clock otherwise) where the library allows it.
         """
         if not self.has_voice(voice) or self._lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
             raise DependencyError(f"espeak-ng has no voice {voice!r}")
         self._lib.espeak_SetParameter(_PARAM_RATE, int(rate), 0)
         self._lib.espeak_SetParameter(_PARAM_PITCH, int(pitch), 0)
+        if hasattr(self._lib, "espeak_ng_SetRandSeed"):
+            self._lib.espeak_ng_SetRandSeed(ctypes.c_long(seed))
         encoded = text.encode("utf-8") + b"\0"
         self._chunks = []
         status = self._lib.espeak_Synth(
             encoded, len(encoded), 0, _POS_CHARACTERS, 0, _CHARS_UTF8, None, None
         )
-        self._lib.espeak_Synchronize()
         if status != _EE_OK:
             raise InputError(f"espeak-ng could not speak {text[:40]!r} (status {status})")
         if not self._chunks:

@@ -1,0 +1,155 @@
+import json
+
+import numpy as np
+import pytest
+import soundfile
+
+from polyspeech.audio import load_audio
+from polyspeech.data import synth
+from polyspeech.data.manifest import read_manifest
+from polyspeech.text import normalize_text
+from polyspeech.tts import espeak
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """The issue's example: 50 clips each of English, German and Mandarin."""
+    out = tmp_path_factory.mktemp("corpus")
+    counts = synth.synthesize_corpus(out, ["eng", "deu", "cmn"], 50, seed=3, jobs=2)
+    return out, counts
+
+
+def entries_of(out):
+    return {name: list(read_manifest(out / f"{name}.jsonl")) for name in ("train", "dev", "test")}
+
+
+def test_counts_and_splits(corpus):
+    out, counts = corpus
+    assert counts == {"train": 120, "dev": 15, "test": 15}
+    splits = entries_of(out)
+    for name, entries in splits.items():
+        for lang in ("eng", "deu", "cmn"):
+            assert sum(e.lang == lang for e in entries) == {"train": 40}.get(name, 5)
+    keys = {
+        name: {(e.lang, normalize_text(e.text, e.lang)) for e in es} for name, es in splits.items()
+    }
+    assert len(keys["train"]) == 120  # no sentence twice
+    assert not keys["train"] & keys["dev"] and not keys["train"] & keys["test"]
+    assert not keys["dev"] & keys["test"]
+
+
+def test_test_voices_are_never_heard_in_training(corpus):
+    splits = entries_of(corpus[0])
+    variant = lambda e: e.extra["voice"].partition("+")[2]  # noqa: E731
+    assert {variant(e) for e in splits["test"]} <= set(synth.TEST_VARIANTS)
+    seen = {variant(e) for e in splits["train"] + splits["dev"]}
+    assert seen <= set(synth.TRAIN_VARIANTS) and not seen & set(synth.TEST_VARIANTS)
+    assert len(seen) > 10
+
+
+def test_files_are_playable_16k_flac_with_the_declared_duration(corpus):
+    for entries in entries_of(corpus[0]).values():
+        for entry in entries:
+            info = soundfile.info(entry.audio)
+            assert (info.format, info.samplerate, info.channels) == ("FLAC", 16000, 1)
+            assert abs(info.frames / 16000 - entry.duration) < 1e-3
+
+
+def test_no_file_is_silent(corpus):
+    """The loudest 100 ms of every clip stands well above its quietest (noise only) 100 ms."""
+    for entries in entries_of(corpus[0]).values():
+        for entry in entries:
+            frames = load_audio(entry.audio)[: (len(load_audio(entry.audio)) // 1600) * 1600]
+            energy = (frames.reshape(-1, 1600) ** 2).mean(axis=1)
+            assert 10 * np.log10(energy.max() / energy.min()) > 12, entry.id
+
+
+def speech_seconds(entry):
+    """Duration of the speech alone: frames more than 15 dB above the noise floor."""
+    samples = load_audio(entry.audio)
+    energy = (samples[: len(samples) // 320 * 320].reshape(-1, 320) ** 2).mean(axis=1)
+    floor = np.percentile(energy, 5)
+    active = np.flatnonzero(energy > floor * 10**1.5)
+    return (active[-1] - active[0] + 1) * 0.02
+
+
+def test_duration_grows_with_text_length(corpus):
+    """Each file holds its own text: speech time follows text length, once rate is allowed for."""
+    train = entries_of(corpus[0])["train"]
+    for lang in ("eng", "deu", "cmn"):
+        entries = [e for e in train if e.lang == lang]
+        length = [len(normalize_text(e.text, lang).replace(" ", "")) for e in entries]
+        seconds = [speech_seconds(e) * e.extra["rate"] for e in entries]
+        assert np.corrcoef(length, seconds)[0, 1] > 0.8, lang
+
+
+def test_texts_are_in_their_script(corpus):
+    for entries in entries_of(corpus[0]).values():
+        for entry in entries:
+            if entry.lang == "cmn":
+                assert all("\u4e00" <= c <= "\u9fff" for c in normalize_text(entry.text, "cmn"))
+            else:
+                assert all(c.isascii() or c.isalpha() for c in entry.text)
+
+
+def test_same_seed_same_files_other_seed_other_files(tmp_path):
+    first = synth.synthesize_corpus(tmp_path / "a", ["cmn", "eng"], 6, seed=11, jobs=2)
+    synth.synthesize_corpus(tmp_path / "b", ["cmn", "eng"], 6, seed=11, jobs=1)
+    synth.synthesize_corpus(tmp_path / "c", ["cmn", "eng"], 6, seed=12, jobs=2)
+    assert first == {"train": 8, "dev": 2, "test": 2}
+    for name in ("train.jsonl", "dev.jsonl", "test.jsonl"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+        assert (tmp_path / "a" / name).read_bytes() != (tmp_path / "c" / name).read_bytes()
+    audio = sorted((tmp_path / "a" / "audio").rglob("*.flac"))
+    assert len(audio) == 12
+    for path in audio:
+        twin = tmp_path / "b" / path.relative_to(tmp_path / "a")
+        assert path.read_bytes() == twin.read_bytes()
+
+
+def test_synth_from_the_cli(tmp_path, cli):
+    result = cli(
+        "data", "synth", "--langs", "en,zh", "--per-lang", "10", "--out", tmp_path, "--jobs", "2"
+    )
+    assert result.code == 0, result.stderr
+    assert "wrote 20 clips" in result.stdout
+    lines = (tmp_path / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    assert {json.loads(line)["lang"] for line in lines} == {"eng", "cmn"}
+    assert cli("data", "validate", tmp_path / "train.jsonl").code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--langs", "eng,xx"], "unknown language code 'xx'"),
+        (["--langs", "kor"], "no synthetic corpus for kor; available: eng"),
+        (["--per-lang", "0"], "--per-lang must be at least 1"),
+    ],
+)
+def test_synth_bad_options(tmp_path, cli, args, problem):
+    result = cli("data", "synth", "--out", tmp_path / "x", *args)
+    assert result.code == 2
+    assert problem in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_synth_without_espeak(tmp_path, cli, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "espeakng_loader", None)
+    monkeypatch.setattr(espeak.ctypes.util, "find_library", lambda name: None)
+    espeak.get_espeak.cache_clear()
+    try:
+        result = cli("data", "synth", "--langs", "eng", "--per-lang", "5", "--out", tmp_path / "x")
+    finally:
+        espeak.get_espeak.cache_clear()
+    assert result.code == 2
+    assert result.stderr.strip() == (
+        "polyspeech: error: espeak-ng is not installed: pip install espeakng-loader "
+        "(or apt-get install espeak-ng)"
+    )
+
+
+def test_synth_language_without_voice(tmp_path, cli, monkeypatch):
+    monkeypatch.setitem(synth.VOICES, "eng", "xx-nowhere")
+    result = cli("data", "synth", "--langs", "eng", "--per-lang", "5", "--out", tmp_path / "x")
+    assert result.code == 2
+    assert "espeak-ng has no voice 'xx-nowhere' for language eng" in result.stderr

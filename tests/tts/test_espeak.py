@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+
+from polyspeech.errors import DependencyError
+from polyspeech.tts import espeak
+
+
+def test_longer_text_gives_longer_speech():
+    engine = espeak.get_espeak()
+    short = engine.synthesize("Good morning.", "en-us")
+    long = engine.synthesize(
+        "Good morning, the train to the airport leaves in ten minutes.", "en-us"
+    )
+    assert engine.sample_rate == 22050
+    assert 0.5 < len(short) / engine.sample_rate < len(long) / engine.sample_rate
+    assert np.abs(long).max() > 0.1
+
+
+def test_variants_and_rate_change_the_sound():
+    engine = espeak.get_espeak()
+    base = engine.synthesize("Hello there.", "en-us")
+    assert not np.array_equal(base, engine.synthesize("Hello there.", "en-us+f2"))
+    slow = engine.synthesize("Hello there.", "en-us", rate=100)
+    assert len(slow) > 1.3 * len(base)
+
+
+def test_unknown_voice_and_variant():
+    engine = espeak.get_espeak()
+    assert engine.has_voice("cmn-latn-pinyin+m3")
+    assert not engine.has_voice("xx-nowhere")
+    assert not engine.has_voice("en-us+nobody")
+    with pytest.raises(DependencyError, match="no voice 'en-us\\+nobody'"):
+        engine.synthesize("Hello.", "en-us+nobody")
+
+
+def test_missing_espeak_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "espeakng_loader", None)
+    monkeypatch.setattr(espeak.ctypes.util, "find_library", lambda name: None)
+    with pytest.raises(DependencyError, match="espeak-ng is not installed: pip install"):
+        espeak.Espeak()
