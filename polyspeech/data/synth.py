@@ -99,6 +99,7 @@ def plan_corpus(langs: Sequence[str], per_lang: int, seed: int) -> list[ClipPlan
     for lang in langs:
         rng = np.random.default_rng([seed, text_languages().index(lang)])
         quotas = _quotas(per_lang)
+        numbered = dict.fromkeys(quotas, 0)
         seen: set[str] = set()
         stream = sentence_stream(lang, rng)
         attempts = 0
@@ -119,7 +120,8 @@ def plan_corpus(langs: Sequence[str], per_lang: int, seed: int) -> list[ClipPlan
             quotas[split] -= 1
             variants = TEST_VARIANTS if split == "test" else TRAIN_VARIANTS
             variant = variants[int(rng.integers(len(variants)))]
-            number = sum(1 for plan in plans if plan.lang == lang and plan.split == split)
+            number = numbered[split]
+            numbered[split] += 1
             plans.append(
                 ClipPlan(
                     id=f"{lang}-{split}-{number:06d}",

@@ -126,20 +126,20 @@ def make_truncated_m4a(tmp_path):
     return path
 
 
-def make_nan(tmp_path):
+def write_with_sample(tmp_path, name, value):
     samples = sine(440, 1.0, 16000)
-    samples[500] = np.nan
-    path = tmp_path / "nan.wav"
+    samples[500] = value
+    path = tmp_path / name
     soundfile.write(path, samples, 16000, subtype="FLOAT")
     return path
+
+
+def make_nan(tmp_path):
+    return write_with_sample(tmp_path, "nan.wav", np.nan)
 
 
 def make_inf(tmp_path):
-    samples = sine(440, 1.0, 16000)
-    samples[500] = np.inf
-    path = tmp_path / "inf.wav"
-    soundfile.write(path, samples, 16000, subtype="FLOAT")
-    return path
+    return write_with_sample(tmp_path, "inf.wav", -np.inf)
 
 
 def make_directory(tmp_path):
