@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo clean
+.PHONY: install test demo clean default-model
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,3 +29,11 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo-corpus
+
+# The embedded default CTC model: synthetic corpus of the 12 main languages, then training.
+MAIN_LANGS := eng,deu,fra,spa,ita,por,nld,swh,ind,tur,rus,cmn
+default-model: $(STAMP)
+	$(BIN)/polyspeech data synth --langs $(MAIN_LANGS) --per-lang 1500 --seed 0 --out work/corpus --quiet
+	$(BIN)/polyspeech train ctc work/corpus/train.jsonl --dev work/corpus/dev.jsonl \
+		--config recipes/default_ctc/config.json --out work/default_ctc --dtype float16
+	rm -rf polyspeech/assets/ctc && mkdir -p polyspeech/assets && cp -r work/default_ctc/model polyspeech/assets/ctc

@@ -25,6 +25,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Corpora: synthesise, validate, convert.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+train_app = typer.Typer(help="Train models.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
 
 _stderr = Console(stderr=True)
 
@@ -126,6 +128,83 @@ def data_to_kaldi(
 
     count = export_kaldi(read_manifest(manifest), out)
     typer.echo(f"wrote {count} utterances to {out}")
+
+
+def _run_training(**arguments) -> None:
+    import logging
+
+    from polyspeech.ctc.train import TrainConfig, train
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    config_path = arguments.pop("config")
+    config = TrainConfig.from_json(config_path) if config_path else TrainConfig()
+    summary = train(config=config, **arguments)
+    last = summary["history"][-1] if summary.get("history") else {}
+    typer.echo(f"trained {summary.get('steps', 0)} steps; last dev CER {last.get('dev_cer')}")
+
+
+TrainManifest = Annotated[Path, typer.Argument(help="Training manifest (JSON Lines).")]
+DevManifest = Annotated[Path, typer.Option("--dev", help="Dev manifest, for CER during training.")]
+TrainOut = Annotated[Path, typer.Option(help="Folder for checkpoints and the model/ folder.")]
+ConfigFile = Annotated[Path | None, typer.Option(help="JSON training config (see recipes/).")]
+Resume = Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.")]
+Jobs = Annotated[int, typer.Option(help="Processes for feature extraction.")]
+Dtype = Annotated[str, typer.Option(help="Weights of the written model: float32 or float16.")]
+
+
+@train_app.command("ctc")
+def train_ctc(
+    manifest: TrainManifest,
+    dev: DevManifest,
+    out: TrainOut,
+    config: ConfigFile = None,
+    langs: Annotated[str, typer.Option(help="Comma-separated languages (default: all).")] = "",
+    resume: Resume = False,
+    jobs: Jobs = 2,
+    dtype: Dtype = "float32",
+) -> None:
+    """Train a multilingual conformer CTC model: a shared base and one adapter per language."""
+    from polyspeech.text.languages import to_iso639_3
+
+    codes = [to_iso639_3(code) for code in langs.split(",") if code.strip()] or None
+    _run_training(
+        train_manifest=manifest,
+        dev_manifest=dev,
+        out=out,
+        config=config,
+        langs=codes,
+        resume=resume,
+        jobs=jobs,
+        dtype=dtype,
+    )
+
+
+@train_app.command("adapter")
+def train_adapter(
+    manifest: TrainManifest,
+    dev: DevManifest,
+    out: TrainOut,
+    base: Annotated[Path, typer.Option(help="The model folder to add the language to.")],
+    lang: Annotated[str, typer.Option(help="The new language.")],
+    config: ConfigFile = None,
+    resume: Resume = False,
+    jobs: Jobs = 2,
+    dtype: Dtype = "float32",
+) -> None:
+    """Add a language to a model: base frozen, a new adapter and output layer trained."""
+    from polyspeech.text.languages import to_iso639_3
+
+    _run_training(
+        train_manifest=manifest,
+        dev_manifest=dev,
+        out=out,
+        config=config,
+        langs=[to_iso639_3(lang)],
+        base=base,
+        resume=resume,
+        jobs=jobs,
+        dtype=dtype,
+    )
 
 
 def main() -> None:

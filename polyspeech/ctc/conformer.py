@@ -1,0 +1,182 @@
+"""The CTC model we train from scratch on CPU: log-mel fbank -> conformer -> per-language CTC head.
+
+It keeps MMS's multilingual scheme: a shared base, and per language a small bottleneck adapter
+after every block plus its own output layer over its own characters. Raw-waveform wav2vec2 does not
+learn within CPU budgets (shared/notes/ctc-from-scratch-on-cpu.md); an fbank front end does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+MODEL_TYPE = "polyspeech-conformer-ctc"
+
+
+@dataclass(frozen=True)
+class ConformerConfig:
+    """Every dimension of the model; a tiny config gives a tiny model on the same code path."""
+
+    num_mel_bins: int = 80
+    conv_channels: int = 64
+    hidden_size: int = 192
+    num_heads: int = 4
+    feed_forward_size: int = 768
+    num_layers: int = 6
+    kernel_size: int = 15
+    dropout: float = 0.1
+    adapter_size: int = 16
+
+    @property
+    def frame_shift(self) -> float:
+        return 0.04  # two stride-2 convolutions over 10 ms fbank frames
+
+    def to_dict(self) -> dict:
+        return {"model_type": MODEL_TYPE, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ConformerConfig:
+        return cls(**{key: value for key, value in data.items() if key != "model_type"})
+
+
+class LanguageAdapter(nn.Module):
+    """One language's weights: a bottleneck adapter per block and the output layer."""
+
+    def __init__(self, config: ConformerConfig, vocab_size: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.Sequential(
+                nn.LayerNorm(config.hidden_size),
+                nn.Linear(config.hidden_size, config.adapter_size),
+                nn.ReLU(),
+                nn.Linear(config.adapter_size, config.hidden_size),
+            )
+            for _ in range(config.num_layers)
+        )
+        for layer in self.layers:
+            nn.init.zeros_(layer[3].weight)  # a new adapter starts as the identity
+            nn.init.zeros_(layer[3].bias)
+        self.head = nn.Linear(config.hidden_size, vocab_size)
+
+
+class _FeedForward(nn.Sequential):
+    def __init__(self, config: ConformerConfig) -> None:
+        super().__init__(
+            nn.LayerNorm(config.hidden_size),
+            nn.Linear(config.hidden_size, config.feed_forward_size),
+            nn.SiLU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.feed_forward_size, config.hidden_size),
+            nn.Dropout(config.dropout),
+        )
+
+
+class _Convolution(nn.Module):
+    def __init__(self, config: ConformerConfig) -> None:
+        super().__init__()
+        size = config.hidden_size
+        self.norm = nn.LayerNorm(size)
+        self.pointwise_in = nn.Conv1d(size, 2 * size, 1)
+        self.depthwise = nn.Conv1d(
+            size, size, config.kernel_size, padding=config.kernel_size // 2, groups=size
+        )
+        self.depthwise_norm = nn.LayerNorm(size)
+        self.pointwise_out = nn.Conv1d(size, size, 1)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        x = self.norm(x).masked_fill(padding[..., None], 0.0).transpose(1, 2)
+        x = nn.functional.glu(self.pointwise_in(x), dim=1)
+        x = self.depthwise(x).transpose(1, 2)
+        x = nn.functional.silu(self.depthwise_norm(x)).transpose(1, 2)
+        return self.dropout(self.pointwise_out(x).transpose(1, 2))
+
+
+class _Block(nn.Module):
+    def __init__(self, config: ConformerConfig) -> None:
+        super().__init__()
+        self.feed_forward_1 = _FeedForward(config)
+        self.attention_norm = nn.LayerNorm(config.hidden_size)
+        self.attention = nn.MultiheadAttention(
+            config.hidden_size, config.num_heads, dropout=config.dropout, batch_first=True
+        )
+        self.attention_dropout = nn.Dropout(config.dropout)
+        self.convolution = _Convolution(config)
+        self.feed_forward_2 = _FeedForward(config)
+        self.final_norm = nn.LayerNorm(config.hidden_size)
+
+    def forward(self, x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        x = x + 0.5 * self.feed_forward_1(x)
+        query = self.attention_norm(x)
+        attended, _ = self.attention(
+            query, query, query, key_padding_mask=padding, need_weights=False
+        )
+        x = x + self.attention_dropout(attended)
+        x = x + self.convolution(x, padding)
+        x = x + 0.5 * self.feed_forward_2(x)
+        return self.final_norm(x)
+
+
+def _sinusoids(length: int, size: int, device: torch.device) -> torch.Tensor:
+    position = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    rates = torch.exp(
+        torch.arange(0, size, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / size)
+    )
+    table = torch.zeros(length, size, device=device)
+    table[:, 0::2] = torch.sin(position * rates)
+    table[:, 1::2] = torch.cos(position * rates)
+    return table
+
+
+class ConformerCTC(nn.Module):
+    """fbank (batch, frames, mels) -> log-probabilities (batch, frames / 4, vocab of ``lang``)."""
+
+    def __init__(self, config: ConformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        channels = config.conv_channels
+        self.register_buffer("feature_mean", torch.zeros(config.num_mel_bins))
+        self.register_buffer("feature_std", torch.ones(config.num_mel_bins))
+        self.subsampling = nn.Sequential(
+            nn.Conv2d(1, channels, 3, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, stride=2),
+            nn.ReLU(),
+        )
+        reduced_mels = ((config.num_mel_bins - 1) // 2 - 1) // 2
+        self.input_projection = nn.Linear(channels * reduced_mels, config.hidden_size)
+        self.input_dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(_Block(config) for _ in range(config.num_layers))
+        self.adapters = nn.ModuleDict()
+
+    def add_language(self, lang: str, vocab_size: int) -> LanguageAdapter:
+        """A new, untrained adapter and output layer for ``lang``."""
+        adapter = LanguageAdapter(self.config, vocab_size)
+        self.adapters[lang] = adapter.to(self.feature_mean.device)
+        return adapter
+
+    @staticmethod
+    def output_lengths(lengths: torch.Tensor) -> torch.Tensor:
+        for _ in range(2):
+            lengths = (lengths - 3) // 2 + 1
+        return lengths
+
+    def forward(
+        self, features: torch.Tensor, lengths: torch.Tensor, lang: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return log-probabilities and their lengths (frames of 40 ms)."""
+        adapter = self.adapters[lang]
+        x = (features - self.feature_mean) / self.feature_std
+        x = self.subsampling(x[:, None])  # (batch, channels, frames', mels')
+        x = self.input_projection(x.permute(0, 2, 1, 3).flatten(2))
+        out_lengths = self.output_lengths(lengths)
+        frames = x.shape[1]
+        padding = torch.arange(frames, device=x.device)[None, :] >= out_lengths[:, None]
+        x = self.input_dropout(x + _sinusoids(frames, x.shape[2], x.device))
+        for block, adapter_layer in zip(self.blocks, adapter.layers, strict=True):
+            x = block(x, padding)
+            x = x + adapter_layer(x)
+        return adapter.head(x).log_softmax(dim=-1), out_lengths

@@ -1,0 +1,352 @@
+"""Training of the conformer CTC model: all languages at once, or one new language's adapter.
+
+Data, model, optimiser, loop, evaluation, checkpoint, in that order. Every batch holds one
+language, so it runs through that language's adapter and output layer. The loop runs under
+accelerate: one process on CPU, or ``accelerate launch`` for several processes or GPUs. A
+checkpoint is written atomically every ``checkpoint_every`` steps; ``resume`` continues from it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs
+
+from polyspeech.audio import load_audio
+from polyspeech.audio.features import fbank
+from polyspeech.ctc.conformer import ConformerConfig, ConformerCTC
+from polyspeech.ctc.decode import greedy_decode, spans_to_text
+from polyspeech.ctc.folder import load_conformer_base, load_language_adapter, save_conformer
+from polyspeech.data.manifest import ManifestEntry, read_manifest
+from polyspeech.errors import InputError
+from polyspeech.eval.metrics import cer
+from polyspeech.text.normalize import normalize_text
+from polyspeech.text.vocab import Vocabulary, load_vocabularies, save_vocabularies
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings; the model's own dimensions are in :class:`ConformerConfig`."""
+
+    max_steps: int = 20000
+    max_minutes: float | None = None  # stop (and save) after this much training time
+    learning_rate: float = 1.5e-3
+    warmup_steps: int = 400
+    weight_decay: float = 1e-3
+    clip_norm: float = 5.0
+    batch_seconds: float = 60.0  # padded audio per batch
+    eval_every: int = 500
+    checkpoint_every: int = 500
+    dev_per_lang: int = 40
+    seed: int = 0
+    freq_masks: int = 2
+    freq_mask_size: int = 12
+    time_masks: int = 2
+    time_mask_size: int = 20
+    model: ConformerConfig = field(default_factory=ConformerConfig)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> TrainConfig:
+        data = json.loads(Path(path).read_text())
+        model = ConformerConfig.from_dict(data.pop("model", {}))
+        return cls(**data, model=model)
+
+
+@dataclass
+class _Utterance:
+    lang: str
+    features: np.ndarray  # (frames, mels) float16
+    targets: list[int]
+    text: str
+
+
+def _features_of(entry: ManifestEntry) -> np.ndarray:
+    samples = load_audio(
+        entry.audio,
+        offset=entry.offset or 0.0,
+        duration=entry.duration if entry.offset is not None else None,
+    )
+    return fbank(samples).astype(np.float16)
+
+
+def _load_split(
+    manifest: Path, langs: set[str] | None, jobs: int, per_lang: int | None = None
+) -> list[tuple[ManifestEntry, np.ndarray]]:
+    entries: list[ManifestEntry] = []
+    kept: dict[str, int] = {}
+    for entry in read_manifest(manifest):
+        if (langs is None or entry.lang in langs) and kept.get(entry.lang, 0) < (per_lang or 1e12):
+            entries.append(entry)
+            kept[entry.lang] = kept.get(entry.lang, 0) + 1
+    if not entries:
+        raise InputError(f"{manifest}: no utterances for {sorted(langs or [])}")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["polyspeech.ctc.train"])
+    with context.Pool(jobs) as pool:
+        features = pool.map(_features_of, entries, chunksize=16)
+    return list(zip(entries, features, strict=True))
+
+
+def _batches(
+    utterances: list[_Utterance], batch_frames: int, rng: np.random.Generator
+) -> list[list[int]]:
+    """Single-language batches of similar length, at most ``batch_frames`` padded frames each."""
+    batches: list[list[int]] = []
+    by_lang: dict[str, list[int]] = {}
+    for index, utterance in enumerate(utterances):
+        by_lang.setdefault(utterance.lang, []).append(index)
+    for indices in by_lang.values():
+        indices.sort(key=lambda i: len(utterances[i].features))
+        batch: list[int] = []
+        for index in indices:
+            longest = len(utterances[index].features)  # sorted: the newest is the longest
+            if batch and longest * (len(batch) + 1) > batch_frames:
+                batches.append(batch)
+                batch = []
+            batch.append(index)
+        if batch:
+            batches.append(batch)
+    order = rng.permutation(len(batches))
+    return [batches[i] for i in order]
+
+
+def _collate(utterances: list[_Utterance], device: torch.device):
+    lengths = torch.tensor([len(u.features) for u in utterances])
+    features = torch.zeros(len(utterances), int(lengths.max()), utterances[0].features.shape[1])
+    for row, utterance in enumerate(utterances):
+        features[row, : len(utterance.features)] = torch.from_numpy(
+            utterance.features.astype(np.float32)
+        )
+    targets = torch.tensor([t for u in utterances for t in u.targets], dtype=torch.long)
+    target_lengths = torch.tensor([len(u.targets) for u in utterances])
+    return features.to(device), lengths.to(device), targets.to(device), target_lengths.to(device)
+
+
+def _spec_augment(
+    features: torch.Tensor, mean: torch.Tensor, config: TrainConfig, rng: np.random.Generator
+) -> torch.Tensor:
+    """Mask frequency bands and time spans with the mean (zero after normalisation)."""
+    features = features.clone()
+    frames, mels = features.shape[1], features.shape[2]
+    for row in range(features.shape[0]):
+        for _ in range(config.freq_masks):
+            width = int(rng.integers(0, config.freq_mask_size + 1))
+            start = int(rng.integers(0, max(1, mels - width)))
+            features[row, :, start : start + width] = mean[start : start + width]
+        for _ in range(config.time_masks):
+            width = int(rng.integers(0, config.time_mask_size + 1))
+            start = int(rng.integers(0, max(1, frames - width)))
+            features[row, start : start + width] = mean
+    return features
+
+
+def _schedule(config: TrainConfig) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        progress = (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+@torch.no_grad()
+def evaluate_cer(
+    model: ConformerCTC,
+    utterances: list[_Utterance],
+    vocabularies: dict[str, Vocabulary],
+    device: torch.device,
+) -> dict[str, float]:
+    """Greedy CER per language on normalised text."""
+    model.eval()
+    refs: dict[str, list[str]] = {}
+    hyps: dict[str, list[str]] = {}
+    for utterance in utterances:
+        features, lengths, _, _ = _collate([utterance], device)
+        log_probs, _ = model(features, lengths, utterance.lang)
+        text = spans_to_text(
+            greedy_decode(log_probs[0].float().cpu().numpy(), vocabularies[utterance.lang])
+        )
+        refs.setdefault(utterance.lang, []).append(utterance.text)
+        hyps.setdefault(utterance.lang, []).append(normalize_text(text, utterance.lang))
+    model.train()
+    return {lang: cer(refs[lang], hyps[lang]).rate for lang in sorted(refs)}
+
+
+def _prepare(
+    pairs: list[tuple[ManifestEntry, np.ndarray]], vocabularies: dict[str, Vocabulary]
+) -> list[_Utterance]:
+    utterances = []
+    for entry, features in pairs:
+        text = normalize_text(entry.text, entry.lang)
+        utterances.append(
+            _Utterance(entry.lang, features, vocabularies[entry.lang].encode(text), text)
+        )
+    return utterances
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    torch.save(state, temporary)
+    os.replace(temporary, path)
+
+
+def train(
+    train_manifest: str | os.PathLike,
+    dev_manifest: str | os.PathLike,
+    out: str | os.PathLike,
+    config: TrainConfig,
+    langs: list[str] | None = None,
+    base: str | os.PathLike | None = None,
+    resume: bool = False,
+    jobs: int = 1,
+    dtype: str = "float32",
+    on_step: Callable[[int, float], None] | None = None,
+) -> dict:
+    """Train and write a model folder to ``out``; returns the training log.
+
+    Without ``base``: a new model, every language of the manifest (or ``langs``) trained together.
+    With ``base``: the base model folder's weights stay frozen and only new adapters for ``langs``
+    are trained (MMS's recipe); the output folder holds the base, its old adapters untouched, and
+    the new ones, with their vocabularies appended to ``vocab.json``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = out / "checkpoint.pt"
+    accelerator = Accelerator(
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)]
+    )
+    torch.manual_seed(config.seed)
+    wanted = set(langs) if langs else None
+    train_pairs = _load_split(Path(train_manifest), wanted, jobs)
+    dev_pairs = _load_split(Path(dev_manifest), wanted, jobs, per_lang=config.dev_per_lang)
+    new_langs = sorted({entry.lang for entry, _ in train_pairs})
+
+    if base is not None:
+        base = Path(base)
+        model, vocabularies = load_conformer_base(base)
+        old_adapters = sorted(set(vocabularies) - set(new_langs))
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+    else:
+        model = ConformerCTC(config.model)
+        vocabularies, old_adapters = {}, []
+    vocab_file = out / "checkpoint.vocab.json"
+    if resume and vocab_file.is_file():
+        vocabularies.update({k: v for k, v in load_vocabularies(vocab_file).items() if k})
+    else:
+        for lang in new_langs:
+            vocabularies[lang] = Vocabulary.from_texts(
+                normalize_text(entry.text, lang) for entry, _ in train_pairs if entry.lang == lang
+            )
+        save_vocabularies(vocab_file, {lang: vocabularies[lang] for lang in new_langs})
+    for lang in new_langs:
+        model.add_language(lang, len(vocabularies[lang]))
+    if base is None:
+        frames = np.concatenate([features for _, features in train_pairs]).astype(np.float32)
+        model.feature_mean.copy_(torch.from_numpy(frames.mean(axis=0)))
+        model.feature_std.copy_(torch.from_numpy(frames.std(axis=0) + 1e-5))
+        del frames
+
+    train_set = _prepare(train_pairs, vocabularies)
+    dev_set = _prepare(dev_pairs, vocabularies)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        trainable, lr=config.learning_rate, betas=(0.9, 0.98), weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
+    step, elapsed, history = 0, 0.0, []
+    if resume and checkpoint.is_file():
+        state = torch.load(checkpoint, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, elapsed, history = state["step"], state["elapsed"], json.loads(state["history"])
+        log.info("resumed at step %d", step)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    inner: ConformerCTC = accelerator.unwrap_model(model)
+    if base is not None:
+        inner.eval()  # frozen base: no dropout in it; the new adapters are trained as they are
+    else:
+        model.train()
+    ctc_loss = torch.nn.CTCLoss(blank=0, zero_infinity=True)
+    batch_frames = int(config.batch_seconds * 100)
+    epoch = step  # a new shuffle on every resume as well
+    started = time.monotonic() - elapsed
+    done = False
+    while not done:
+        rng = np.random.default_rng([config.seed, epoch])
+        batches = _batches(train_set, batch_frames, rng)
+        shard = batches[accelerator.process_index :: accelerator.num_processes]
+        for batch in shard:
+            group = [train_set[i] for i in batch]
+            features, lengths, targets, target_lengths = _collate(group, accelerator.device)
+            features = _spec_augment(features, inner.feature_mean, config, rng)
+            log_probs, out_lengths = model(features, lengths, group[0].lang)
+            loss = ctc_loss(log_probs.transpose(0, 1), targets, out_lengths, target_lengths)
+            optimizer.zero_grad()
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(trainable, config.clip_norm)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            elapsed = time.monotonic() - started
+            if on_step is not None:
+                on_step(step, float(loss))
+            out_of_time = config.max_minutes is not None and elapsed > 60 * config.max_minutes
+            done = step >= config.max_steps or out_of_time
+            if step % config.eval_every == 0 or done:
+                rates = evaluate_cer(inner, dev_set, vocabularies, accelerator.device)
+                if base is not None:
+                    inner.eval()
+                history.append(
+                    {
+                        "step": step,
+                        "minutes": round(elapsed / 60, 2),
+                        "loss": float(loss),
+                        "dev_cer": rates,
+                    }
+                )
+                log.info("step %d loss %.3f dev CER %s", step, float(loss), rates)
+            if accelerator.is_main_process and (step % config.checkpoint_every == 0 or done):
+                _save_checkpoint(
+                    checkpoint,
+                    {
+                        "model": inner.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "step": step,
+                        "elapsed": elapsed,
+                        "history": json.dumps(history),
+                    },
+                )
+            if done:
+                break
+        epoch += 1
+    if accelerator.is_main_process:
+        if base is not None:
+            for lang in old_adapters:  # old languages keep exactly their own files
+                inner.adapters[lang] = load_language_adapter(base, inner, lang, vocabularies[lang])
+        save_conformer(out / "model", inner, vocabularies, dtype=getattr(torch, dtype))
+        summary = {
+            "config": asdict(config),
+            "langs": new_langs,
+            "steps": step,
+            "minutes": round(elapsed / 60, 2),
+            "history": history,
+        }
+        (out / "training_log.json").write_text(json.dumps(summary, indent=1))
+        return summary
+    return {}
