@@ -1,8 +1,45 @@
 """polyspeech: multilingual speech recognition, translation, alignment, language ID, synthesis."""
 
+from __future__ import annotations
+
 from polyspeech.audio import load_audio
 from polyspeech.errors import DependencyError, InputError, PolyspeechError
+from polyspeech.results import Result, Segment, Word
 
 __version__ = "0.1.0"
 
-__all__ = ["DependencyError", "InputError", "PolyspeechError", "__version__", "load_audio"]
+
+def load(model: str = "builtin:ctc", device: str = "cpu", dtype: str = "float32"):
+    """Load a model folder (or a builtin name such as ``builtin:ctc``) for transcription.
+
+    Returns a :class:`polyspeech.ctc.model.CtcModel`; call ``transcribe(model, audio, lang)``.
+    """
+    import torch
+
+    from polyspeech.ctc.model import CtcModel
+
+    return CtcModel(model, device=device, dtype=getattr(torch, dtype))
+
+
+def transcribe(audio, model=None, lang: str | None = None, batch_size: int = 4) -> Result:
+    """Transcribe ``audio`` (anything :func:`load_audio` takes) with ``model`` (default builtin)."""
+    from polyspeech.ctc.transcribe import transcribe as transcribe_samples
+
+    model = (
+        model if model is not None and not isinstance(model, str) else load(model or "builtin:ctc")
+    )
+    return transcribe_samples(model, load_audio(audio), lang, batch_size)
+
+
+__all__ = [
+    "DependencyError",
+    "InputError",
+    "PolyspeechError",
+    "Result",
+    "Segment",
+    "Word",
+    "__version__",
+    "load",
+    "load_audio",
+    "transcribe",
+]

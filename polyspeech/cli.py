@@ -130,6 +130,104 @@ def data_to_kaldi(
     typer.echo(f"wrote {count} utterances to {out}")
 
 
+@app.command("transcribe")
+def transcribe_command(
+    files: Annotated[list[Path] | None, typer.Argument(help="Audio files.")] = None,
+    model: Annotated[str, typer.Option(help="Model folder or builtin name.")] = "builtin:ctc",
+    lang: Annotated[str | None, typer.Option(help="Language (ISO 639-3 or -1).")] = None,
+    manifest: Annotated[
+        Path | None, typer.Option(help="Transcribe a manifest's lines, each in its lang.")
+    ] = None,
+    output_format: Annotated[str, typer.Option(help="txt, json, srt, vtt or tsv.")] = "txt",
+    output_dir: Annotated[Path | None, typer.Option(help="Write files here, not stdout.")] = None,
+    word_timestamps: Annotated[
+        bool, typer.Option(help="Print word times (txt to stdout).")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(help="Windows of 30 s per forward pass.")] = 4,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
+) -> None:
+    """Transcribe audio files (or a manifest) with a CTC model."""
+    import json
+
+    from polyspeech import load
+    from polyspeech.audio import load_audio
+    from polyspeech.ctc.transcribe import transcribe
+    from polyspeech.data.manifest import read_manifest
+    from polyspeech.writers import WRITERS, write_result
+
+    if output_format not in WRITERS:
+        raise InputError(f"unknown output format {output_format!r}; use {', '.join(WRITERS)}")
+    if not files and manifest is None:
+        raise InputError("nothing to transcribe: give audio files or --manifest")
+    recognizer = load(model, device=device, dtype=dtype)
+    if manifest is not None:
+        for entry in read_manifest(manifest):
+            samples = load_audio(
+                entry.audio,
+                offset=entry.offset or 0.0,
+                duration=entry.duration if entry.offset is not None else None,
+            )
+            result = transcribe(recognizer, samples, entry.lang, batch_size)
+            typer.echo(
+                json.dumps(
+                    {"id": entry.id, "audio": entry.audio, **result.to_dict()}, ensure_ascii=False
+                )
+            )
+        return
+    for path in files or []:
+        result = transcribe(recognizer, load_audio(path), lang, batch_size)
+        if output_dir is not None:
+            write_result(result, output_dir / f"{path.stem}.{output_format}", output_format)
+        elif word_timestamps and output_format == "txt":
+            for segment in result.segments:
+                for word in segment.words:
+                    typer.echo(f"[{word.start:8.2f} - {word.end:8.2f}] {word.text}")
+        else:
+            typer.echo(WRITERS[output_format](result), nl=False)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    manifest: Annotated[Path, typer.Argument(help="Manifest with reference texts.")],
+    model: Annotated[str, typer.Option(help="Model folder or builtin name.")] = "builtin:ctc",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Windows of 30 s per forward pass.")] = 4,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
+    quiet: Quiet = False,
+) -> None:
+    """Score a model on a manifest: CER and WER per language (MER for cmn), macro, RTF."""
+    import json
+
+    from polyspeech import load
+    from polyspeech.eval.asr import evaluate_asr, format_table
+    from polyspeech.files import atomic_text_file
+
+    recognizer = load(model, device=device, dtype=dtype)
+    with _progress(None, "evaluating", quiet) as advance:
+        report = evaluate_asr(recognizer, manifest, batch_size, on_line=advance)
+    typer.echo(
+        "normalisation: NFKC, case folding, punctuation and symbols removed, "
+        "spaces collapsed (none between Chinese characters)"
+    )
+    typer.echo(format_table(report))
+    if json_out is not None:
+        with atomic_text_file(json_out) as stream:
+            json.dump(report, stream, indent=1)
+
+
+@app.command("languages")
+def languages_command(
+    model: Annotated[str, typer.Option(help="Model folder or builtin name.")] = "builtin:ctc",
+) -> None:
+    """List the languages a model folder offers."""
+    from polyspeech import load
+
+    for lang in load(model).languages:
+        typer.echo(lang)
+
+
 def _run_training(**arguments) -> None:
     import logging
 

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 from polyspeech.audio import audio_duration
 from polyspeech.errors import InputError
+from polyspeech.files import atomic_text_file
 from polyspeech.text.languages import to_iso639_3
 
 _REQUIRED = {"audio": str, "text": str, "lang": str, "duration": (int, float)}
@@ -107,20 +105,6 @@ def read_manifest(path: str | os.PathLike) -> Iterator[ManifestEntry]:
                 yield _parse_line(line, f"{path}:{number}", base)
 
 
-@contextmanager
-def _atomic_text(path: Path) -> Iterator[IO[str]]:
-    """Write a text file that appears under ``path`` only when complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            yield stream
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def write_manifest(path: str | os.PathLike, entries: Iterable[ManifestEntry]) -> int:
     """Write ``entries`` as JSON Lines, audio paths relative to the manifest where possible.
 
@@ -128,7 +112,7 @@ def write_manifest(path: str | os.PathLike, entries: Iterable[ManifestEntry]) ->
     """
     path = Path(path)
     count = 0
-    with _atomic_text(path) as stream:
+    with atomic_text_file(path) as stream:
         for entry in entries:
             stream.write(entry.to_json(base=path.parent) + "\n")
             count += 1
@@ -205,9 +189,9 @@ def export_kaldi(entries: Iterable[ManifestEntry], folder: str | os.PathLike) ->
     entries = list(entries)
     with_segments = any(entry.offset is not None for entry in entries)
     with (
-        _atomic_text(folder / "wav.scp") as wav_scp,
-        _atomic_text(folder / "text") as text,
-        _atomic_text(folder / "utt2lang") as utt2lang,
+        atomic_text_file(folder / "wav.scp") as wav_scp,
+        atomic_text_file(folder / "text") as text,
+        atomic_text_file(folder / "utt2lang") as utt2lang,
     ):
         recordings: dict[str, str] = {}
         segments: list[str] = []
@@ -226,6 +210,6 @@ def export_kaldi(entries: Iterable[ManifestEntry], folder: str | os.PathLike) ->
             text.write(f"{key} {' '.join(entry.text.split())}\n")
             utt2lang.write(f"{key} {entry.lang}\n")
     if with_segments:
-        with _atomic_text(folder / "segments") as stream:
+        with atomic_text_file(folder / "segments") as stream:
             stream.writelines(segments)
     return len(entries)

@@ -1,0 +1,85 @@
+"""Scoring a recogniser on a manifest: per-language CER and WER (MER for Chinese), macro averages
+and the real-time factor. Texts are normalised with ``normalize_text`` for the line's language."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable
+
+from polyspeech.audio import SAMPLE_RATE, load_audio
+from polyspeech.ctc.model import CtcModel
+from polyspeech.ctc.transcribe import transcribe
+from polyspeech.data.manifest import read_manifest
+from polyspeech.eval.metrics import cer, error_rate
+from polyspeech.text.normalize import normalize_text
+
+
+def evaluate_asr(
+    model: CtcModel,
+    manifest: str | os.PathLike,
+    batch_size: int = 4,
+    on_line: Callable[[], None] | None = None,
+) -> dict:
+    """``{"per_lang": {lang: {"n", "cer", "wer"}}, "macro_cer", "macro_wer", "rtf", "skipped"}``.
+
+    Rates are fractions. ``wer`` is MER for Chinese. Lines in languages the model lacks are
+    skipped and counted under ``skipped``.
+    """
+    refs: dict[str, list[str]] = defaultdict(list)
+    hyps: dict[str, list[str]] = defaultdict(list)
+    skipped: dict[str, int] = defaultdict(int)
+    available = set(model.languages)
+    audio_seconds = compute_seconds = 0.0
+    for entry in read_manifest(manifest):
+        if available and entry.lang not in available:
+            skipped[entry.lang] += 1
+            continue
+        samples = load_audio(
+            entry.audio,
+            offset=entry.offset or 0.0,
+            duration=entry.duration if entry.offset is not None else None,
+        )
+        started = time.perf_counter()
+        result = transcribe(model, samples, entry.lang if available else None, batch_size)
+        compute_seconds += time.perf_counter() - started
+        audio_seconds += len(samples) / SAMPLE_RATE
+        refs[entry.lang].append(normalize_text(entry.text, entry.lang))
+        hyps[entry.lang].append(normalize_text(result.text, entry.lang))
+        if on_line is not None:
+            on_line()
+    per_lang = {
+        lang: {
+            "n": len(refs[lang]),
+            "cer": cer(refs[lang], hyps[lang]).rate,
+            "wer": error_rate(refs[lang], hyps[lang], lang).rate,
+        }
+        for lang in sorted(refs)
+    }
+    count = max(1, len(per_lang))
+    return {
+        "per_lang": per_lang,
+        "macro_cer": sum(v["cer"] for v in per_lang.values()) / count,
+        "macro_wer": sum(v["wer"] for v in per_lang.values()) / count,
+        "rtf": compute_seconds / audio_seconds if audio_seconds else 0.0,
+        "skipped": dict(skipped),
+    }
+
+
+def format_table(report: dict) -> str:
+    """A Markdown table of a report, rates in percent."""
+    lines = ["| lang | n | CER % | WER % |", "|---|---:|---:|---:|"]
+    for lang, row in report["per_lang"].items():
+        metric = " (MER)" if lang == "cmn" else ""
+        lines.append(
+            f"| {lang} | {row['n']} | {100 * row['cer']:.1f} | {100 * row['wer']:.1f}{metric} |"
+        )
+    lines.append(
+        f"| macro | {sum(r['n'] for r in report['per_lang'].values())} | "
+        f"{100 * report['macro_cer']:.1f} | {100 * report['macro_wer']:.1f} |"
+    )
+    lines.append(f"\nreal-time factor {report['rtf']:.3f}")
+    if report["skipped"]:
+        lines.append(f"skipped (no such language in the model): {report['skipped']}")
+    return "\n".join(lines)

@@ -1,0 +1,40 @@
+"""What recognition returns: dataclasses, times in seconds, serialisable to JSON without loss."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Word:
+    text: str
+    start: float
+    end: float
+    score: float  # mean probability of the word's characters on the best path
+
+
+@dataclass
+class Segment:
+    start: float
+    end: float
+    text: str
+    words: list[Word] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    text: str
+    language: str | None
+    segments: list[Segment] = field(default_factory=list)
+    duration: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Result:
+        segments = [
+            Segment(s["start"], s["end"], s["text"], [Word(**w) for w in s["words"]])
+            for s in data["segments"]
+        ]
+        return cls(data["text"], data["language"], segments, data.get("duration", 0.0))
