@@ -31,6 +31,10 @@ app.add_typer(train_app, name="train")
 _stderr = Console(stderr=True)
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+BatchSize = Annotated[int, typer.Option(help="Pieces of up to 30 s per forward pass.")]
+Vad = Annotated[bool, typer.Option(help="Cut at speech regions (silero-vad), else 30 s windows.")]
+Device = Annotated[str, typer.Option(help="cpu or cuda.")]
+DType = Annotated[str, typer.Option(help="float32 or bfloat16.")]
 
 
 @contextmanager
@@ -143,9 +147,10 @@ def transcribe_command(
     word_timestamps: Annotated[
         bool, typer.Option(help="Print word times (txt to stdout).")
     ] = False,
-    batch_size: Annotated[int, typer.Option(help="Windows of 30 s per forward pass.")] = 4,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
+    batch_size: BatchSize = 4,
+    vad: Vad = True,
+    device: Device = "cpu",
+    dtype: DType = "float32",
 ) -> None:
     """Transcribe audio files (or a manifest) with a CTC model."""
     import json
@@ -168,7 +173,7 @@ def transcribe_command(
                 offset=entry.offset or 0.0,
                 duration=entry.duration if entry.offset is not None else None,
             )
-            result = transcribe(recognizer, samples, entry.lang, batch_size)
+            result = transcribe(recognizer, samples, entry.lang, batch_size, vad)
             typer.echo(
                 json.dumps(
                     {"id": entry.id, "audio": entry.audio, **result.to_dict()}, ensure_ascii=False
@@ -176,7 +181,7 @@ def transcribe_command(
             )
         return
     for path in files or []:
-        result = transcribe(recognizer, load_audio(path), lang, batch_size)
+        result = transcribe(recognizer, load_audio(path), lang, batch_size, vad)
         if output_dir is not None:
             write_result(result, output_dir / f"{path.stem}.{output_format}", output_format)
         elif word_timestamps and output_format == "txt":
@@ -192,9 +197,10 @@ def evaluate_command(
     manifest: Annotated[Path, typer.Argument(help="Manifest with reference texts.")],
     model: Annotated[str, typer.Option(help="Model folder or builtin name.")] = "builtin:ctc",
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Windows of 30 s per forward pass.")] = 4,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
+    batch_size: BatchSize = 4,
+    vad: Vad = True,
+    device: Device = "cpu",
+    dtype: DType = "float32",
     quiet: Quiet = False,
 ) -> None:
     """Score a model on a manifest: CER and WER per language (MER for cmn), macro, RTF."""
@@ -206,7 +212,7 @@ def evaluate_command(
 
     recognizer = load(model, device=device, dtype=dtype)
     with _progress(None, "evaluating", quiet) as advance:
-        report = evaluate_asr(recognizer, manifest, batch_size, on_line=advance)
+        report = evaluate_asr(recognizer, manifest, batch_size, vad, on_line=advance)
     typer.echo(
         "normalisation: NFKC, case folding, punctuation and symbols removed, "
         "spaces collapsed (none between Chinese characters)"
@@ -247,7 +253,7 @@ TrainOut = Annotated[Path, typer.Option(help="Folder for checkpoints and the mod
 ConfigFile = Annotated[Path | None, typer.Option(help="JSON training config (see recipes/).")]
 Resume = Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.")]
 Jobs = Annotated[int, typer.Option(help="Processes for feature extraction.")]
-Dtype = Annotated[str, typer.Option(help="Weights of the written model: float32 or float16.")]
+SaveDtype = Annotated[str, typer.Option(help="Weights of the written model: float32 or float16.")]
 
 
 @train_app.command("ctc")
@@ -259,7 +265,7 @@ def train_ctc(
     langs: Annotated[str, typer.Option(help="Comma-separated languages (default: all).")] = "",
     resume: Resume = False,
     jobs: Jobs = 2,
-    dtype: Dtype = "float32",
+    dtype: SaveDtype = "float32",
 ) -> None:
     """Train a multilingual conformer CTC model: a shared base and one adapter per language."""
     from polyspeech.text.languages import to_iso639_3
@@ -287,7 +293,7 @@ def train_adapter(
     config: ConfigFile = None,
     resume: Resume = False,
     jobs: Jobs = 2,
-    dtype: Dtype = "float32",
+    dtype: SaveDtype = "float32",
 ) -> None:
     """Add a language to a model: base frozen, a new adapter and output layer trained."""
     from polyspeech.text.languages import to_iso639_3

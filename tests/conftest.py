@@ -46,3 +46,13 @@ def dominant_frequency(samples: np.ndarray, rate: int) -> float:
     """The frequency of the strongest FFT bin."""
     spectrum = np.abs(np.fft.rfft(samples))
     return float(np.fft.rfftfreq(len(samples), 1 / rate)[spectrum.argmax()])
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """A synthetic corpus small enough for tests: 16 clips each of English, Spanish, Finnish."""
+    from polyspeech.data.synth import synthesize_corpus
+
+    out = tmp_path_factory.mktemp("tiny_corpus")
+    synthesize_corpus(out, ["eng", "spa", "fin"], 16, seed=5, jobs=2)
+    return out

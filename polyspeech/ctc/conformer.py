@@ -88,9 +88,8 @@ class _Convolution(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
-        x = self.norm(x).masked_fill(padding[..., None], 0.0).transpose(1, 2)
-        x = nn.functional.glu(self.pointwise_in(x), dim=1)
-        x = self.depthwise(x).transpose(1, 2)
+        x = nn.functional.glu(self.pointwise_in(self.norm(x).transpose(1, 2)), dim=1)
+        x = self.depthwise(x.masked_fill(padding[:, None, :], 0.0)).transpose(1, 2)
         x = nn.functional.silu(self.depthwise_norm(x)).transpose(1, 2)
         return self.dropout(self.pointwise_out(x).transpose(1, 2))
 

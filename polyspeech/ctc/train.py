@@ -304,7 +304,7 @@ def train(
             step += 1
             elapsed = time.monotonic() - started
             if on_step is not None:
-                on_step(step, float(loss))
+                on_step(step, loss.item())
             out_of_time = config.max_minutes is not None and elapsed > 60 * config.max_minutes
             done = step >= config.max_steps or out_of_time
             if step % config.eval_every == 0 or done:
@@ -315,11 +315,11 @@ def train(
                     {
                         "step": step,
                         "minutes": round(elapsed / 60, 2),
-                        "loss": float(loss),
+                        "loss": loss.item(),
                         "dev_cer": rates,
                     }
                 )
-                log.info("step %d loss %.3f dev CER %s", step, float(loss), rates)
+                log.info("step %d loss %.3f dev CER %s", step, loss.item(), rates)
             if accelerator.is_main_process and (step % config.checkpoint_every == 0 or done):
                 _save_checkpoint(
                     checkpoint,

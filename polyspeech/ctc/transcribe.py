@@ -1,8 +1,10 @@
-"""Long-form CTC transcription: windows of at most 30 s with context, batched, stitched by frame.
+"""Long-form CTC transcription in pieces of at most 30 s, batched: memory is bounded by the
+piece size and the batch, whatever the length of the file.
 
-Each window is run with a few seconds of context on both sides; only the frames of its own span
-are kept, so the stitched log-probabilities equal a pass over the whole file up to the edges of
-the context, while memory stays bounded by the window size and the batch.
+With VAD (the default), the pieces are silero-vad's speech regions, and each becomes a segment.
+Without, the pieces are fixed 30 s windows run with 2 s of context on both sides; only the frames
+of a window's own span are kept, so the stitched log-probabilities match one pass over the whole
+file except within reach of the context edges.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from polyspeech.audio import SAMPLE_RATE
+from polyspeech.audio.vad import speech_regions
 from polyspeech.ctc.decode import CharSpan, greedy_decode
 from polyspeech.ctc.model import CtcModel
 from polyspeech.results import Result, Segment, Word
@@ -46,14 +49,37 @@ def _words(spans: list[CharSpan], offset: float, shift: float, by_character: boo
     return words
 
 
+def guess_language(model: CtcModel, pieces: list[np.ndarray]) -> str:
+    """The language whose adapter explains the audio best: the highest mean log-probability of
+    its own best path over the first pieces (up to 30 s), tried in every language of the model."""
+    budget, chosen = int(WINDOW * SAMPLE_RATE), []
+    for piece in pieces:
+        chosen.append(piece[:budget])
+        budget -= len(chosen[-1])
+        if budget <= 0:
+            break
+    scores = {
+        lang: float(np.mean([lp.max(axis=-1).mean() for lp in model.log_probs(chosen, lang)]))
+        for lang in model.languages
+    }
+    return max(scores, key=scores.__getitem__)
+
+
 def transcribe(
-    model: CtcModel, samples: np.ndarray, lang: str | None, batch_size: int = 4
+    model: CtcModel, samples: np.ndarray, lang: str | None, batch_size: int = 4, vad: bool = True
 ) -> Result:
-    """Transcribe 16 kHz mono samples of any length; one segment per window with speech."""
+    """Transcribe 16 kHz mono samples of any length; one segment per piece with speech.
+
+    Without ``lang``, a model with several languages picks one with :func:`guess_language`.
+    """
+    context = 0 if vad else int(CONTEXT * SAMPLE_RATE)
+    windows = speech_regions(samples, WINDOW) if vad else _windows(len(samples))
+    if lang is None and len(model.languages) > 1:
+        if not windows:
+            return Result("", None, [], round(len(samples) / SAMPLE_RATE, 3))
+        lang = guess_language(model, [samples[s:e] for s, e in windows])
     vocabulary = model.vocabulary(lang)
     by_character = lang is not None and is_written_without_spaces(lang)
-    context = int(CONTEXT * SAMPLE_RATE)
-    windows = _windows(len(samples))
     segments: list[Segment] = []
     for first in range(0, len(windows), batch_size):
         group = windows[first : first + batch_size]

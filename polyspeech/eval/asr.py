@@ -20,6 +20,7 @@ def evaluate_asr(
     model: CtcModel,
     manifest: str | os.PathLike,
     batch_size: int = 4,
+    vad: bool = True,
     on_line: Callable[[], None] | None = None,
 ) -> dict:
     """``{"per_lang": {lang: {"n", "cer", "wer"}}, "macro_cer", "macro_wer", "rtf", "skipped"}``.
@@ -42,7 +43,7 @@ def evaluate_asr(
             duration=entry.duration if entry.offset is not None else None,
         )
         started = time.perf_counter()
-        result = transcribe(model, samples, entry.lang if available else None, batch_size)
+        result = transcribe(model, samples, entry.lang if available else None, batch_size, vad)
         compute_seconds += time.perf_counter() - started
         audio_seconds += len(samples) / SAMPLE_RATE
         refs[entry.lang].append(normalize_text(entry.text, entry.lang))

@@ -1,0 +1,37 @@
+import torch
+
+from polyspeech.ctc.conformer import ConformerConfig, ConformerCTC
+
+TINY = ConformerConfig(
+    conv_channels=4, hidden_size=16, num_heads=2, feed_forward_size=32, num_layers=2, adapter_size=4
+)
+
+
+def test_shapes_and_lengths():
+    model = ConformerCTC(TINY).eval()
+    model.add_language("eng", 7)
+    model.add_language("cmn", 11)
+    features = torch.randn(2, 100, 80)
+    log_probs, lengths = model(features, torch.tensor([100, 61]), "cmn")
+    assert log_probs.shape == (2, 24, 11)
+    assert lengths.tolist() == [24, 14]  # 4x subsampling: 40 ms frames
+    assert torch.allclose(log_probs.exp().sum(-1), torch.ones(2, 24), atol=1e-5)
+    assert model(features, torch.tensor([100, 100]), "eng")[0].shape[-1] == 7
+
+
+def test_padding_does_not_change_the_output():
+    model = ConformerCTC(TINY).eval()
+    model.add_language("eng", 7)
+    short = torch.randn(1, 61, 80)
+    padded = torch.cat([short, torch.randn(1, 39, 80)], dim=1)
+    alone, _ = model(short, torch.tensor([61]), "eng")
+    batched, _ = model(torch.cat([padded, torch.randn(1, 100, 80)]), torch.tensor([61, 100]), "eng")
+    assert torch.allclose(alone[0], batched[0, :14], atol=1e-5)
+
+
+def test_new_adapter_starts_as_identity():
+    model = ConformerCTC(TINY).eval()
+    model.add_language("eng", 7)
+    adapter = model.adapters["eng"]
+    x = torch.randn(3, 16)
+    assert torch.equal(adapter.layers[0](x), torch.zeros(3, 16))

@@ -1,0 +1,169 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from polyspeech.ctc.conformer import ConformerConfig, ConformerCTC
+from polyspeech.ctc.folder import save_conformer
+from polyspeech.ctc.model import CtcModel
+from polyspeech.errors import InputError
+from polyspeech.text.vocab import Vocabulary
+from tests.conftest import sine
+
+TINY = ConformerConfig(
+    conv_channels=4, hidden_size=16, num_heads=2, feed_forward_size=32, num_layers=2, adapter_size=4
+)
+
+
+@pytest.fixture
+def conformer_folder(tmp_path):
+    torch.manual_seed(0)
+    model = ConformerCTC(TINY)
+    vocabularies = {
+        "eng": Vocabulary.from_texts(["hello world"]),
+        "cmn": Vocabulary.from_texts(["你好"]),
+    }
+    for lang, vocab in vocabularies.items():
+        adapter = model.add_language(lang, len(vocab))
+        torch.nn.init.normal_(adapter.layers[0][3].weight)  # not the identity: adapters matter
+    save_conformer(tmp_path / "model", model.eval(), vocabularies)
+    return tmp_path / "model", model
+
+
+def test_conformer_folder_round_trip(conformer_folder):
+    folder, reference = conformer_folder
+    model = CtcModel(folder)
+    assert model.languages == ["cmn", "eng"]
+    audio = sine(300, 1.0, 16000)
+    (log_probs,) = model.log_probs([audio], "en")
+    from polyspeech.audio.features import fbank
+
+    features = torch.from_numpy(fbank(audio))[None]
+    expected, _ = reference(features, torch.tensor([features.shape[1]]), "eng")
+    np.testing.assert_allclose(log_probs, expected[0].detach().numpy(), atol=1e-5)
+    assert model.log_probs([audio], "cmn")[0].shape[1] == len(model.vocabulary("cmn"))
+
+
+def test_switching_languages_reads_only_adapters(conformer_folder, monkeypatch):
+    folder, _ = conformer_folder
+    model = CtcModel(folder, cache_size=1)
+    base = model._network.blocks[0].feed_forward_1[1].weight
+    reads = []
+    import polyspeech.ctc.model as module
+
+    original = module.load_language_adapter
+    monkeypatch.setattr(
+        module, "load_language_adapter", lambda *a: reads.append(a[2]) or original(*a)
+    )
+    audio = sine(300, 0.5, 16000)
+    for lang in ["eng", "eng", "cmn", "eng"]:
+        model.log_probs([audio], lang)
+    assert reads == ["eng", "cmn", "eng"]  # cache of one: eng was evicted by cmn
+    assert model._network.blocks[0].feed_forward_1[1].weight is base  # the base never reloads
+    model = CtcModel(folder, cache_size=2)
+    monkeypatch.setattr(
+        module, "load_language_adapter", lambda *a: reads.append(a[2]) or original(*a)
+    )
+    reads.clear()
+    for lang in ["eng", "cmn", "eng", "cmn"]:
+        model.log_probs([audio], lang)
+    assert reads == ["eng", "cmn"]
+
+
+def test_missing_adapter_names_file_and_languages(conformer_folder):
+    folder, _ = conformer_folder
+    with pytest.raises(InputError) as error:
+        CtcModel(folder).log_probs([sine(300, 0.5, 16000)], "fin")
+    assert str(folder / "adapter.fin.safetensors") in str(error.value)
+    assert "available: cmn, eng" in str(error.value)
+
+
+def test_folders_that_are_not_ctc_models(tmp_path, conformer_folder):
+    with pytest.raises(InputError, match=r"model folder not found"):
+        CtcModel(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match=r"no config\.json"):
+        CtcModel(tmp_path / "empty")
+    (tmp_path / "llm").mkdir()
+    (tmp_path / "llm" / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    (tmp_path / "llm" / "vocab.json").write_text("{}")
+    with pytest.raises(InputError, match="'qwen2' is not a CTC model"):
+        CtcModel(tmp_path / "llm")
+    folder, _ = conformer_folder
+    (folder / "vocab.json").unlink()
+    with pytest.raises(InputError, match=r"vocab\.json: missing"):
+        CtcModel(folder)
+
+
+def test_corrupt_weights_are_named(conformer_folder):
+    folder, _ = conformer_folder
+    save_file({"head.weight": torch.zeros(3, 16)}, folder / "adapter.eng.safetensors")
+    with pytest.raises(InputError, match=r"adapter.eng.safetensors: weights do not match"):
+        CtcModel(folder).log_probs([sine(300, 0.5, 16000)], "eng")
+
+
+def make_mms_folder(path):
+    """A tiny wav2vec2 CTC model in the layout facebook/mms-1b-all is published in."""
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
+    vocab = {
+        "eng": {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "a": 5, "b": 6},
+        "fra": {
+            "<pad>": 0,
+            "<s>": 1,
+            "</s>": 2,
+            "<unk>": 3,
+            "|": 4,
+            "a": 5,
+            "b": 6,
+            "é": 7,
+            "c": 8,
+        },
+    }
+    config = Wav2Vec2Config(
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        conv_dim=(8, 8),
+        conv_stride=(5, 64),
+        conv_kernel=(10, 64),
+        num_conv_pos_embeddings=8,
+        num_conv_pos_embedding_groups=2,
+        adapter_attn_dim=4,
+        vocab_size=7,
+    )
+    torch.manual_seed(0)
+    model = Wav2Vec2ForCTC(config).eval()
+    model.save_pretrained(path)
+    for lang, mapping in vocab.items():
+        weights = {}
+        for name, param in model._get_adapters().items():
+            shape = (len(mapping), 16) if name == "lm_head.weight" else param.shape
+            shape = (len(mapping),) if name == "lm_head.bias" else shape
+            weights[name] = torch.randn(shape) * 0.5
+        save_file(weights, path / f"adapter.{lang}.safetensors")
+    (path / "vocab.json").write_text(json.dumps(vocab))
+    (path / "preprocessor_config.json").write_text(json.dumps({"do_normalize": True}))
+    return path
+
+
+def test_mms_layout_loads_and_switches_like_transformers(tmp_path):
+    from transformers import Wav2Vec2ForCTC
+
+    folder = make_mms_folder(tmp_path / "mms")
+    model = CtcModel(folder)
+    assert model.languages == ["eng", "fra"]
+    assert abs(model.frame_shift - 0.02) < 1e-9
+    audio = sine(300, 1.0, 16000)
+    ours = {lang: model.log_probs([audio], lang)[0] for lang in ["fra", "eng", "fra"]}
+    reference = Wav2Vec2ForCTC.from_pretrained(folder).eval()
+    reference.load_adapter("fra")
+    clip = torch.from_numpy((audio - audio.mean()) / np.sqrt(audio.var() + 1e-7))[None]
+    with torch.no_grad():
+        expected = reference(clip).logits.log_softmax(-1)[0].numpy()
+    assert ours["fra"].shape == expected.shape == (expected.shape[0], 9)
+    np.testing.assert_allclose(ours["fra"], expected, atol=1e-4)
+    assert ours["eng"].shape[1] == 7

@@ -1,0 +1,119 @@
+import dataclasses
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from polyspeech.ctc import train as training
+from polyspeech.ctc.conformer import ConformerConfig
+from polyspeech.ctc.model import CtcModel
+from polyspeech.text.vocab import load_vocabularies
+
+TINY = training.TrainConfig(
+    max_steps=6,
+    warmup_steps=2,
+    eval_every=3,
+    checkpoint_every=3,
+    batch_seconds=12,
+    dev_per_lang=2,
+    model=ConformerConfig(
+        conv_channels=4,
+        hidden_size=16,
+        num_heads=2,
+        feed_forward_size=32,
+        num_layers=2,
+        adapter_size=4,
+    ),
+)
+
+
+def run(corpus, out, config=TINY, **kwargs):
+    return training.train(
+        corpus / "train.jsonl", corpus / "dev.jsonl", out, config, jobs=1, **kwargs
+    )
+
+
+def test_trains_a_loadable_model_and_resumes(tiny_corpus, tmp_path):
+    summary = run(tiny_corpus, tmp_path, langs=["eng", "spa"])
+    assert summary["steps"] == 6 and summary["langs"] == ["eng", "spa"]
+    assert [entry["step"] for entry in summary["history"]] == [3, 6]
+    assert set(summary["history"][-1]["dev_cer"]) == {"eng", "spa"}
+    model = CtcModel(tmp_path / "model")
+    assert model.languages == ["eng", "spa"]
+    resumed = run(
+        tiny_corpus,
+        tmp_path,
+        dataclasses.replace(TINY, max_steps=9),
+        langs=["eng", "spa"],
+        resume=True,
+    )
+    assert resumed["steps"] == 9
+    assert [entry["step"] for entry in resumed["history"]] == [3, 6, 9]
+
+
+def test_loss_falls(tiny_corpus, tmp_path):
+    losses = []
+    config = dataclasses.replace(
+        TINY, max_steps=60, eval_every=60, checkpoint_every=60, learning_rate=3e-3, warmup_steps=10
+    )
+    run(
+        tiny_corpus, tmp_path, config, langs=["spa"], on_step=lambda step, loss: losses.append(loss)
+    )
+    assert sum(losses[-10:]) / 10 < 0.75 * sum(losses[:10]) / 10
+
+
+def test_adapter_training_leaves_the_base_and_old_languages_alone(tiny_corpus, tmp_path):
+    run(tiny_corpus, tmp_path / "base", langs=["eng", "spa"])
+    base = tmp_path / "base" / "model"
+    summary = run(tiny_corpus, tmp_path / "fin", langs=["fin"], base=base)
+    assert summary["langs"] == ["fin"]
+    new = tmp_path / "fin" / "model"
+    assert CtcModel(new).languages == ["eng", "fin", "spa"]
+    for name in ["model.safetensors", "adapter.eng.safetensors", "adapter.spa.safetensors"]:
+        before, after = load_file(base / name), load_file(new / name)
+        assert before.keys() == after.keys()
+        assert all(torch.equal(before[key], after[key]) for key in before), name
+    old, updated = load_vocabularies(base / "vocab.json"), load_vocabularies(new / "vocab.json")
+    assert updated["eng"] == old["eng"] and updated["spa"] == old["spa"]
+    assert "ä" in updated["fin"].tokens or "ö" in updated["fin"].tokens
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    training._save_checkpoint(path, {"step": 1})
+
+    def broken_save(state, target):
+        open(target, "wb").write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(training.torch, "save", broken_save)
+    with pytest.raises(OSError):
+        training._save_checkpoint(path, {"step": 2})
+    assert torch.load(path, weights_only=True) == {"step": 1}
+
+
+def test_bad_training_input_from_the_cli(tmp_path, cli):
+    result = cli(
+        "train",
+        "ctc",
+        tmp_path / "missing.jsonl",
+        "--dev",
+        tmp_path / "d.jsonl",
+        "--out",
+        tmp_path / "out",
+    )
+    assert result.code == 2 and "missing.jsonl: manifest not found" in result.stderr
+    result = cli(
+        "train",
+        "adapter",
+        tmp_path / "m.jsonl",
+        "--dev",
+        tmp_path / "d.jsonl",
+        "--out",
+        tmp_path / "out",
+        "--base",
+        tmp_path / "nobase",
+        "--lang",
+        "fin",
+    )
+    assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,77 @@
+import numpy as np
+
+from polyspeech.audio import load_audio
+from polyspeech.audio.vad import speech_regions
+from polyspeech.ctc.transcribe import transcribe
+from polyspeech.data.manifest import read_manifest
+from polyspeech.text.vocab import Vocabulary
+from tests.conftest import sine
+
+
+class LoudnessModel:
+    """A stand-in CTC model with 40 ms frames: it emits "a" where the audio is loud and "|"
+    where it is quiet, so the true word times are known exactly."""
+
+    frame_shift = 0.04
+
+    @property
+    def languages(self):
+        return ["eng"]
+
+    def __init__(self):
+        self.vocab = Vocabulary.from_texts(["a"])
+        self.calls = []
+
+    def vocabulary(self, lang):
+        return self.vocab
+
+    def resolve_language(self, lang):
+        return "eng"
+
+    def log_probs(self, clips, lang):
+        self.calls.append([len(c) for c in clips])
+        out = []
+        for clip in clips:
+            frames = clip[: len(clip) // 640 * 640].reshape(-1, 640)
+            loud = np.abs(frames).max(axis=1) > 0.1
+            probs = np.full((len(frames), len(self.vocab)), 1e-4)
+            probs[loud, self.vocab.mapping()["a"]] = 1.0
+            probs[~loud, self.vocab.mapping()["|"]] = 1.0
+            out.append(np.log(probs / probs.sum(axis=1, keepdims=True)))
+        return out
+
+
+def test_words_keep_their_times_across_windows():
+    rate = 16000
+    audio = np.zeros(75 * rate, np.float32)
+    bursts = [(1.0, 1.52), (29.2, 30.8), (44.0, 44.4), (60.04, 61.0)]
+    for start, end in bursts:
+        audio[round(start * rate) : round(end * rate)] = sine(440, end - start, rate)
+    model = LoudnessModel()
+    result = transcribe(model, audio, "eng", batch_size=2, vad=False)
+    times = [(w.start, w.end) for s in result.segments for w in s.words]
+    # the burst across the 30 s window edge comes back as two words that meet at the edge
+    expected = [(1.0, 1.52), (29.2, 30.0), (30.0, 30.8), (44.0, 44.4), (60.04, 61.0)]
+    assert len(times) == len(expected)
+    for (start, end), (true_start, true_end) in zip(times, expected, strict=True):
+        assert abs(start - true_start) <= 0.04 and abs(end - true_end) <= 0.04
+    assert [len(call) for call in model.calls] == [2, 1]  # three 30 s windows, batches of two
+    assert max(max(call) for call in model.calls) <= (30 + 2 * 2) * rate  # window + context
+
+
+def test_vad_finds_each_utterance_and_never_bridges_a_pause(tiny_corpus):
+    entries = list(read_manifest(tiny_corpus / "train.jsonl"))[:5]
+    gap = np.zeros(16000, np.float32)
+    spans, pieces, position = [], [], 0
+    for entry in entries:
+        clip = load_audio(entry.audio)
+        spans.append((position, position + len(clip)))
+        pieces += [clip, gap]
+        position += len(clip) + len(gap)
+    regions = speech_regions(np.concatenate(pieces))
+    slack = 3200  # 0.2 s
+    for start, end in regions:  # each region inside one utterance
+        assert any(s - slack <= start and end <= e + slack for s, e in spans), (start, end)
+    for s, e in spans:  # each utterance heard
+        assert any(start < e and end > s for start, end in regions), (s, e)
+    assert all(end - start <= 30 * 16000 for start, end in regions)

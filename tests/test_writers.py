@@ -1,0 +1,47 @@
+import json
+
+import pytest
+
+from polyspeech.results import Result, Segment, Word
+from polyspeech.writers import WRITERS, write_result
+
+RESULT = Result(
+    "hello world again",
+    "eng",
+    [
+        Segment(
+            0.5, 1.25, "hello world", [Word("hello", 0.5, 0.82, 0.9), Word("world", 0.9, 1.25, 0.8)]
+        ),
+        Segment(3661.0, 3662.004, "again", [Word("again", 3661.0, 3662.004, 0.7)]),
+    ],
+    3663.0,
+)
+
+
+def test_srt_and_vtt_clocks():
+    assert WRITERS["srt"](RESULT) == (
+        "1\n00:00:00,500 --> 00:00:01,250\nhello world\n\n2\n01:01:01,000 --> 01:01:02,004\nagain\n"
+    )
+    assert WRITERS["vtt"](RESULT).startswith(
+        "WEBVTT\n\n00:00:00.500 --> 00:00:01.250\nhello world\n"
+    )
+
+
+def test_tsv_has_words_in_milliseconds():
+    assert WRITERS["tsv"](RESULT).splitlines() == [
+        "start\tend\ttext",
+        "500\t820\thello",
+        "900\t1250\tworld",
+        "3661000\t3662004\tagain",
+    ]
+
+
+def test_json_round_trips():
+    assert Result.from_dict(json.loads(WRITERS["json"](RESULT))) == RESULT
+
+
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setitem(WRITERS, "txt", lambda result: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        write_result(RESULT, tmp_path / "out.txt", "txt")
+    assert list(tmp_path.iterdir()) == []
