@@ -35,6 +35,9 @@ BatchSize = Annotated[int, typer.Option(help="Pieces of up to 30 s per forward p
 Vad = Annotated[bool, typer.Option(help="Cut at speech regions (silero-vad), else 30 s windows.")]
 Device = Annotated[str, typer.Option(help="cpu or cuda.")]
 DType = Annotated[str, typer.Option(help="float32 or bfloat16.")]
+LanguageModel = Annotated[
+    Path | None, typer.Option("--lm", help="KenLM n-gram (ARPA or binary): beam search with it.")
+]
 
 
 @contextmanager
@@ -149,6 +152,7 @@ def transcribe_command(
     ] = False,
     batch_size: BatchSize = 4,
     vad: Vad = True,
+    lm: LanguageModel = None,
     device: Device = "cpu",
     dtype: DType = "float32",
 ) -> None:
@@ -173,7 +177,7 @@ def transcribe_command(
                 offset=entry.offset or 0.0,
                 duration=entry.duration if entry.offset is not None else None,
             )
-            result = transcribe(recognizer, samples, entry.lang, batch_size, vad)
+            result = transcribe(recognizer, samples, entry.lang, batch_size, vad, lm)
             typer.echo(
                 json.dumps(
                     {"id": entry.id, "audio": entry.audio, **result.to_dict()}, ensure_ascii=False
@@ -181,7 +185,7 @@ def transcribe_command(
             )
         return
     for path in files or []:
-        result = transcribe(recognizer, load_audio(path), lang, batch_size, vad)
+        result = transcribe(recognizer, load_audio(path), lang, batch_size, vad, lm)
         if output_dir is not None:
             write_result(result, output_dir / f"{path.stem}.{output_format}", output_format)
         elif word_timestamps and output_format == "txt":
@@ -199,6 +203,7 @@ def evaluate_command(
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
     batch_size: BatchSize = 4,
     vad: Vad = True,
+    lm: LanguageModel = None,
     device: Device = "cpu",
     dtype: DType = "float32",
     quiet: Quiet = False,
@@ -212,7 +217,7 @@ def evaluate_command(
 
     recognizer = load(model, device=device, dtype=dtype)
     with _progress(None, "evaluating", quiet) as advance:
-        report = evaluate_asr(recognizer, manifest, batch_size, vad, on_line=advance)
+        report = evaluate_asr(recognizer, manifest, batch_size, vad, lm, on_line=advance)
     typer.echo(
         "normalisation: NFKC, case folding, punctuation and symbols removed, "
         "spaces collapsed (none between Chinese characters)"

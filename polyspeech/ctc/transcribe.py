@@ -9,11 +9,13 @@ file except within reach of the context edges.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from polyspeech.audio import SAMPLE_RATE
 from polyspeech.audio.vad import speech_regions
-from polyspeech.ctc.decode import CharSpan, greedy_decode
+from polyspeech.ctc.decode import GreedyDecoder, LmBeamDecoder
 from polyspeech.ctc.model import CtcModel
 from polyspeech.results import Result, Segment, Word
 from polyspeech.text.languages import is_written_without_spaces
@@ -25,28 +27,6 @@ CONTEXT = 2.0  # seconds of audio either side, run and then cut off
 def _windows(length: int) -> list[tuple[int, int]]:
     step = int(WINDOW * SAMPLE_RATE)
     return [(start, min(start + step, length)) for start in range(0, length, step)]
-
-
-def _words(spans: list[CharSpan], offset: float, shift: float, by_character: bool) -> list[Word]:
-    words: list[Word] = []
-    current: list[CharSpan] = []
-    for span in [*spans, None]:
-        if span is None or span.text == " " or by_character:
-            if by_character and span is not None and span.text != " ":
-                current = [span]
-            if current:
-                words.append(
-                    Word(
-                        "".join(s.text for s in current),
-                        round(offset + current[0].start_frame * shift, 3),
-                        round(offset + (current[-1].end_frame + 1) * shift, 3),
-                        round(float(np.mean([s.score for s in current])), 4),
-                    )
-                )
-            current = []
-        else:
-            current.append(span)
-    return words
 
 
 def guess_language(model: CtcModel, pieces: list[np.ndarray]) -> str:
@@ -66,7 +46,12 @@ def guess_language(model: CtcModel, pieces: list[np.ndarray]) -> str:
 
 
 def transcribe(
-    model: CtcModel, samples: np.ndarray, lang: str | None, batch_size: int = 4, vad: bool = True
+    model: CtcModel,
+    samples: np.ndarray,
+    lang: str | None,
+    batch_size: int = 4,
+    vad: bool = True,
+    lm: str | os.PathLike | None = None,
 ) -> Result:
     """Transcribe 16 kHz mono samples of any length; one segment per piece with speech.
 
@@ -80,6 +65,9 @@ def transcribe(
         lang = guess_language(model, [samples[s:e] for s, e in windows])
     vocabulary = model.vocabulary(lang)
     by_character = lang is not None and is_written_without_spaces(lang)
+    decoder = (
+        GreedyDecoder(vocabulary, by_character) if lm is None else LmBeamDecoder(vocabulary, lm)
+    )
     segments: list[Segment] = []
     for first in range(0, len(windows), batch_size):
         group = windows[first : first + batch_size]
@@ -88,8 +76,16 @@ def transcribe(
             lead = (start - max(0, start - context)) / SAMPLE_RATE
             first_frame = round(lead / model.frame_shift)
             last_frame = first_frame + round((end - start) / SAMPLE_RATE / model.frame_shift)
-            spans = greedy_decode(log_probs[first_frame:last_frame], vocabulary)
-            words = _words(spans, start / SAMPLE_RATE, model.frame_shift, by_character)
+            offset, shift = start / SAMPLE_RATE, model.frame_shift
+            words = [
+                Word(
+                    span.text,
+                    round(offset + span.start_frame * shift, 3),
+                    round(offset + (span.end_frame + 1) * shift, 3),
+                    round(span.score, 4),
+                )
+                for span in decoder.words(log_probs[first_frame:last_frame])
+            ]
             if words:
                 joiner = "" if by_character else " "
                 text = joiner.join(word.text for word in words)

@@ -21,6 +21,7 @@ def evaluate_asr(
     manifest: str | os.PathLike,
     batch_size: int = 4,
     vad: bool = True,
+    lm: str | os.PathLike | None = None,
     on_line: Callable[[], None] | None = None,
 ) -> dict:
     """``{"per_lang": {lang: {"n", "cer", "wer"}}, "macro_cer", "macro_wer", "rtf", "skipped"}``.
@@ -43,7 +44,7 @@ def evaluate_asr(
             duration=entry.duration if entry.offset is not None else None,
         )
         started = time.perf_counter()
-        result = transcribe(model, samples, entry.lang if available else None, batch_size, vad)
+        result = transcribe(model, samples, entry.lang if available else None, batch_size, vad, lm)
         compute_seconds += time.perf_counter() - started
         audio_seconds += len(samples) / SAMPLE_RATE
         refs[entry.lang].append(normalize_text(entry.text, entry.lang))

@@ -31,3 +31,49 @@ def test_repeats_merge_and_a_blank_separates_them():
 def test_all_blank_is_empty():
     assert greedy_decode(path_log_probs(["-", "-", "-"]), VOCAB) == []
     assert spans_to_text([]) == ""
+
+
+ARPA = """\\data\\
+ngram 1=5
+ngram 2=2
+
+\\1-grams:
+-1.0\t<s>\t0
+-1.0\t</s>
+-1.0\t<unk>
+-0.2\tcat\t0
+-4.0\tbat\t0
+
+\\2-grams:
+-0.1\t<s> cat
+-4.0\t<s> bat
+
+\\end\\
+"""
+
+
+def test_lm_beam_search_prefers_the_likely_word(tmp_path):
+    from polyspeech.ctc.decode import GreedyDecoder, LmBeamDecoder
+
+    vocab = Vocabulary.from_texts(["bat cat"])
+    index = vocab.mapping()
+    frames = [{"b": 0.5, "c": 0.45}, {"a": 0.95}, {"<pad>": 0.95}, {"t": 0.95}, {"<pad>": 0.95}]
+    probs = np.full((len(frames), len(vocab)), 1e-3)
+    for row, frame in enumerate(frames):
+        for token, p in frame.items():
+            probs[row, index[token]] = p
+    log_probs = np.log(probs / probs.sum(axis=1, keepdims=True))
+    assert [w.text for w in GreedyDecoder(vocab, False).words(log_probs)] == ["bat"]
+    (tmp_path / "lm.arpa").write_text(ARPA)
+    (word,) = LmBeamDecoder(vocab, tmp_path / "lm.arpa", alpha=1.0, beta=0.0).words(log_probs)
+    assert (word.text, word.start_frame, word.end_frame) == ("cat", 0, 3)
+
+
+def test_missing_lm_file(tmp_path):
+    import pytest
+
+    from polyspeech.ctc.decode import LmBeamDecoder
+    from polyspeech.errors import InputError
+
+    with pytest.raises(InputError, match="language model file not found"):
+        LmBeamDecoder(VOCAB, tmp_path / "none.arpa")
