@@ -24,11 +24,10 @@ test: $(STAMP)
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; status=0; fi; exit $$status
 
 demo: $(STAMP)
-	$(BIN)/polyspeech data synth --langs eng,deu,cmn --per-lang 30 --out demo-corpus
-	$(BIN)/polyspeech data validate demo-corpus/train.jsonl
+	$(BIN)/polyspeech transcribe examples/*.flac --word-timestamps
 
 clean:
-	rm -rf $(VENV) demo-corpus
+	rm -rf $(VENV) work
 
 # The embedded default CTC model: synthetic corpus of the 12 main languages, then training.
 MAIN_LANGS := eng,deu,fra,spa,ita,por,nld,swh,ind,tur,rus,cmn
@@ -37,3 +36,4 @@ default-model: $(STAMP)
 	$(BIN)/polyspeech train ctc work/corpus/train.jsonl --dev work/corpus/dev.jsonl \
 		--config recipes/default_ctc/config.json --out work/default_ctc --dtype float16
 	rm -rf polyspeech/assets/ctc && mkdir -p polyspeech/assets && cp -r work/default_ctc/model polyspeech/assets/ctc
+	$(BIN)/python recipes/default_ctc/pick_examples.py

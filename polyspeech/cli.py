@@ -189,9 +189,10 @@ def transcribe_command(
         if output_dir is not None:
             write_result(result, output_dir / f"{path.stem}.{output_format}", output_format)
         elif word_timestamps and output_format == "txt":
+            typer.echo(f"{path} [{result.language}]: {result.text}")
             for segment in result.segments:
                 for word in segment.words:
-                    typer.echo(f"[{word.start:8.2f} - {word.end:8.2f}] {word.text}")
+                    typer.echo(f"  {word.start:8.2f} {word.end:8.2f}  {word.text}")
         else:
             typer.echo(WRITERS[output_format](result), nl=False)
 
