@@ -56,3 +56,33 @@ def tiny_corpus(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_corpus")
     synthesize_corpus(out, ["eng", "spa", "fin"], 16, seed=5, jobs=2)
     return out
+
+
+@pytest.fixture
+def conformer_folder(tmp_path):
+    """A tiny, untrained conformer CTC model folder with two languages, and the model itself."""
+    import torch
+
+    from polyspeech.ctc.conformer import ConformerConfig, ConformerCTC
+    from polyspeech.ctc.folder import save_conformer
+    from polyspeech.text.vocab import Vocabulary
+
+    torch.manual_seed(0)
+    config = ConformerConfig(
+        conv_channels=4,
+        hidden_size=16,
+        num_heads=2,
+        feed_forward_size=32,
+        num_layers=2,
+        adapter_size=4,
+    )
+    model = ConformerCTC(config)
+    vocabularies = {
+        "eng": Vocabulary.from_texts(["hello world"]),
+        "cmn": Vocabulary.from_texts(["\u4f60\u597d"]),
+    }
+    for lang, vocab in vocabularies.items():
+        adapter = model.add_language(lang, len(vocab))
+        torch.nn.init.normal_(adapter.layers[0][3].weight)  # not the identity: adapters matter
+    save_conformer(tmp_path / "model", model.eval(), vocabularies)
+    return tmp_path / "model", model

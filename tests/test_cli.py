@@ -53,3 +53,65 @@ def test_duration_that_disagrees_with_the_audio(tmp_path, cli):
 def test_no_arguments_shows_help(cli):
     result = cli()
     assert "data" in result.stdout + result.stderr
+
+
+def test_transcribe_writes_each_format(tmp_path, cli, conformer_folder):
+    folder, _ = conformer_folder
+    soundfile.write(tmp_path / "a.flac", sine(440, 1.0, 16000), 16000)
+    for output_format in ["txt", "json", "srt", "vtt", "tsv"]:
+        result = cli(
+            "transcribe",
+            tmp_path / "a.flac",
+            "--model",
+            folder,
+            "--lang",
+            "eng",
+            "--no-vad",
+            "--output-format",
+            output_format,
+            "--output-dir",
+            tmp_path / "out",
+        )
+        assert result.code == 0, result.stderr
+        assert (tmp_path / "out" / f"a.{output_format}").is_file()
+    record = json.loads((tmp_path / "out" / "a.json").read_text())
+    assert record["language"] == "eng" and record["duration"] == 1.0
+
+
+def test_transcribe_a_manifest(tmp_path, cli, conformer_folder):
+    folder, _ = conformer_folder
+    soundfile.write(tmp_path / "a.flac", sine(440, 1.0, 16000), 16000)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(
+        '{"audio": "a.flac", "text": "x", "lang": "eng", "duration": 1.0, "id": "one"}\n'
+        '{"audio": "a.flac", "text": "x", "lang": "zh", "duration": 1.0, "id": "two"}\n'
+    )
+    result = cli("transcribe", "--manifest", manifest, "--model", folder, "--no-vad")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(line["id"], line["language"]) for line in lines] == [("one", "eng"), ("two", "cmn")]
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--output-format", "docx"], "unknown output format 'docx'"),
+        (["--lang", "fin"], "no adapter for fin; available: cmn, eng"),
+        (["--lang", "xx"], "unknown language code 'xx'"),
+    ],
+)
+def test_transcribe_bad_options(tmp_path, cli, conformer_folder, args, problem):
+    soundfile.write(tmp_path / "a.flac", sine(440, 1.0, 16000), 16000)
+    result = cli("transcribe", tmp_path / "a.flac", "--model", conformer_folder[0], *args)
+    assert result.code == 2 and problem in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_transcribe_missing_model_and_input(tmp_path, cli):
+    result = cli("transcribe", tmp_path / "a.flac", "--model", tmp_path / "nomodel")
+    assert result.code == 2 and "model folder not found" in result.stderr
+    assert cli("transcribe").code == 2
+
+
+def test_languages_lists_the_adapters(cli, conformer_folder):
+    result = cli("languages", "--model", conformer_folder[0])
+    assert result.code == 0 and result.stdout.split() == ["cmn", "eng"]

@@ -5,31 +5,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from polyspeech.ctc.conformer import ConformerConfig, ConformerCTC
-from polyspeech.ctc.folder import save_conformer
 from polyspeech.ctc.model import CtcModel
 from polyspeech.errors import InputError
-from polyspeech.text.vocab import Vocabulary
 from tests.conftest import sine
-
-TINY = ConformerConfig(
-    conv_channels=4, hidden_size=16, num_heads=2, feed_forward_size=32, num_layers=2, adapter_size=4
-)
-
-
-@pytest.fixture
-def conformer_folder(tmp_path):
-    torch.manual_seed(0)
-    model = ConformerCTC(TINY)
-    vocabularies = {
-        "eng": Vocabulary.from_texts(["hello world"]),
-        "cmn": Vocabulary.from_texts(["你好"]),
-    }
-    for lang, vocab in vocabularies.items():
-        adapter = model.add_language(lang, len(vocab))
-        torch.nn.init.normal_(adapter.layers[0][3].weight)  # not the identity: adapters matter
-    save_conformer(tmp_path / "model", model.eval(), vocabularies)
-    return tmp_path / "model", model
 
 
 def test_conformer_folder_round_trip(conformer_folder):
