@@ -87,7 +87,8 @@ class CtcModel:
             raise InputError(
                 f"{self.folder / 'config.json'}: not a CTC model ({config['architectures']})"
             )
-        model = Wav2Vec2ForCTC.from_pretrained(self.folder)
+        # straight into the working precision: a 1B model never sits in memory twice
+        model = Wav2Vec2ForCTC.from_pretrained(self.folder, dtype=self.dtype)
         vocabularies = load_vocabularies(self.folder / "vocab.json")
         self._normalize = (
             json.loads((self.folder / "preprocessor_config.json").read_text()).get(

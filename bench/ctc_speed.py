@@ -1,0 +1,177 @@
+"""CTC transcription speed and peak memory: polyspeech against transformers' ASR pipeline.
+
+A model with the exact shape of facebook/mms-1b-all (1280 wide, 48 layers, adapters of 16) is
+built with random weights and saved in the MMS folder layout, so the compute is the real one.
+Every run is a fresh process (its peak resident memory is its own), on the same speech audio.
+
+    python bench/ctc_speed.py                 # the full benchmark (about 10 GB of disk in /tmp)
+    python bench/ctc_speed.py --tiny          # a small model, to check the script itself
+
+Prints a table and writes JSON (default bench/results/ctc_speed.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+RUNS = [
+    ("pipeline", "float32", 60),
+    ("pipeline", "bfloat16", 60),
+    ("polyspeech", "bfloat16", 60),
+    ("polyspeech", "float32", 60),
+    ("polyspeech", "bfloat16", 600),
+]
+
+
+def build_model(folder: Path, tiny: bool) -> None:
+    import torch
+    from safetensors.torch import save_file
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
+
+    letters = list("abcdefghijklmnopqrstuvwxyz'")
+    vocab = {"eng": {t: i for i, t in enumerate(["<pad>", "<s>", "</s>", "<unk>", "|", *letters])}}
+    size = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
+    if not tiny:  # facebook/mms-1b-all
+        size = dict(
+            hidden_size=1280, num_hidden_layers=48, num_attention_heads=16, intermediate_size=5120
+        )
+    config = Wav2Vec2Config(
+        **size,
+        feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+        conv_bias=True,
+        adapter_attn_dim=16,
+        vocab_size=len(vocab["eng"]),
+        architectures=["Wav2Vec2ForCTC"],
+    )
+    torch.manual_seed(0)
+    model = Wav2Vec2ForCTC(config).eval()
+    model.save_pretrained(folder)
+    adapter = {name: p.detach().clone().contiguous() for name, p in model._get_adapters().items()}
+    save_file(adapter, folder / "adapter.eng.safetensors")
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    tokenizer = Wav2Vec2CTCTokenizer(str(folder / "vocab.json"), target_lang="eng")
+    extractor = Wav2Vec2FeatureExtractor(
+        sampling_rate=16000, do_normalize=True, return_attention_mask=True
+    )
+    Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
+
+
+def build_audio(path: Path, seconds: int) -> None:
+    """Speech (espeak-ng, English) with short pauses, ``seconds`` long."""
+    import soxr
+
+    from polyspeech.data.texts import load_texts
+    from polyspeech.tts.espeak import get_espeak
+
+    espeak, pieces, total = get_espeak(), [], 0
+    for text in load_texts("eng").sentences:
+        speech = soxr.resample(espeak.synthesize(text, "en-us"), espeak.sample_rate, 16000)
+        pieces += [speech, np.zeros(8000, np.float32)]
+        total += len(speech) + 8000
+        if total >= seconds * 16000:
+            break
+    soundfile.write(path, np.concatenate(pieces)[: seconds * 16000], 16000)
+
+
+def run_one(system: str, dtype_name: str, folder: Path, audio: Path) -> dict:
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    samples, _ = soundfile.read(audio, dtype="float32")  # both get the same 16 kHz samples
+    started = time.perf_counter()
+    if system == "pipeline":
+        from transformers import pipeline
+
+        recognizer = pipeline(
+            "automatic-speech-recognition",
+            model=str(folder),
+            chunk_length_s=30,
+            device=-1,
+            dtype=dtype,
+        )
+        loaded = time.perf_counter()
+        text = recognizer({"raw": samples, "sampling_rate": 16000})["text"]
+    else:
+        from polyspeech import load
+        from polyspeech.ctc.transcribe import transcribe
+
+        model = load(str(folder), dtype=dtype_name)
+        loaded = time.perf_counter()
+        text = transcribe(model, samples, "eng").text
+    done = time.perf_counter()
+    return {
+        "load_s": loaded - started,
+        "transcribe_s": done - loaded,
+        "chars": len(text),
+        "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tiny", action="store_true", help="a small model (checks the script)")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/ctc_speed.json"))
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        system, dtype_name, folder, audio = args.child
+        print(json.dumps(run_one(system, dtype_name, Path(folder), Path(audio))))
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        build_model(work / "model", args.tiny)
+        for seconds in sorted({s for _, _, s in RUNS}):
+            build_audio(work / f"{seconds}.flac", seconds)
+        rows = []
+        for system, dtype_name, seconds in RUNS:
+            command = [
+                sys.executable,
+                __file__,
+                "--child",
+                system,
+                dtype_name,
+                str(work / "model"),
+                str(work / f"{seconds}.flac"),
+            ]
+            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            row = {
+                "system": system,
+                "dtype": dtype_name,
+                "audio_s": seconds,
+                **json.loads(output.strip().splitlines()[-1]),
+            }
+            row["rtf"] = row["transcribe_s"] / seconds
+            rows.append(row)
+            print(
+                f"{system:11s} {dtype_name:9s} {seconds:4d} s audio: "
+                f"{row['transcribe_s']:7.1f} s (RTF {row['rtf']:.3f}), "
+                f"load {row['load_s']:5.1f} s, peak {row['peak_gb']:.2f} GB",
+                flush=True,
+            )
+    baseline = rows[0]["transcribe_s"]
+    for row in rows:
+        row["speedup_vs_pipeline_fp32"] = baseline * row["audio_s"] / 60 / row["transcribe_s"]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"tiny": args.tiny, "runs": rows}, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
