@@ -24,9 +24,10 @@ from accelerate import Accelerator, DistributedDataParallelKwargs
 
 from polyspeech.audio import load_audio
 from polyspeech.audio.features import fbank
-from polyspeech.ctc.conformer import ConformerConfig, ConformerCTC
+from polyspeech.ctc.conformer import MODEL_TYPE, ConformerConfig, ConformerCTC
 from polyspeech.ctc.decode import greedy_decode, spans_to_text
 from polyspeech.ctc.folder import load_conformer_base, load_language_adapter, save_conformer
+from polyspeech.ctc.model import resolve_model_folder
 from polyspeech.data.manifest import ManifestEntry, read_manifest
 from polyspeech.errors import InputError
 from polyspeech.eval.metrics import cer
@@ -222,6 +223,13 @@ def train(
     are trained (MMS's recipe); the output folder holds the base, its old adapters untouched, and
     the new ones, with their vocabularies appended to ``vocab.json``.
     """
+    if base is not None:
+        base = resolve_model_folder(base)
+        base_type = json.loads((base / "config.json").read_text()).get("model_type")
+        if base_type != MODEL_TYPE:
+            raise InputError(
+                f"{base}: adapter training needs a {MODEL_TYPE} model, not {base_type}"
+            )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "checkpoint.pt"
@@ -235,7 +243,6 @@ def train(
     new_langs = sorted({entry.lang for entry, _ in train_pairs})
 
     if base is not None:
-        base = Path(base)
         model, vocabularies = load_conformer_base(base)
         old_adapters = sorted(set(vocabularies) - set(new_langs))
         for parameter in model.parameters():
