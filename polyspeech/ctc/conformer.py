@@ -3,6 +3,12 @@
 It keeps MMS's multilingual scheme: a shared base, and per language a small bottleneck adapter
 after every block plus its own output layer over its own characters. Raw-waveform wav2vec2 does not
 learn within CPU budgets (shared/notes/ctc-from-scratch-on-cpu.md); an fbank front end does.
+
+Trained from scratch, twelve separate output layers each see a twelfth of the updates and stay
+stuck at the all-blank output (measured: still 100% CER after 1,000 steps). So joint training
+ties them (:meth:`ConformerCTC.tie_heads`): every language's output layer is its rows of one
+layer over all characters, scored with a softmax over its own characters only; the saved model
+has the usual separate layers (:meth:`ConformerCTC.untie_heads`).
 """
 
 from __future__ import annotations
@@ -150,6 +156,22 @@ class ConformerCTC(nn.Module):
         self.input_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(_Block(config) for _ in range(config.num_layers))
         self.adapters = nn.ModuleDict()
+        self.shared_head: nn.Linear | None = None
+        self._head_rows: dict[str, torch.Tensor] = {}
+
+    def tie_heads(self, rows: dict[str, list[int]], size: int) -> None:
+        """Train each language's output layer as rows ``rows[lang]`` of one shared layer."""
+        self.shared_head = nn.Linear(self.config.hidden_size, size).to(self.feature_mean.device)
+        self._head_rows = {lang: torch.tensor(ids) for lang, ids in rows.items()}
+
+    def untie_heads(self) -> None:
+        """Copy each language's rows of the shared layer into its own output layer."""
+        assert self.shared_head is not None
+        with torch.no_grad():
+            for lang, rows in self._head_rows.items():
+                self.adapters[lang].head.weight.copy_(self.shared_head.weight[rows])
+                self.adapters[lang].head.bias.copy_(self.shared_head.bias[rows])
+        self.shared_head, self._head_rows = None, {}
 
     def add_language(self, lang: str, vocab_size: int) -> LanguageAdapter:
         """A new, untrained adapter and output layer for ``lang``."""
@@ -178,4 +200,11 @@ class ConformerCTC(nn.Module):
         for block, adapter_layer in zip(self.blocks, adapter.layers, strict=True):
             x = block(x, padding)
             x = x + adapter_layer(x)
-        return adapter.head(x).log_softmax(dim=-1), out_lengths
+        if self.shared_head is None:
+            logits = adapter.head(x)
+        else:
+            rows = self._head_rows[lang].to(x.device)
+            logits = nn.functional.linear(
+                x, self.shared_head.weight[rows], self.shared_head.bias[rows]
+            )
+        return logits.log_softmax(dim=-1), out_lengths

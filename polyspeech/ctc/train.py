@@ -262,6 +262,12 @@ def train(
     for lang in new_langs:
         model.add_language(lang, len(vocabularies[lang]))
     if base is None:
+        union = Vocabulary.from_texts(vocabularies[lang].characters for lang in new_langs)
+        index = union.mapping()
+        model.tie_heads(
+            {lang: [index[t] for t in vocabularies[lang].tokens] for lang in new_langs}, len(union)
+        )
+    if base is None:
         frames = np.concatenate([features for _, features in train_pairs]).astype(np.float32)
         model.feature_mean.copy_(torch.from_numpy(frames.mean(axis=0)))
         model.feature_std.copy_(torch.from_numpy(frames.std(axis=0) + 1e-5))
@@ -346,6 +352,8 @@ def train(
         if base is not None:
             for lang in old_adapters:  # old languages keep exactly their own files
                 inner.adapters[lang] = load_language_adapter(base, inner, lang, vocabularies[lang])
+        if inner.shared_head is not None:
+            inner.untie_heads()
         save_conformer(out / "model", inner, vocabularies, dtype=getattr(torch, dtype))
         summary = {
             "config": asdict(config),

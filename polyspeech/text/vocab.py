@@ -39,6 +39,11 @@ class Vocabulary:
             raise InputError("vocabulary ids must run from 0 without gaps")
         return cls(tuple(sorted(mapping, key=mapping.__getitem__)))
 
+    @property
+    def characters(self) -> tuple[str, ...]:
+        """The tokens that are characters of the language (no specials, no delimiter)."""
+        return tuple(t for t in self.tokens if t not in _SPECIALS and t != WORD_DELIMITER)
+
     def __len__(self) -> int:
         return len(self.tokens)
 

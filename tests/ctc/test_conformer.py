@@ -35,3 +35,18 @@ def test_new_adapter_starts_as_identity():
     adapter = model.adapters["eng"]
     x = torch.randn(3, 16)
     assert torch.equal(adapter.layers[0](x), torch.zeros(3, 16))
+
+
+def test_tied_heads_score_each_language_over_its_own_rows_and_untie_exactly():
+    model = ConformerCTC(TINY).eval()
+    model.add_language("eng", 3)
+    model.add_language("rus", 4)
+    model.tie_heads({"eng": [0, 1, 2], "rus": [0, 3, 4, 5]}, 6)
+    features, lengths = torch.randn(1, 50, 80), torch.tensor([50])
+    tied = {lang: model(features, lengths, lang)[0] for lang in ["eng", "rus"]}
+    assert tied["eng"].shape[-1] == 3 and tied["rus"].shape[-1] == 4
+    assert torch.allclose(tied["rus"].exp().sum(-1), torch.ones(1, 11), atol=1e-5)
+    model.untie_heads()
+    assert model.shared_head is None
+    for lang in ["eng", "rus"]:
+        assert torch.allclose(model(features, lengths, lang)[0], tied[lang], atol=1e-6)
