@@ -9,6 +9,12 @@ import numpy as np
 import pytest
 
 from polyspeech.cli import main
+from polyspeech.ctc.conformer import ConformerConfig
+
+# The conformer's code path at a size that runs in milliseconds.
+TINY_CONFORMER = ConformerConfig(
+    conv_channels=4, hidden_size=16, num_heads=2, feed_forward_size=32, num_layers=2, adapter_size=4
+)
 
 
 @dataclass
@@ -63,20 +69,12 @@ def conformer_folder(tmp_path):
     """A tiny, untrained conformer CTC model folder with two languages, and the model itself."""
     import torch
 
-    from polyspeech.ctc.conformer import ConformerConfig, ConformerCTC
+    from polyspeech.ctc.conformer import ConformerCTC
     from polyspeech.ctc.folder import save_conformer
     from polyspeech.text.vocab import Vocabulary
 
     torch.manual_seed(0)
-    config = ConformerConfig(
-        conv_channels=4,
-        hidden_size=16,
-        num_heads=2,
-        feed_forward_size=32,
-        num_layers=2,
-        adapter_size=4,
-    )
-    model = ConformerCTC(config)
+    model = ConformerCTC(TINY_CONFORMER)
     vocabularies = {
         "eng": Vocabulary.from_texts(["hello world"]),
         "cmn": Vocabulary.from_texts(["\u4f60\u597d"]),

@@ -1,10 +1,7 @@
 import torch
 
-from polyspeech.ctc.conformer import ConformerConfig, ConformerCTC
-
-TINY = ConformerConfig(
-    conv_channels=4, hidden_size=16, num_heads=2, feed_forward_size=32, num_layers=2, adapter_size=4
-)
+from polyspeech.ctc.conformer import ConformerCTC
+from tests.conftest import TINY_CONFORMER as TINY
 
 
 def test_shapes_and_lengths():

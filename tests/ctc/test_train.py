@@ -5,9 +5,9 @@ import torch
 from safetensors.torch import load_file
 
 from polyspeech.ctc import train as training
-from polyspeech.ctc.conformer import ConformerConfig
 from polyspeech.ctc.model import CtcModel
 from polyspeech.text.vocab import load_vocabularies
+from tests.conftest import TINY_CONFORMER
 
 TINY = training.TrainConfig(
     max_steps=6,
@@ -16,14 +16,7 @@ TINY = training.TrainConfig(
     checkpoint_every=3,
     batch_seconds=12,
     dev_per_lang=2,
-    model=ConformerConfig(
-        conv_channels=4,
-        hidden_size=16,
-        num_heads=2,
-        feed_forward_size=32,
-        num_layers=2,
-        adapter_size=4,
-    ),
+    model=TINY_CONFORMER,
 )
 
 
