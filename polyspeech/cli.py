@@ -88,18 +88,13 @@ def data_validate(
     quiet: Quiet = False,
 ) -> None:
     """Check every line of a manifest: its fields, its audio, and the declared duration."""
-    from polyspeech.audio import SAMPLE_RATE, load_audio
-    from polyspeech.data.manifest import read_manifest
+    from polyspeech.audio import SAMPLE_RATE
+    from polyspeech.data.manifest import load_entry_audio, read_manifest
 
     seconds: Counter[str] = Counter()
     with _progress(None, "validating", quiet) as advance:
         for entry in read_manifest(manifest):
-            samples = load_audio(
-                entry.audio,
-                offset=entry.offset or 0.0,
-                duration=entry.duration if entry.offset is not None else None,
-                max_duration=max_duration,
-            )
+            samples = load_entry_audio(entry, max_duration)
             actual = len(samples) / SAMPLE_RATE
             if abs(actual - entry.duration) > tolerance:
                 raise InputError(
@@ -162,7 +157,7 @@ def transcribe_command(
     from polyspeech import load
     from polyspeech.audio import load_audio
     from polyspeech.ctc.transcribe import transcribe
-    from polyspeech.data.manifest import read_manifest
+    from polyspeech.data.manifest import load_entry_audio, read_manifest
     from polyspeech.writers import WRITERS, write_result
 
     if output_format not in WRITERS:
@@ -172,11 +167,7 @@ def transcribe_command(
     recognizer = load(model, device=device, dtype=dtype)
     if manifest is not None:
         for entry in read_manifest(manifest):
-            samples = load_audio(
-                entry.audio,
-                offset=entry.offset or 0.0,
-                duration=entry.duration if entry.offset is not None else None,
-            )
+            samples = load_entry_audio(entry)
             result = transcribe(recognizer, samples, entry.lang, batch_size, vad, lm)
             typer.echo(
                 json.dumps(

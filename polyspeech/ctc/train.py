@@ -22,13 +22,12 @@ import numpy as np
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 
-from polyspeech.audio import load_audio
 from polyspeech.audio.features import fbank
 from polyspeech.ctc.conformer import MODEL_TYPE, ConformerConfig, ConformerCTC
 from polyspeech.ctc.decode import greedy_decode, spans_to_text
 from polyspeech.ctc.folder import load_conformer_base, load_language_adapter, save_conformer
 from polyspeech.ctc.model import resolve_model_folder
-from polyspeech.data.manifest import ManifestEntry, read_manifest
+from polyspeech.data.manifest import ManifestEntry, load_entry_audio, read_manifest
 from polyspeech.errors import InputError
 from polyspeech.eval.metrics import cer
 from polyspeech.text.normalize import normalize_text
@@ -74,11 +73,7 @@ class _Utterance:
 
 
 def _features_of(entry: ManifestEntry) -> np.ndarray:
-    samples = load_audio(
-        entry.audio,
-        offset=entry.offset or 0.0,
-        duration=entry.duration if entry.offset is not None else None,
-    )
+    samples = load_entry_audio(entry)
     return fbank(samples).astype(np.float16)
 
 
@@ -88,7 +83,8 @@ def _load_split(
     entries: list[ManifestEntry] = []
     kept: dict[str, int] = {}
     for entry in read_manifest(manifest):
-        if (langs is None or entry.lang in langs) and kept.get(entry.lang, 0) < (per_lang or 1e12):
+        wanted = langs is None or entry.lang in langs
+        if wanted and (per_lang is None or kept.get(entry.lang, 0) < per_lang):
             entries.append(entry)
             kept[entry.lang] = kept.get(entry.lang, 0) + 1
     if not entries:

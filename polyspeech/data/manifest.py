@@ -14,7 +14,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from polyspeech.audio import audio_duration
+import numpy as np
+
+from polyspeech.audio import audio_duration, load_audio
 from polyspeech.errors import InputError
 from polyspeech.files import atomic_text_file
 from polyspeech.text.languages import to_iso639_3
@@ -53,6 +55,16 @@ class ManifestEntry:
                 record[key] = value
         record.update(self.extra)
         return json.dumps(record, ensure_ascii=False)
+
+
+def load_entry_audio(entry: ManifestEntry, max_duration: float | None = None) -> np.ndarray:
+    """The entry's audio, 16 kHz mono: its span when it has an offset, else the whole file."""
+    return load_audio(
+        entry.audio,
+        offset=entry.offset or 0.0,
+        duration=entry.duration if entry.offset is not None else None,
+        max_duration=max_duration,
+    )
 
 
 def _parse_line(line: str, where: str, base: Path) -> ManifestEntry:

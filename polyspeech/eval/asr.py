@@ -8,10 +8,10 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
-from polyspeech.audio import SAMPLE_RATE, load_audio
+from polyspeech.audio import SAMPLE_RATE
 from polyspeech.ctc.model import CtcModel
 from polyspeech.ctc.transcribe import transcribe
-from polyspeech.data.manifest import read_manifest
+from polyspeech.data.manifest import load_entry_audio, read_manifest
 from polyspeech.eval.metrics import cer, error_rate
 from polyspeech.text.normalize import normalize_text
 
@@ -38,11 +38,7 @@ def evaluate_asr(
         if available and entry.lang not in available:
             skipped[entry.lang] += 1
             continue
-        samples = load_audio(
-            entry.audio,
-            offset=entry.offset or 0.0,
-            duration=entry.duration if entry.offset is not None else None,
-        )
+        samples = load_entry_audio(entry)
         started = time.perf_counter()
         result = transcribe(model, samples, entry.lang if available else None, batch_size, vad, lm)
         compute_seconds += time.perf_counter() - started
