@@ -234,12 +234,26 @@ def languages_command(
 def _run_training(**arguments) -> None:
     import logging
 
+    from rich.console import Console
+    from rich.logging import RichHandler
+    from rich.progress import Progress, TextColumn
+
     from polyspeech.ctc.train import TrainConfig, train
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    console = Console(stderr=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=console)]
+    )
     config_path = arguments.pop("config")
     config = TrainConfig.from_json(config_path) if config_path else TrainConfig()
-    summary = train(config=config, **arguments)
+    columns = (*Progress.get_default_columns(), TextColumn("loss {task.fields[loss]:.3f}"))
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("training", total=config.max_steps, loss=float("nan"))
+
+        def on_step(step: int, loss: float) -> None:
+            progress.update(task, completed=step, loss=loss)
+
+        summary = train(config=config, on_step=on_step, **arguments)
     last = summary["history"][-1] if summary.get("history") else {}
     typer.echo(f"trained {summary.get('steps', 0)} steps; last dev CER {last.get('dev_cer')}")
 

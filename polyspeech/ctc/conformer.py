@@ -186,10 +186,14 @@ class ConformerCTC(nn.Module):
         return lengths
 
     def forward(
-        self, features: torch.Tensor, lengths: torch.Tensor, lang: str
+        self, features: torch.Tensor, lengths: torch.Tensor, lang: str | list[str]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return log-probabilities and their lengths (frames of 40 ms)."""
-        adapter = self.adapters[lang]
+        """Return log-probabilities and their lengths (frames of 40 ms).
+
+        ``lang`` is one language for the whole batch, scored over its own characters; or, with
+        tied heads, one language per row: then every row goes through its own adapter and the
+        output spans all characters, with those of other languages masked out of the softmax.
+        """
         x = (features - self.feature_mean) / self.feature_std
         x = self.subsampling(x[:, None])  # (batch, channels, frames', mels')
         x = self.input_projection(x.permute(0, 2, 1, 3).flatten(2))
@@ -197,11 +201,26 @@ class ConformerCTC(nn.Module):
         frames = x.shape[1]
         padding = torch.arange(frames, device=x.device)[None, :] >= out_lengths[:, None]
         x = self.input_dropout(x + _sinusoids(frames, x.shape[2], x.device))
-        for block, adapter_layer in zip(self.blocks, adapter.layers, strict=True):
+        groups: dict[str, torch.Tensor | None] = {}
+        if isinstance(lang, str):
+            groups[lang] = None
+        else:
+            for code in dict.fromkeys(lang):
+                rows = [row for row, other in enumerate(lang) if other == code]
+                groups[code] = torch.tensor(rows, device=x.device)
+        for index, block in enumerate(self.blocks):
             x = block(x, padding)
-            x = x + adapter_layer(x)
-        if self.shared_head is None:
-            logits = adapter.head(x)
+            for code, rows in groups.items():
+                layer = self.adapters[code].layers[index]
+                x = x + layer(x) if rows is None else x.index_add(0, rows, layer(x[rows]))
+        if not isinstance(lang, str):
+            assert self.shared_head is not None, "one language per row needs tied heads"
+            own = torch.zeros(len(lang), self.shared_head.out_features, dtype=torch.bool)
+            for row, code in enumerate(lang):
+                own[row, self._head_rows[code]] = True
+            logits = self.shared_head(x).masked_fill(~own.to(x.device)[:, None, :], -1e4)
+        elif self.shared_head is None:
+            logits = self.adapters[lang].head(x)
         else:
             rows = self._head_rows[lang].to(x.device)
             logits = nn.functional.linear(

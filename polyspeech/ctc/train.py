@@ -1,9 +1,12 @@
 """Training of the conformer CTC model: all languages at once, or one new language's adapter.
 
-Data, model, optimiser, loop, evaluation, checkpoint, in that order. Every batch holds one
-language, so it runs through that language's adapter and output layer. The loop runs under
-accelerate: one process on CPU, or ``accelerate launch`` for several processes or GPUs. A
-checkpoint is written atomically every ``checkpoint_every`` steps; ``resume`` continues from it.
+Data, model, optimiser, loop, evaluation, checkpoint, in that order. Batches mix languages:
+every utterance runs through its own language's adapter and is scored over its own characters
+(the output layers are tied while training, see :mod:`polyspeech.ctc.conformer`); batches that
+take turns between languages kept twelve languages at the all-blank output for 1,000 steps.
+The loop runs under accelerate: one process on CPU, or ``accelerate launch`` for several
+processes or GPUs. A checkpoint is written atomically every ``checkpoint_every`` steps;
+``resume`` continues from it.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ class TrainConfig:
 class _Utterance:
     lang: str
     features: np.ndarray  # (frames, mels) float16
-    targets: list[int]
+    targets: list[int]  # ids in the tied output layer
     text: str
 
 
@@ -99,24 +102,19 @@ def _load_split(
 def _batches(
     utterances: list[_Utterance], batch_frames: int, rng: np.random.Generator
 ) -> list[list[int]]:
-    """Single-language batches of similar length, at most ``batch_frames`` padded frames each."""
+    """Batches of similar length, languages mixed, at most ``batch_frames`` padded frames each."""
     batches: list[list[int]] = []
-    by_lang: dict[str, list[int]] = {}
-    for index, utterance in enumerate(utterances):
-        by_lang.setdefault(utterance.lang, []).append(index)
-    for indices in by_lang.values():
-        indices.sort(key=lambda i: len(utterances[i].features))
-        batch: list[int] = []
-        for index in indices:
-            longest = len(utterances[index].features)  # sorted: the newest is the longest
-            if batch and longest * (len(batch) + 1) > batch_frames:
-                batches.append(batch)
-                batch = []
-            batch.append(index)
-        if batch:
+    batch: list[int] = []
+    order = rng.permutation(len(utterances))  # ties in length fall in a new order every epoch
+    for index in sorted(order, key=lambda i: len(utterances[i].features)):
+        longest = len(utterances[index].features)  # sorted: the newest is the longest
+        if batch and longest * (len(batch) + 1) > batch_frames:
             batches.append(batch)
-    order = rng.permutation(len(batches))
-    return [batches[i] for i in order]
+            batch = []
+        batch.append(index)
+    if batch:
+        batches.append(batch)
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def _collate(utterances: list[_Utterance], device: torch.device):
@@ -183,14 +181,15 @@ def evaluate_cer(
 
 
 def _prepare(
-    pairs: list[tuple[ManifestEntry, np.ndarray]], vocabularies: dict[str, Vocabulary]
+    pairs: list[tuple[ManifestEntry, np.ndarray]],
+    vocabularies: dict[str, Vocabulary],
+    rows: dict[str, list[int]],
 ) -> list[_Utterance]:
     utterances = []
     for entry, features in pairs:
         text = normalize_text(entry.text, entry.lang)
-        utterances.append(
-            _Utterance(entry.lang, features, vocabularies[entry.lang].encode(text), text)
-        )
+        targets = [rows[entry.lang][t] for t in vocabularies[entry.lang].encode(text)]
+        utterances.append(_Utterance(entry.lang, features, targets, text))
     return utterances
 
 
@@ -257,20 +256,18 @@ def train(
         save_vocabularies(vocab_file, {lang: vocabularies[lang] for lang in new_langs})
     for lang in new_langs:
         model.add_language(lang, len(vocabularies[lang]))
-    if base is None:
-        union = Vocabulary.from_texts(vocabularies[lang].characters for lang in new_langs)
-        index = union.mapping()
-        model.tie_heads(
-            {lang: [index[t] for t in vocabularies[lang].tokens] for lang in new_langs}, len(union)
-        )
+    union = Vocabulary.from_texts(vocabularies[lang].characters for lang in new_langs)
+    index = union.mapping()
+    rows = {lang: [index[t] for t in vocabularies[lang].tokens] for lang in new_langs}
+    model.tie_heads(rows, len(union))
     if base is None:
         frames = np.concatenate([features for _, features in train_pairs]).astype(np.float32)
         model.feature_mean.copy_(torch.from_numpy(frames.mean(axis=0)))
         model.feature_std.copy_(torch.from_numpy(frames.std(axis=0) + 1e-5))
         del frames
 
-    train_set = _prepare(train_pairs, vocabularies)
-    dev_set = _prepare(dev_pairs, vocabularies)
+    train_set = _prepare(train_pairs, vocabularies, rows)
+    dev_set = _prepare(dev_pairs, vocabularies, rows)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         trainable, lr=config.learning_rate, betas=(0.9, 0.98), weight_decay=config.weight_decay
@@ -303,7 +300,7 @@ def train(
             group = [train_set[i] for i in batch]
             features, lengths, targets, target_lengths = _collate(group, accelerator.device)
             features = _spec_augment(features, inner.feature_mean, config, rng)
-            log_probs, out_lengths = model(features, lengths, group[0].lang)
+            log_probs, out_lengths = model(features, lengths, [u.lang for u in group])
             loss = ctc_loss(log_probs.transpose(0, 1), targets, out_lengths, target_lengths)
             optimizer.zero_grad()
             accelerator.backward(loss)
@@ -348,8 +345,7 @@ def train(
         if base is not None:
             for lang in old_adapters:  # old languages keep exactly their own files
                 inner.adapters[lang] = load_language_adapter(base, inner, lang, vocabularies[lang])
-        if inner.shared_head is not None:
-            inner.untie_heads()
+        inner.untie_heads()
         save_conformer(out / "model", inner, vocabularies, dtype=getattr(torch, dtype))
         summary = {
             "config": asdict(config),

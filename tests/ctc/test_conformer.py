@@ -47,3 +47,24 @@ def test_tied_heads_score_each_language_over_its_own_rows_and_untie_exactly():
     assert model.shared_head is None
     for lang in ["eng", "rus"]:
         assert torch.allclose(model(features, lengths, lang)[0], tied[lang], atol=1e-6)
+
+
+def test_rows_of_a_mixed_batch_score_as_their_own_language_alone():
+    model = ConformerCTC(TINY).eval()
+    model.add_language("eng", 3)
+    model.add_language("rus", 4)
+    for adapter in model.adapters.values():  # adapters that differ, so a mix-up would show
+        for layer in adapter.layers:
+            torch.nn.init.normal_(layer[3].weight)
+    model.tie_heads({"eng": [0, 1, 2], "rus": [0, 3, 4, 5]}, 6)
+    features, lengths = torch.randn(3, 60, 80), torch.tensor([60, 41, 52])
+    mixed, mixed_lengths = model(features, lengths, ["rus", "eng", "rus"])
+    assert mixed.shape == (3, model.output_lengths(torch.tensor(60)).item(), 6)
+    for row, (lang, columns) in enumerate(
+        [("rus", [0, 3, 4, 5]), ("eng", [0, 1, 2]), ("rus", [0, 3, 4, 5])]
+    ):
+        frames = mixed_lengths[row]
+        alone, _ = model(features[row : row + 1, : lengths[row]], lengths[row : row + 1], lang)
+        assert torch.allclose(mixed[row, :frames][:, columns], alone[0], atol=1e-5)
+        others = [c for c in range(6) if c not in columns]
+        assert mixed[row, :frames][:, others].exp().max() < 1e-6
