@@ -34,7 +34,10 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 BatchSize = Annotated[int, typer.Option(help="Pieces of up to 30 s per forward pass.")]
 Vad = Annotated[bool, typer.Option(help="Cut at speech regions (silero-vad), else 30 s windows.")]
 Device = Annotated[str, typer.Option(help="cpu or cuda.")]
-DType = Annotated[str, typer.Option(help="float32 or bfloat16.")]
+DType = Annotated[
+    str,
+    typer.Option(help="float32, bfloat16, or auto (bfloat16 where the processor is fast at it)."),
+]
 LanguageModel = Annotated[
     Path | None, typer.Option("--lm", help="KenLM n-gram (ARPA or binary): beam search with it.")
 ]
@@ -149,7 +152,7 @@ def transcribe_command(
     vad: Vad = True,
     lm: LanguageModel = None,
     device: Device = "cpu",
-    dtype: DType = "float32",
+    dtype: DType = "auto",
 ) -> None:
     """Transcribe audio files (or a manifest) with a CTC model."""
     import json
@@ -197,7 +200,7 @@ def evaluate_command(
     vad: Vad = True,
     lm: LanguageModel = None,
     device: Device = "cpu",
-    dtype: DType = "float32",
+    dtype: DType = "auto",
     quiet: Quiet = False,
 ) -> None:
     """Score a model on a manifest: CER and WER per language (MER for cmn), macro, RTF."""
@@ -231,29 +234,19 @@ def languages_command(
         typer.echo(lang)
 
 
-def _run_training(**arguments) -> None:
+def _run_training(quiet: bool, **arguments) -> None:
     import logging
 
-    from rich.console import Console
     from rich.logging import RichHandler
-    from rich.progress import Progress, TextColumn
 
     from polyspeech.ctc.train import TrainConfig, train
 
-    console = Console(stderr=True)
-    logging.basicConfig(
-        level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=console)]
-    )
+    handler = RichHandler(console=_stderr, show_path=False)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler])
     config_path = arguments.pop("config")
     config = TrainConfig.from_json(config_path) if config_path else TrainConfig()
-    columns = (*Progress.get_default_columns(), TextColumn("loss {task.fields[loss]:.3f}"))
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("training", total=config.max_steps, loss=float("nan"))
-
-        def on_step(step: int, loss: float) -> None:
-            progress.update(task, completed=step, loss=loss)
-
-        summary = train(config=config, on_step=on_step, **arguments)
+    with _progress(config.max_steps, "training", quiet) as advance:
+        summary = train(config=config, on_step=lambda step, loss: advance(), **arguments)
     last = summary["history"][-1] if summary.get("history") else {}
     typer.echo(f"trained {summary.get('steps', 0)} steps; last dev CER {last.get('dev_cer')}")
 
@@ -277,6 +270,7 @@ def train_ctc(
     resume: Resume = False,
     jobs: Jobs = 2,
     dtype: SaveDtype = "float32",
+    quiet: Quiet = False,
 ) -> None:
     """Train a multilingual conformer CTC model: a shared base and one adapter per language."""
     from polyspeech.text.languages import to_iso639_3
@@ -291,6 +285,7 @@ def train_ctc(
         resume=resume,
         jobs=jobs,
         dtype=dtype,
+        quiet=quiet,
     )
 
 
@@ -305,6 +300,7 @@ def train_adapter(
     resume: Resume = False,
     jobs: Jobs = 2,
     dtype: SaveDtype = "float32",
+    quiet: Quiet = False,
 ) -> None:
     """Add a language to a model: base frozen, a new adapter and output layer trained."""
     from polyspeech.text.languages import to_iso639_3
@@ -319,6 +315,7 @@ def train_adapter(
         resume=resume,
         jobs=jobs,
         dtype=dtype,
+        quiet=quiet,
     )
 
 

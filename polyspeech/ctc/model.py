@@ -42,6 +42,19 @@ def resolve_model_folder(name: str | Path) -> Path:
     return folder
 
 
+def resolve_dtype(name: str, device: str) -> torch.dtype:
+    """``float32``, ``bfloat16``, or ``auto``: bf16 only where the hardware computes it fast."""
+    if name == "auto":
+        if torch.device(device).type == "cuda":
+            fast = torch.cuda.is_bf16_supported()
+        else:  # oneDNN's fast bf16 kernels need AVX-512 or AMX
+            fast = torch.backends.cpu.get_cpu_capability().startswith(("AVX512", "AMX"))
+        return torch.bfloat16 if fast else torch.float32
+    if name not in ("float32", "bfloat16"):
+        raise InputError(f"dtype {name!r}: expected float32, bfloat16 or auto")
+    return getattr(torch, name)
+
+
 class CtcModel:
     """A CTC recogniser: ``log_probs(samples, lang)`` for audio of up to about 30 s."""
 

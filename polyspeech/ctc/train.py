@@ -193,6 +193,33 @@ def _prepare(
     return utterances
 
 
+def _start_from_old_heads(
+    model: ConformerCTC,
+    base: Path,
+    vocabularies: dict[str, Vocabulary],
+    old_langs: list[str],
+    union: Vocabulary,
+) -> None:
+    """Start each new output row as the mean of the old languages' rows for the same token.
+
+    Tokens the old languages share (the blank, ``|``, letters such as ``a``) then start out
+    meaning what they meant to the frozen base; characters new to the model start at random.
+    """
+    rows: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    for lang in old_langs:
+        head = load_language_adapter(base, model, lang, vocabularies[lang]).head
+        for token, weight, bias in zip(
+            vocabularies[lang].tokens, head.weight, head.bias, strict=True
+        ):
+            rows.setdefault(token, []).append((weight, bias))
+    assert model.shared_head is not None
+    with torch.no_grad():
+        for index, token in enumerate(union.tokens):
+            if token in rows:
+                model.shared_head.weight[index] = torch.stack([w for w, _ in rows[token]]).mean(0)
+                model.shared_head.bias[index] = torch.stack([b for _, b in rows[token]]).mean()
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     torch.save(state, temporary)
@@ -260,6 +287,8 @@ def train(
     index = union.mapping()
     rows = {lang: [index[t] for t in vocabularies[lang].tokens] for lang in new_langs}
     model.tie_heads(rows, len(union))
+    if base is not None and not resume:
+        _start_from_old_heads(model, base, vocabularies, old_adapters, union)
     if base is None:
         frames = np.concatenate([features for _, features in train_pairs]).astype(np.float32)
         model.feature_mean.copy_(torch.from_numpy(frames.mean(axis=0)))

@@ -2,10 +2,11 @@ import json
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 from safetensors.torch import save_file
 
-from polyspeech.ctc.model import CtcModel
+from polyspeech.ctc.model import CtcModel, resolve_dtype
 from polyspeech.errors import InputError
 from tests.conftest import sine
 
@@ -145,3 +146,24 @@ def test_mms_layout_loads_and_switches_like_transformers(tmp_path):
     assert ours["fra"].shape == expected.shape == (expected.shape[0], 9)
     np.testing.assert_allclose(ours["fra"], expected, atol=1e-4)
     assert ours["eng"].shape[1] == 7
+
+
+@pytest.mark.parametrize(
+    ("capability", "expected"),
+    [("AVX512", torch.bfloat16), ("AMX", torch.bfloat16), ("AVX2", torch.float32)],
+)
+def test_auto_dtype_is_bf16_only_on_processors_fast_at_it(monkeypatch, capability, expected):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    assert resolve_dtype("auto", "cpu") == expected
+    assert resolve_dtype("float32", "cpu") == torch.float32
+
+
+def test_unknown_dtype_is_a_one_line_error(cli, conformer_folder, tmp_path):
+    folder, _ = conformer_folder
+    audio = tmp_path / "a.wav"
+    soundfile.write(audio, sine(300, 1.0, 16000), 16000)
+    result = cli("transcribe", audio, "--model", folder, "--dtype", "float16x")
+    assert result.code == 2
+    assert result.stderr.strip() == (
+        "polyspeech: error: dtype 'float16x': expected float32, bfloat16 or auto"
+    )

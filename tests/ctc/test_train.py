@@ -5,8 +5,9 @@ import torch
 from safetensors.torch import load_file
 
 from polyspeech.ctc import train as training
+from polyspeech.ctc.folder import load_conformer_base, load_language_adapter
 from polyspeech.ctc.model import CtcModel
-from polyspeech.text.vocab import load_vocabularies
+from polyspeech.text.vocab import Vocabulary, load_vocabularies
 from tests.conftest import TINY_CONFORMER
 
 TINY = training.TrainConfig(
@@ -69,6 +70,32 @@ def test_adapter_training_leaves_the_base_and_old_languages_alone(tiny_corpus, t
     old, updated = load_vocabularies(base / "vocab.json"), load_vocabularies(new / "vocab.json")
     assert updated["eng"] == old["eng"] and updated["spa"] == old["spa"]
     assert "ä" in updated["fin"].tokens or "ö" in updated["fin"].tokens
+
+
+def test_new_output_rows_start_from_the_old_languages_rows(tiny_corpus, tmp_path):
+    run(tiny_corpus, tmp_path, langs=["eng", "spa"])
+    base = tmp_path / "model"
+    model, vocabularies = load_conformer_base(base)
+    heads = {
+        lang: load_language_adapter(base, model, lang, vocabularies[lang]).head
+        for lang in ["eng", "spa"]
+    }
+    shared = sorted(set(vocabularies["eng"].characters) & set(vocabularies["spa"].characters))
+    union = Vocabulary.from_texts([shared[0] + "ä"])  # ä: in neither old language
+    model.tie_heads({"fin": list(range(len(union)))}, len(union))
+    random_rows = model.shared_head.weight.detach().clone()
+    training._start_from_old_heads(model, base, vocabularies, ["eng", "spa"], union)
+    rows = model.shared_head.weight.detach()
+    for token in ["<pad>", "|", shared[0]]:
+        expected = (
+            sum(
+                heads[lang].weight[vocabularies[lang].tokens.index(token)].detach()
+                for lang in ["eng", "spa"]
+            )
+            / 2
+        )
+        assert torch.allclose(rows[union.tokens.index(token)], expected, atol=1e-6), token
+    assert torch.equal(rows[union.tokens.index("ä")], random_rows[union.tokens.index("ä")])
 
 
 def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
