@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo clean default-model
+.PHONY: install test demo clean default-model new-language
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,3 +39,16 @@ default-model: $(STAMP)
 		--config recipes/default_ctc/config.json --out work/default_ctc --dtype float16
 	rm -rf polyspeech/assets/ctc && mkdir -p polyspeech/assets && cp -r work/default_ctc/model polyspeech/assets/ctc
 	$(BIN)/python recipes/default_ctc/pick_examples.py
+
+# A language the default model never saw, added by adapter training alone (base frozen) on at most
+# 20 minutes of synthetic audio; then its test CER, and the old languages' CER with the new folder.
+NEW_LANG ?= fin
+new-language: $(STAMP)
+	$(BIN)/polyspeech data synth --langs $(NEW_LANG) --per-lang 360 --seed 1 --out work/$(NEW_LANG) --quiet
+	$(BIN)/polyspeech train adapter work/$(NEW_LANG)/train.jsonl --dev work/$(NEW_LANG)/dev.jsonl \
+		--base builtin:ctc --lang $(NEW_LANG) --config recipes/new_language/config.json \
+		--out work/$(NEW_LANG)_adapter --dtype float16
+	$(BIN)/polyspeech evaluate work/$(NEW_LANG)/test.jsonl --model work/$(NEW_LANG)_adapter/model \
+		--json work/$(NEW_LANG)_adapter/test_new.json
+	$(BIN)/polyspeech evaluate work/corpus/test.jsonl --model work/$(NEW_LANG)_adapter/model \
+		--json work/$(NEW_LANG)_adapter/test_old.json

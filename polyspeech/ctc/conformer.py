@@ -5,10 +5,10 @@ after every block plus its own output layer over its own characters. Raw-wavefor
 learn within CPU budgets (shared/notes/ctc-from-scratch-on-cpu.md); an fbank front end does.
 
 Trained from scratch, twelve separate output layers each see a twelfth of the updates and stay
-stuck at the all-blank output (measured: still 100% CER after 1,000 steps). So joint training
-ties them (:meth:`ConformerCTC.tie_heads`): every language's output layer is its rows of one
-layer over all characters, scored with a softmax over its own characters only; the saved model
-has the usual separate layers (:meth:`ConformerCTC.untie_heads`).
+stuck at the all-blank output (measured: still 100% CER after 1,000 steps). So training ties them
+(:meth:`ConformerCTC.tie_heads`): every language's output layer is its rows of one layer over all
+characters, scored with a softmax over its own characters only, and a batch may mix languages
+(one per row); the saved model has the usual separate layers (:meth:`ConformerCTC.untie_heads`).
 """
 
 from __future__ import annotations
