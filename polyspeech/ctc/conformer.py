@@ -200,7 +200,7 @@ class ConformerCTC(nn.Module):
         out_lengths = self.output_lengths(lengths)
         frames = x.shape[1]
         padding = torch.arange(frames, device=x.device)[None, :] >= out_lengths[:, None]
-        x = self.input_dropout(x + _sinusoids(frames, x.shape[2], x.device))
+        x = self.input_dropout(x + _sinusoids(frames, x.shape[2], x.device).to(x.dtype))
         groups: dict[str, torch.Tensor | None] = {}
         if isinstance(lang, str):
             groups[lang] = None

@@ -51,6 +51,7 @@ class TrainConfig:
     clip_norm: float = 5.0
     batch_seconds: float = 60.0  # padded audio per batch
     eval_every: int = 500
+    log_every: int = 50  # log the mean training loss of the last this many steps
     checkpoint_every: int = 500
     dev_per_lang: int = 40
     seed: int = 0
@@ -320,6 +321,7 @@ def train(
     batch_frames = int(config.batch_seconds * 100)
     epoch = step  # a new shuffle on every resume as well
     started = time.monotonic() - elapsed
+    recent_losses: list[float] = []
     done = False
     while not done:
         rng = np.random.default_rng([config.seed, epoch])
@@ -338,8 +340,12 @@ def train(
             scheduler.step()
             step += 1
             elapsed = time.monotonic() - started
+            recent_losses.append(loss.item())
             if on_step is not None:
-                on_step(step, loss.item())
+                on_step(step, recent_losses[-1])
+            if step % config.log_every == 0:
+                log.info("step %d loss %.3f (%.2f min)", step, np.mean(recent_losses), elapsed / 60)
+                recent_losses.clear()
             out_of_time = config.max_minutes is not None and elapsed > 60 * config.max_minutes
             done = step >= config.max_steps or out_of_time
             if step % config.eval_every == 0 or done:

@@ -25,6 +25,15 @@ def test_conformer_folder_round_trip(conformer_folder):
     assert model.log_probs([audio], "cmn")[0].shape[1] == len(model.vocabulary("cmn"))
 
 
+def test_bfloat16_runs_and_stays_close_to_float32(conformer_folder):
+    folder, _ = conformer_folder
+    audio = sine(300, 1.0, 16000)
+    (full,) = CtcModel(folder).log_probs([audio], "eng")
+    (half,) = CtcModel(folder, dtype=torch.bfloat16).log_probs([audio], "eng")
+    assert half.dtype == np.float32 and half.shape == full.shape
+    np.testing.assert_allclose(np.exp(half), np.exp(full), atol=0.05)
+
+
 def test_switching_languages_reads_only_adapters(conformer_folder, monkeypatch):
     folder, _ = conformer_folder
     model = CtcModel(folder, cache_size=1)
