@@ -23,10 +23,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; status=0; fi; exit $$status
 
-# Until the embedded model lands (issue 3), the main job is the synthetic corpus.
+# The main job: the embedded default model transcribes the example clips, language guessed.
 demo: $(STAMP)
-	$(BIN)/polyspeech data synth --langs eng,deu,cmn --per-lang 30 --out work/demo-corpus --quiet
-	$(BIN)/polyspeech data validate work/demo-corpus/train.jsonl
+	$(BIN)/polyspeech transcribe examples/*.flac --word-timestamps
 
 clean:
 	rm -rf $(VENV) work

@@ -3,7 +3,9 @@
 Data, model, optimiser, loop, evaluation, checkpoint, in that order. Batches mix languages:
 every utterance runs through its own language's adapter and is scored over its own characters
 (the output layers are tied while training, see :mod:`polyspeech.ctc.conformer`); batches that
-take turns between languages kept twelve languages at the all-blank output for 1,000 steps.
+take turns between languages kept twelve languages at the all-blank output for 1,000 steps, and
+mixed batches over the whole corpus still sat there after 350 steps; cycling over a few clips
+per language first (``start_steps``) ends that stage, and what is learnt carries over.
 The loop runs under accelerate: one process on CPU, or ``accelerate launch`` for several
 processes or GPUs. A checkpoint is written atomically every ``checkpoint_every`` steps;
 ``resume`` continues from it.
@@ -59,6 +61,10 @@ class TrainConfig:
     freq_mask_size: int = 12
     time_masks: int = 2
     time_mask_size: int = 20
+    # The first ``start_steps`` steps cycle over the first ``start_per_lang`` clips of each
+    # language: a small set seen again and again ends CTC's all-blank stage sooner.
+    start_steps: int = 0
+    start_per_lang: int = 100
     model: ConformerConfig = field(default_factory=ConformerConfig)
 
     @classmethod
@@ -297,6 +303,11 @@ def train(
         del frames
 
     train_set = _prepare(train_pairs, vocabularies, rows)
+    start_set = [
+        utterance
+        for lang in new_langs
+        for utterance in [u for u in train_set if u.lang == lang][: config.start_per_lang]
+    ]
     dev_set = _prepare(dev_pairs, vocabularies, rows)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
@@ -324,11 +335,14 @@ def train(
     recent_losses: list[float] = []
     done = False
     while not done:
+        pool = start_set if step < config.start_steps else train_set
         rng = np.random.default_rng([config.seed, epoch])
-        batches = _batches(train_set, batch_frames, rng)
+        batches = _batches(pool, batch_frames, rng)
         shard = batches[accelerator.process_index :: accelerator.num_processes]
         for batch in shard:
-            group = [train_set[i] for i in batch]
+            if pool is start_set and step >= config.start_steps:
+                break  # on to the whole training set
+            group = [pool[i] for i in batch]
             features, lengths, targets, target_lengths = _collate(group, accelerator.device)
             features = _spec_augment(features, inner.feature_mean, config, rng)
             log_probs, out_lengths = model(features, lengths, [u.lang for u in group])

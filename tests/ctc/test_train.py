@@ -56,6 +56,24 @@ def test_loss_falls(tiny_corpus, tmp_path):
     assert sum(losses[-10:]) / 10 < 0.75 * sum(losses[:10]) / 10
 
 
+def test_the_first_steps_cycle_over_a_few_clips_per_language(tiny_corpus, tmp_path, monkeypatch):
+    batches: list[set[str]] = []
+    collate = training._collate
+
+    def recording_collate(group, device):
+        if torch.is_grad_enabled():  # a training batch (dev CER runs without gradients)
+            batches.append({u.text for u in group})
+        return collate(group, device)
+
+    monkeypatch.setattr(training, "_collate", recording_collate)
+    config = dataclasses.replace(TINY, max_steps=12, start_steps=8, start_per_lang=2)
+    run(tiny_corpus, tmp_path, config, langs=["eng", "spa"])
+    assert len(batches) == 12
+    first, later = set().union(*batches[:8]), set().union(*batches[8:])
+    assert len(first) == 4  # two clips of each language, seen again and again
+    assert later - first  # then the whole training set
+
+
 def test_adapter_training_leaves_the_base_and_old_languages_alone(tiny_corpus, tmp_path):
     run(tiny_corpus, tmp_path / "base", langs=["eng", "spa"])
     base = tmp_path / "base" / "model"
