@@ -23,9 +23,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; status=0; fi; exit $$status
 
-# The main job: the embedded default model transcribes the example clips, language guessed.
+# Until the embedded model lands (issue 3), the main job is the synthetic corpus.
 demo: $(STAMP)
-	$(BIN)/polyspeech transcribe examples/*.flac --word-timestamps
+	$(BIN)/polyspeech data synth --langs eng,deu,cmn --per-lang 30 --out work/demo-corpus --quiet
+	$(BIN)/polyspeech data validate work/demo-corpus/train.jsonl
 
 clean:
 	rm -rf $(VENV) work
