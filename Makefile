@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo clean default-model new-language
+.PHONY: install test demo clean default-model evaluate-default new-language
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,14 @@ default-model: $(STAMP)
 	$(BIN)/polyspeech train ctc work/corpus/train.jsonl --dev work/corpus/dev.jsonl \
 		--config recipes/default_ctc/config.json --out work/default_ctc --dtype float16
 	rm -rf polyspeech/assets/ctc && mkdir -p polyspeech/assets && cp -r work/default_ctc/model polyspeech/assets/ctc
+	$(BIN)/polyspeech train lm work/corpus/train.jsonl --out polyspeech/assets/ctc-lm --lexicon
 	$(BIN)/python recipes/default_ctc/pick_examples.py
+
+# The default model on the held-out test split: greedy, and beam search with its character LMs.
+evaluate-default: $(STAMP)
+	$(BIN)/polyspeech evaluate work/corpus/test.jsonl --quiet --json work/default_ctc/test_greedy.json
+	$(BIN)/polyspeech evaluate work/corpus/test.jsonl --quiet --lm builtin:ctc-lm \
+		--json work/default_ctc/test_lm.json
 
 # A language the default model never saw, added by adapter training alone (base frozen) on at most
 # 20 minutes of synthetic audio; then its test CER, and the old languages' CER with the new folder.
@@ -48,7 +55,10 @@ new-language: $(STAMP)
 	$(BIN)/polyspeech train adapter work/$(NEW_LANG)/train.jsonl --dev work/$(NEW_LANG)/dev.jsonl \
 		--base builtin:ctc --lang $(NEW_LANG) --config recipes/new_language/config.json \
 		--out work/$(NEW_LANG)_adapter --dtype float16
+	$(BIN)/polyspeech train lm work/$(NEW_LANG)/train.jsonl --out work/$(NEW_LANG)_adapter/lm --lexicon
 	$(BIN)/polyspeech evaluate work/$(NEW_LANG)/test.jsonl --model work/$(NEW_LANG)_adapter/model \
 		--json work/$(NEW_LANG)_adapter/test_new.json
+	$(BIN)/polyspeech evaluate work/$(NEW_LANG)/test.jsonl --model work/$(NEW_LANG)_adapter/model \
+		--lm work/$(NEW_LANG)_adapter/lm --json work/$(NEW_LANG)_adapter/test_new_lm.json
 	$(BIN)/polyspeech evaluate work/corpus/test.jsonl --model work/$(NEW_LANG)_adapter/model \
 		--json work/$(NEW_LANG)_adapter/test_old.json

@@ -39,7 +39,12 @@ DType = Annotated[
     typer.Option(help="float32, bfloat16, or auto (bfloat16 where the processor is fast at it)."),
 ]
 LanguageModel = Annotated[
-    Path | None, typer.Option("--lm", help="KenLM n-gram (ARPA or binary): beam search with it.")
+    Path | None,
+    typer.Option(
+        "--lm",
+        help="Beam search with an n-gram: an ARPA/KenLM file, or a folder of <lang>.arpa[.gz] "
+        "(character LMs from `train lm` or word LMs).",
+    ),
 ]
 
 
@@ -317,6 +322,25 @@ def train_adapter(
         dtype=dtype,
         quiet=quiet,
     )
+
+
+@train_app.command("lm")
+def train_lm(
+    manifest: TrainManifest,
+    out: Annotated[Path, typer.Option(help="Folder for one <lang>.arpa.gz per language.")],
+    order: Annotated[int, typer.Option(help="n-gram order, in characters.")] = 6,
+    langs: Annotated[str, typer.Option(help="Comma-separated languages (default: all).")] = "",
+    lexicon: Annotated[
+        bool, typer.Option(help="Also each of the language's 20,000 frequent words (wordfreq).")
+    ] = False,
+) -> None:
+    """Character n-gram LMs (Kneser-Ney, ARPA) from a manifest's texts, for ``--lm``."""
+    from polyspeech.text.languages import to_iso639_3
+    from polyspeech.text.ngram import train_from_manifest
+
+    codes = [to_iso639_3(code) for code in langs.split(",") if code.strip()] or None
+    for lang, count in train_from_manifest(manifest, out, order, codes, lexicon).items():
+        typer.echo(f"{lang}: {count} lines -> {out / f'{lang}.arpa.gz'}")
 
 
 def main() -> None:

@@ -115,3 +115,31 @@ def test_transcribe_missing_model_and_input(tmp_path, cli):
 def test_languages_lists_the_adapters(cli, conformer_folder):
     result = cli("languages", "--model", conformer_folder[0])
     assert result.code == 0 and result.stdout.split() == ["cmn", "eng"]
+
+
+def test_train_lm_then_transcribe_with_it(tmp_path, cli, conformer_folder):
+    soundfile.write(tmp_path / "a.flac", sine(440, 1.0, 16000), 16000)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(
+        '{"audio": "a.flac", "text": "Hello, world!", "lang": "eng", "duration": 1.0}\n'
+        '{"audio": "a.flac", "text": "\u4f60\u597d", "lang": "cmn", "duration": 1.0}\n'
+    )
+    result = cli("train", "lm", manifest, "--out", tmp_path / "lm", "--order", "3")
+    assert result.code == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "lm").iterdir()) == ["cmn.arpa.gz", "eng.arpa.gz"]
+    for lang in ["eng", "cmn"]:
+        result = cli(
+            "transcribe", tmp_path / "a.flac", "--model", conformer_folder[0], "--lang", lang,
+            "--no-vad", "--lm", tmp_path / "lm", "--output-format", "json",
+        )  # fmt: skip
+        assert result.code == 0, result.stderr
+        assert json.loads(result.stdout)["language"] == lang
+    (tmp_path / "lm" / "cmn.arpa.gz").unlink()
+    result = cli(
+        "transcribe", tmp_path / "a.flac", "--model", conformer_folder[0], "--lang", "cmn",
+        "--lm", tmp_path / "lm",
+    )  # fmt: skip
+    assert result.code == 2 and "no language model for 'cmn'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = cli("train", "lm", manifest, "--out", tmp_path / "lm2", "--langs", "fin")
+    assert result.code == 2 and "no lines in the languages asked for" in result.stderr

@@ -1,16 +1,20 @@
-"""CTC decoding: best path (greedy), or beam search with a KenLM n-gram (pyctcdecode), both
-giving the frame span of every word."""
+"""CTC decoding: best path (greedy), beam search with a word n-gram (KenLM through pyctcdecode),
+or prefix beam search with a character n-gram (ARPA, our own); all give every word's frames."""
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from polyspeech.align.viterbi import align
 from polyspeech.errors import DependencyError, InputError
-from polyspeech.text.vocab import PAD, WORD_DELIMITER, Vocabulary
+from polyspeech.text.ngram import NgramLm, read_arpa
+from polyspeech.text.vocab import BOS, EOS, PAD, UNK, WORD_DELIMITER, Vocabulary
 
 
 @dataclass(frozen=True)
@@ -135,3 +139,171 @@ class LmBeamDecoder:
             for word, (start, end) in word_frames
             if word.strip()
         ]
+
+
+_LN10 = math.log(10.0)
+
+
+def _logaddexp(a: float, b: float) -> float:
+    if a < b:
+        a, b = b, a
+    return a if b == -math.inf else a + math.log1p(math.exp(b - a))
+
+
+class CharLmBeamDecoder:
+    """CTC prefix beam search scored with a character n-gram.
+
+    A prefix's score is its CTC log-probability (blank- and non-blank-ending paths summed) plus
+    ``alpha`` times its LM log-probability (natural log) plus ``beta`` per character; at the end
+    the LM's ``</s>`` is added. Only tokens above ``prune`` (log-probability) are tried at each
+    frame. The best text's frames come from an exact forced alignment of it (Viterbi).
+    """
+
+    def __init__(
+        self,
+        vocabulary: Vocabulary,
+        lm: NgramLm,
+        by_character: bool,
+        alpha: float = 0.8,
+        beta: float = 1.0,
+        beam_width: int = 16,
+        prune: float = -8.0,
+    ) -> None:
+        self.vocabulary, self.lm, self.by_character = vocabulary, lm, by_character
+        self.alpha, self.beta = alpha, beta
+        self.beam_width, self.prune = beam_width, prune
+        specials = {PAD, BOS, EOS, UNK}
+        self._usable = np.array([t not in specials for t in vocabulary.tokens])
+        self._usable[vocabulary.blank] = False
+
+    def _history(self, prefix: tuple[int, ...]) -> tuple[str, ...]:
+        """The LM context of a prefix: ``<s>`` and its last tokens (the LM keeps what it uses)."""
+        return (
+            BOS,
+            *(self.vocabulary.tokens[t] for t in prefix[max(0, len(prefix) - self.lm.order) :]),
+        )
+
+    def _lm_step(self, prefix: tuple[int, ...], token: int) -> float:
+        step = self.lm.score(self._history(prefix), self.vocabulary.tokens[token])
+        return self.alpha * _LN10 * step + self.beta
+
+    def best_tokens(self, log_probs: np.ndarray) -> list[int]:
+        blank, minus_inf = self.vocabulary.blank, -math.inf
+        beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, minus_inf)}
+        lm_scores: dict[tuple[int, ...], float] = {(): 0.0}
+        for row in log_probs:
+            candidates = [
+                (int(t), float(row[t])) for t in np.flatnonzero((row > self.prune) & self._usable)
+            ]
+            blank_score = float(row[blank])
+            following: dict[tuple[int, ...], list[float]] = {}
+            for prefix, (blank_end, token_end) in beams.items():
+                total = _logaddexp(blank_end, token_end)
+                scores = following.setdefault(prefix, [minus_inf, minus_inf])
+                scores[0] = _logaddexp(scores[0], total + blank_score)
+                last = prefix[-1] if prefix else None
+                for token, score in candidates:
+                    extended = (*prefix, token)
+                    if extended not in lm_scores:
+                        lm_scores[extended] = lm_scores[prefix] + self._lm_step(prefix, token)
+                    grown = following.setdefault(extended, [minus_inf, minus_inf])
+                    if token == last:  # a repeat: the same prefix, or after a blank a new token
+                        scores[1] = _logaddexp(scores[1], token_end + score)
+                        grown[1] = _logaddexp(grown[1], blank_end + score)
+                    else:
+                        grown[1] = _logaddexp(grown[1], total + score)
+            ranked = sorted(
+                following.items(),
+                key=lambda item: _logaddexp(*item[1]) + lm_scores[item[0]],
+                reverse=True,
+            )
+            beams = {prefix: (scores[0], scores[1]) for prefix, scores in ranked[: self.beam_width]}
+
+        def final(prefix: tuple[int, ...]) -> float:
+            ending = self.alpha * _LN10 * self.lm.score(self._history(prefix), EOS)
+            return _logaddexp(*beams[prefix]) + lm_scores[prefix] + ending
+
+        return list(max(beams, key=final))
+
+    def words(self, log_probs: np.ndarray) -> list[WordSpan]:
+        tokens = self.best_tokens(log_probs)
+        if not tokens:
+            return []
+        frames = align(log_probs, np.array(tokens), self.vocabulary.blank).token_frames()
+        best = np.exp(log_probs.max(axis=-1))
+        spans = [
+            CharSpan(
+                self.vocabulary.token_text(token),
+                int(start),
+                int(end) - 1,
+                float(best[start:end].mean()),
+            )
+            for token, (start, end) in zip(tokens, frames, strict=True)
+        ]
+        return group_words(spans, self.by_character)
+
+
+@functools.lru_cache(maxsize=16)
+def _character_lm(path: Path, modified: float) -> NgramLm | None:
+    """The character n-gram in ``path``, read once per file version; None for a word LM."""
+    return read_arpa(path) if is_character_lm(path) else None
+
+
+def is_character_lm(path: str | os.PathLike) -> bool:
+    """Whether an ARPA file's unigrams are single characters (and ``|``): read up to the first
+    word longer than one character, so a large word LM costs a few lines."""
+    path = Path(path)
+    if not path.name.endswith((".arpa", ".arpa.gz")):
+        return False
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    in_unigrams = False
+    try:
+        with opener(path, "rt", encoding="utf-8") as lines:
+            for line in lines:
+                line = line.strip()
+                if line == "\\1-grams:":
+                    in_unigrams = True
+                elif in_unigrams and (not line or line.startswith("\\")):
+                    return True
+                elif in_unigrams:
+                    fields = line.split()
+                    if len(fields) > 1 and fields[1] not in (BOS, EOS, UNK) and len(fields[1]) > 1:
+                        return False
+    except (OSError, UnicodeDecodeError, EOFError) as error:
+        raise InputError(f"{path}: cannot read the language model ({error})") from None
+    return in_unigrams
+
+
+def language_model_file(lm: str | os.PathLike, lang: str | None) -> Path:
+    """The LM for ``lang``: ``lm`` itself, or in a folder (or a builtin name such as
+    ``builtin:ctc-lm``) the file named for the language."""
+    from polyspeech.ctc.model import BUILTIN_LM
+
+    path = BUILTIN_LM.get(str(lm), Path(lm))
+    if not path.is_dir():
+        if not path.is_file():
+            raise InputError(f"{path}: language model file not found")
+        return path
+    for name in (f"{lang}.arpa.gz", f"{lang}.arpa", f"{lang}.bin"):
+        if (path / name).is_file():
+            return path / name
+    offered = sorted({p.name.split(".")[0] for p in path.iterdir() if p.is_file()})
+    raise InputError(
+        f"{path}: no language model for {lang!r} ({lang}.arpa[.gz] or {lang}.bin); "
+        f"it has: {', '.join(offered) or 'none'}"
+    )
+
+
+def make_decoder(
+    vocabulary: Vocabulary, by_character: bool, lm: str | os.PathLike | None, lang: str | None
+):
+    """Greedy without ``lm``; with one, beam search with a character or a word n-gram."""
+    if lm is None:
+        return GreedyDecoder(vocabulary, by_character)
+    path = language_model_file(lm, lang)
+    model = _character_lm(path.resolve(), path.stat().st_mtime)
+    if model is not None:
+        return CharLmBeamDecoder(vocabulary, model, by_character)
+    return LmBeamDecoder(vocabulary, path)

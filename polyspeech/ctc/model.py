@@ -25,6 +25,7 @@ from polyspeech.text.vocab import Vocabulary, load_vocabularies
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 BUILTIN = {"builtin:ctc": ASSETS / "ctc"}
+BUILTIN_LM = {"builtin:ctc-lm": ASSETS / "ctc-lm"}  # its character n-grams, one per language
 
 
 def resolve_model_folder(name: str | Path) -> Path:

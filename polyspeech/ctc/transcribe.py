@@ -15,7 +15,7 @@ import numpy as np
 
 from polyspeech.audio import SAMPLE_RATE
 from polyspeech.audio.vad import speech_regions
-from polyspeech.ctc.decode import GreedyDecoder, LmBeamDecoder
+from polyspeech.ctc.decode import make_decoder
 from polyspeech.ctc.model import CtcModel
 from polyspeech.results import Result, Segment, Word
 from polyspeech.text.languages import is_written_without_spaces
@@ -65,9 +65,7 @@ def transcribe(
         lang = guess_language(model, [samples[s:e] for s, e in windows])
     vocabulary = model.vocabulary(lang)
     by_character = lang is not None and is_written_without_spaces(lang)
-    decoder = (
-        GreedyDecoder(vocabulary, by_character) if lm is None else LmBeamDecoder(vocabulary, lm)
-    )
+    decoder = make_decoder(vocabulary, by_character, lm, lang)
     segments: list[Segment] = []
     for first in range(0, len(windows), batch_size):
         group = windows[first : first + batch_size]

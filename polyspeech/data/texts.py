@@ -172,10 +172,10 @@ def number_words(n: int, lang: str) -> str:
 
 
 @functools.cache
-def _frequent_words(lang: str) -> tuple[str, ...]:
+def frequent_words(lang: str) -> tuple[str, ...]:
     """wordfreq's 20,000 most frequent words of ``lang`` written wholly in its script."""
-    sources = _SOURCES[lang]
-    if sources.wordfreq_lang is None:
+    sources = _SOURCES.get(lang)
+    if sources is None or sources.wordfreq_lang is None:
         return ()
     import wordfreq
 
@@ -198,7 +198,7 @@ def sentence_stream(lang: str, rng: np.random.Generator) -> Iterator[tuple[str, 
     sources = _SOURCES[lang]
     fake = Faker(sources.faker_locale)
     fake.seed_instance(int(rng.integers(2**31)))
-    words = _frequent_words(lang)
+    words = frequent_words(lang)
     joiner = "" if sources.script == "CJK UNIFIED" else " "
     order = list(rng.permutation(len(texts.sentences)))
     weights = dict(_SOURCE_WEIGHTS)

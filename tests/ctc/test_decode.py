@@ -52,9 +52,8 @@ ngram 2=2
 """
 
 
-def test_lm_beam_search_prefers_the_likely_word(tmp_path):
-    from polyspeech.ctc.decode import GreedyDecoder, LmBeamDecoder
-
+def bat_or_cat() -> tuple[Vocabulary, np.ndarray]:
+    """Audio that sounds like "bat" or "cat", "b" slightly ahead."""
     vocab = Vocabulary.from_texts(["bat cat"])
     index = vocab.mapping()
     frames = [{"b": 0.5, "c": 0.45}, {"a": 0.95}, {"<pad>": 0.95}, {"t": 0.95}, {"<pad>": 0.95}]
@@ -62,7 +61,13 @@ def test_lm_beam_search_prefers_the_likely_word(tmp_path):
     for row, frame in enumerate(frames):
         for token, p in frame.items():
             probs[row, index[token]] = p
-    log_probs = np.log(probs / probs.sum(axis=1, keepdims=True))
+    return vocab, np.log(probs / probs.sum(axis=1, keepdims=True))
+
+
+def test_lm_beam_search_prefers_the_likely_word(tmp_path):
+    from polyspeech.ctc.decode import GreedyDecoder, LmBeamDecoder
+
+    vocab, log_probs = bat_or_cat()
     assert [w.text for w in GreedyDecoder(vocab, False).words(log_probs)] == ["bat"]
     (tmp_path / "lm.arpa").write_text(ARPA)
     (word,) = LmBeamDecoder(vocab, tmp_path / "lm.arpa", alpha=1.0, beta=0.0).words(log_probs)
@@ -77,3 +82,61 @@ def test_missing_lm_file(tmp_path):
 
     with pytest.raises(InputError, match="language model file not found"):
         LmBeamDecoder(VOCAB, tmp_path / "none.arpa")
+
+
+def char_lm_case(tmp_path):
+    """:func:`bat_or_cat`, and a character LM that has only ever seen "cat"."""
+    from polyspeech.text.ngram import estimate, sentence_tokens, write_arpa
+
+    vocab, log_probs = bat_or_cat()
+    write_arpa(estimate([sentence_tokens("cat")] * 5, order=3), tmp_path / "eng.arpa.gz")
+    return vocab, log_probs
+
+
+def test_character_lm_beam_search_prefers_the_likely_spelling(tmp_path):
+    from polyspeech.ctc.decode import GreedyDecoder, make_decoder
+
+    vocab, log_probs = char_lm_case(tmp_path)
+    assert [w.text for w in GreedyDecoder(vocab, False).words(log_probs)] == ["bat"]
+    decoder = make_decoder(vocab, False, tmp_path, "eng")  # a folder: <lang>.arpa.gz
+    (word,) = decoder.words(log_probs)
+    assert (word.text, word.start_frame, word.end_frame) == ("cat", 0, 3)
+    weak = make_decoder(vocab, False, tmp_path / "eng.arpa.gz", "eng")
+    weak.alpha = 0.01
+    assert [w.text for w in weak.words(log_probs)] == ["bat"]  # the audio decides again
+
+
+def test_character_lm_beam_search_matches_greedy_on_a_clear_path():
+    from polyspeech.ctc.decode import CharLmBeamDecoder
+    from polyspeech.text.ngram import estimate, sentence_tokens
+
+    lm = estimate([sentence_tokens("ab ba")], order=2)
+    path = ["a", "a", "-", "a", "b", "|", "b", "-", "b", "a"]
+    decoder = CharLmBeamDecoder(VOCAB, lm, by_character=False, alpha=0.0, beta=0.0)
+    assert [w.text for w in decoder.words(path_log_probs(path))] == ["aab", "bba"]
+    spans = greedy_decode(path_log_probs(path), VOCAB)
+    by_character = CharLmBeamDecoder(VOCAB, lm, by_character=True, alpha=0.0, beta=0.0)
+    assert [
+        (w.text, w.start_frame, w.end_frame) for w in by_character.words(path_log_probs(path))
+    ] == [(s.text, s.start_frame, s.end_frame) for s in spans if s.text != " "]
+
+
+def test_word_lm_files_go_to_pyctcdecode(tmp_path):
+    from polyspeech.ctc.decode import LmBeamDecoder, is_character_lm, make_decoder
+
+    (tmp_path / "words.arpa").write_text(ARPA)
+    assert not is_character_lm(tmp_path / "words.arpa")
+    assert isinstance(make_decoder(VOCAB, False, tmp_path / "words.arpa", "eng"), LmBeamDecoder)
+
+
+def test_a_folder_without_the_language_names_what_it_has(tmp_path):
+    import pytest
+
+    from polyspeech.ctc.decode import make_decoder
+    from polyspeech.errors import InputError
+
+    char_lm_case(tmp_path)
+    with pytest.raises(InputError, match=r"no language model for 'fra'.*it has: eng"):
+        make_decoder(VOCAB, False, tmp_path, "fra")
+    with pytest.raises(InputError, match="language model file not found"):
+        make_decoder(VOCAB, False, tmp_path / "none.arpa", "eng")

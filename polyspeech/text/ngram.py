@@ -1,0 +1,229 @@
+"""Character n-gram language models: interpolated Kneser-Ney from text, kept in ARPA files.
+
+A sentence is its normalised characters with ``|`` for each space (the CTC word delimiter), so
+the model speaks the same tokens as a CTC vocabulary and helps languages with or without
+spaces alike. Estimation follows Chen and Goodman's interpolated Kneser-Ney with one discount
+per order, ``D = n1 / (n1 + 2 n2)``: the highest order counts n-grams, the lower orders count
+the distinct tokens seen before them (except after ``<s>``, which has nothing before it), and
+the unigrams are interpolated with a uniform distribution over the vocabulary and ``<unk>``.
+Written as ARPA (log10 probabilities and back-off weights), the back-off reading gives exactly
+the interpolated probabilities, so KenLM and other ARPA readers score the same.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from polyspeech.errors import InputError
+from polyspeech.text.languages import is_written_without_spaces
+from polyspeech.text.normalize import normalize_text
+from polyspeech.text.vocab import BOS, EOS, UNK, WORD_DELIMITER
+
+_NO_PROB = -99.0  # ARPA's "never predicted" (the <s> unigram)
+
+
+def sentence_tokens(text: str) -> list[str]:
+    """The LM tokens of a normalised sentence: its characters, ``|`` for spaces."""
+    return [WORD_DELIMITER if char == " " else char for char in text]
+
+
+@dataclass(frozen=True)
+class NgramLm:
+    """log10 probabilities of seen n-grams and log10 back-off weights of their contexts."""
+
+    order: int
+    probs: dict[tuple[str, ...], float]
+    backoffs: dict[tuple[str, ...], float]
+
+    def score(self, context: tuple[str, ...], token: str) -> float:
+        """log10 p(token | context); an unknown token scores as ``<unk>``."""
+        if (token,) not in self.probs:
+            token = UNK
+        context = context[max(0, len(context) - self.order + 1) :] if self.order > 1 else ()
+        penalty = 0.0
+        while (*context, token) not in self.probs:
+            penalty += self.backoffs.get(context, 0.0)
+            context = context[1:]
+        return penalty + self.probs[(*context, token)]
+
+    def sentence_score(self, tokens: list[str]) -> float:
+        """log10 probability of a whole sentence, ``</s>`` included."""
+        history, total = (BOS,), 0.0
+        for token in [*tokens, EOS]:
+            total += self.score(history, token)
+            history = (*history, token)
+        return total
+
+
+def estimate(sentences: Iterable[list[str]], order: int) -> NgramLm:
+    """An interpolated Kneser-Ney model of ``order`` from token lists."""
+    if order < 1:
+        raise InputError(f"an n-gram order must be at least 1, not {order}")
+    raw: list[Counter] = [Counter() for _ in range(order + 1)]  # raw[k]: k-gram counts
+    for sentence in sentences:
+        padded = (BOS, *sentence, EOS)
+        for end in range(1, len(padded)):
+            for size in range(1, order + 1):
+                if end - size + 1 < 0:
+                    break
+                raw[size][padded[end - size + 1 : end + 1]] += 1
+    if not raw[1]:
+        raise InputError("no text to estimate a language model from")
+    counts: list[Counter] = [Counter() for _ in range(order + 1)]
+    counts[order] = raw[order]
+    for size in range(1, order):
+        left: Counter = Counter(gram[1:] for gram in raw[size + 1])  # distinct left neighbours
+        counts[size] = Counter(
+            {gram: raw[size][gram] if gram[0] == BOS else left[gram] for gram in raw[size]}
+        )
+    probs: dict[tuple[str, ...], float] = {}
+    backoffs: dict[tuple[str, ...], float] = {}
+    lower: dict[tuple[str, ...], float] = {}  # natural probabilities of the previous order
+    for size in range(1, order + 1):
+        discount = _discount(counts[size])
+        totals: Counter = Counter()
+        kinds: Counter = Counter()
+        for gram, count in counts[size].items():
+            totals[gram[:-1]] += count
+            kinds[gram[:-1]] += 1
+        weights = {h: discount * kinds[h] / totals[h] for h in totals}
+        current: dict[tuple[str, ...], float] = {}
+        if size == 1:
+            vocabulary = [*sorted(counts[1]), (UNK,)]
+            uniform = weights[()] / len(vocabulary)
+            for (token,) in vocabulary:
+                seen = max(counts[1][(token,)] - discount, 0.0) / totals[()]
+                current[(token,)] = seen + uniform
+        else:
+            for gram, count in counts[size].items():
+                context = gram[:-1]
+                current[gram] = (count - discount) / totals[context] + weights[context] * lower[
+                    gram[1:]
+                ]
+            for context, weight in weights.items():
+                backoffs[context] = math.log10(weight)
+        for gram, prob in current.items():
+            probs[gram] = math.log10(prob)
+        lower = current
+    probs[(BOS,)] = _NO_PROB
+    return NgramLm(order, probs, backoffs)
+
+
+def _discount(counts: Counter) -> float:
+    """Ney's estimate from the counts of counts, kept inside (0.1, 0.9)."""
+    of = Counter(counts.values())
+    ones, twos = of[1], of[2]
+    if ones == 0:
+        return 0.5
+    return min(0.9, max(0.1, ones / (ones + 2 * twos)))
+
+
+def _open(path: Path, mode: str, compressed: bool):
+    if compressed:
+        return gzip.open(path, mode + "t", encoding="utf-8")
+    return path.open(mode, encoding="utf-8")
+
+
+def write_arpa(lm: NgramLm, path: str | os.PathLike) -> None:
+    """Write ``lm`` as ARPA (gzip-compressed when the name ends in ``.gz``), atomically."""
+    path = Path(path)
+    by_order: dict[int, list[tuple[str, ...]]] = defaultdict(list)
+    for gram in lm.probs:
+        by_order[len(gram)].append(gram)
+    partial = path.with_name(path.name + ".partial")
+    with _open(partial, "w", path.suffix == ".gz") as out:
+        out.write("\\data\\\n")
+        for size in range(1, lm.order + 1):
+            out.write(f"ngram {size}={len(by_order[size])}\n")
+        for size in range(1, lm.order + 1):
+            out.write(f"\n\\{size}-grams:\n")
+            for gram in sorted(by_order[size]):
+                line = f"{lm.probs[gram]:.6f}\t{' '.join(gram)}"
+                if gram in lm.backoffs:
+                    line += f"\t{lm.backoffs[gram]:.6f}"
+                out.write(line + "\n")
+        out.write("\n\\end\\\n")
+    os.replace(partial, path)
+
+
+def read_arpa(path: str | os.PathLike) -> NgramLm:
+    """Read an ARPA file (plain or ``.gz``); a malformed one is an :class:`InputError`."""
+    path = Path(path)
+    probs: dict[tuple[str, ...], float] = {}
+    backoffs: dict[tuple[str, ...], float] = {}
+    order, size = 0, 0
+    try:
+        with _open(path, "r", path.suffix == ".gz") as lines:
+            for number, line in enumerate(lines, 1):
+                line = line.strip()
+                if not line or line in ("\\data\\", "\\end\\"):
+                    continue
+                if line.startswith("ngram "):
+                    order = max(order, int(line[6:].split("=")[0]))
+                elif line.startswith("\\") and line.endswith("-grams:"):
+                    size = int(line[1:].split("-")[0])
+                elif size:
+                    fields = line.split("\t") if "\t" in line else line.split()
+                    gram = tuple(fields[1].split()) if "\t" in line else tuple(fields[1 : 1 + size])
+                    if len(gram) != size:
+                        raise ValueError(f"line {number}: expected a {size}-gram")
+                    probs[gram] = float(fields[0])
+                    if len(fields) > (2 if "\t" in line else 1 + size):
+                        backoffs[gram] = float(fields[-1])
+    except (OSError, UnicodeDecodeError, ValueError, IndexError, EOFError) as error:
+        raise InputError(f"{path}: not a readable ARPA language model ({error})") from None
+    if not order or not probs:
+        raise InputError(f"{path}: not an ARPA language model (no n-grams)")
+    if (UNK,) not in probs:
+        probs[(UNK,)] = min(p for g, p in probs.items() if len(g) == 1 and p > _NO_PROB)
+    return NgramLm(order, probs, backoffs)
+
+
+def lexicon_lines(lang: str, per_line: int = 8) -> list[list[str]]:
+    """wordfreq's frequent words of ``lang`` (the list the corpus builder draws from), each once,
+    in lines of ``per_line`` words in a fixed shuffled order: spelling knowledge beyond the
+    training sentences. Empty for a language wordfreq has no list for."""
+    from polyspeech.data.texts import frequent_words
+
+    words = [normalize_text(word, lang) for word in frequent_words(lang)]
+    words = [word for word in words if word]
+    order = np.random.default_rng(0).permutation(len(words))
+    joiner = "" if is_written_without_spaces(lang) else " "
+    return [
+        sentence_tokens(joiner.join(words[i] for i in order[start : start + per_line]))
+        for start in range(0, len(words), per_line)
+    ]
+
+
+def train_from_manifest(
+    manifest: str | os.PathLike,
+    out: str | os.PathLike,
+    order: int,
+    langs: list[str] | None,
+    lexicon: bool = False,
+) -> dict[str, int]:
+    """One character n-gram per language of a manifest, from its normalised texts (and with
+    ``lexicon``, :func:`lexicon_lines`), written as ``out/<lang>.arpa.gz``; returns the number
+    of lines each was estimated from."""
+    from polyspeech.data.manifest import read_manifest
+
+    texts: dict[str, list[list[str]]] = defaultdict(list)
+    for entry in read_manifest(manifest):
+        if langs is None or entry.lang in langs:
+            texts[entry.lang].append(sentence_tokens(normalize_text(entry.text, entry.lang)))
+    if not texts:
+        raise InputError(f"{manifest}: no lines in the languages asked for")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    for lang, sentences in sorted(texts.items()):
+        if lexicon:
+            sentences.extend(lexicon_lines(lang))
+        write_arpa(estimate(sentences, order), Path(out) / f"{lang}.arpa.gz")
+    return {lang: len(sentences) for lang, sentences in sorted(texts.items())}
