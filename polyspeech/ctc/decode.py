@@ -243,9 +243,14 @@ class CharLmBeamDecoder:
         return group_words(spans, self.by_character)
 
 
+def load_character_lm(path: str | os.PathLike) -> NgramLm | None:
+    """The character n-gram in ``path`` (read once per file version); None for a word LM."""
+    path = Path(path).resolve()
+    return _read_character_lm(path, path.stat().st_mtime)
+
+
 @functools.lru_cache(maxsize=16)
-def _character_lm(path: Path, modified: float) -> NgramLm | None:
-    """The character n-gram in ``path``, read once per file version; None for a word LM."""
+def _read_character_lm(path: Path, modified: float) -> NgramLm | None:
     return read_arpa(path) if is_character_lm(path) else None
 
 
@@ -303,7 +308,7 @@ def make_decoder(
     if lm is None:
         return GreedyDecoder(vocabulary, by_character)
     path = language_model_file(lm, lang)
-    model = _character_lm(path.resolve(), path.stat().st_mtime)
+    model = load_character_lm(path)
     if model is not None:
         return CharLmBeamDecoder(vocabulary, model, by_character)
     return LmBeamDecoder(vocabulary, path)
