@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from polyspeech.align.viterbi import align
+from polyspeech.ctc.model import BUILTIN_LM
 from polyspeech.errors import DependencyError, InputError
-from polyspeech.text.ngram import NgramLm, read_arpa
+from polyspeech.text.ngram import NgramLm, is_character_arpa, read_arpa
 from polyspeech.text.vocab import BOS, EOS, PAD, UNK, WORD_DELIMITER, Vocabulary
 
 
@@ -251,41 +252,12 @@ def load_character_lm(path: str | os.PathLike) -> NgramLm | None:
 
 @functools.lru_cache(maxsize=16)
 def _read_character_lm(path: Path, modified: float) -> NgramLm | None:
-    return read_arpa(path) if is_character_lm(path) else None
-
-
-def is_character_lm(path: str | os.PathLike) -> bool:
-    """Whether an ARPA file's unigrams are single characters (and ``|``): read up to the first
-    word longer than one character, so a large word LM costs a few lines."""
-    path = Path(path)
-    if not path.name.endswith((".arpa", ".arpa.gz")):
-        return False
-    import gzip
-
-    opener = gzip.open if path.suffix == ".gz" else open
-    in_unigrams = False
-    try:
-        with opener(path, "rt", encoding="utf-8") as lines:
-            for line in lines:
-                line = line.strip()
-                if line == "\\1-grams:":
-                    in_unigrams = True
-                elif in_unigrams and (not line or line.startswith("\\")):
-                    return True
-                elif in_unigrams:
-                    fields = line.split()
-                    if len(fields) > 1 and fields[1] not in (BOS, EOS, UNK) and len(fields[1]) > 1:
-                        return False
-    except (OSError, UnicodeDecodeError, EOFError) as error:
-        raise InputError(f"{path}: cannot read the language model ({error})") from None
-    return in_unigrams
+    return read_arpa(path) if is_character_arpa(path) else None
 
 
 def language_model_file(lm: str | os.PathLike, lang: str | None) -> Path:
     """The LM for ``lang``: ``lm`` itself, or in a folder (or a builtin name such as
     ``builtin:ctc-lm``) the file named for the language."""
-    from polyspeech.ctc.model import BUILTIN_LM
-
     path = BUILTIN_LM.get(str(lm), Path(lm))
     if not path.is_dir():
         if not path.is_file():

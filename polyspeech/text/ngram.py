@@ -154,6 +154,31 @@ def write_arpa(lm: NgramLm, path: str | os.PathLike) -> None:
     os.replace(partial, path)
 
 
+def is_character_arpa(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an ARPA file (``.arpa`` or ``.arpa.gz``) whose unigrams are single
+    characters (and ``|``); it reads up to the first longer word, so a large word LM costs a few
+    lines."""
+    path = Path(path)
+    if not path.name.endswith((".arpa", ".arpa.gz")):
+        return False
+    in_unigrams = False
+    try:
+        with _open(path, "r", path.suffix == ".gz") as lines:
+            for line in lines:
+                line = line.strip()
+                if line == "\\1-grams:":
+                    in_unigrams = True
+                elif in_unigrams and (not line or line.startswith("\\")):
+                    return True
+                elif in_unigrams:
+                    fields = line.split()
+                    if len(fields) > 1 and fields[1] not in (BOS, EOS, UNK) and len(fields[1]) > 1:
+                        return False
+    except (OSError, UnicodeDecodeError, EOFError) as error:
+        raise InputError(f"{path}: cannot read the language model ({error})") from None
+    return in_unigrams
+
+
 def read_arpa(path: str | os.PathLike) -> NgramLm:
     """Read an ARPA file (plain or ``.gz``); a malformed one is an :class:`InputError`."""
     path = Path(path)

@@ -122,10 +122,11 @@ def test_character_lm_beam_search_matches_greedy_on_a_clear_path():
 
 
 def test_word_lm_files_go_to_pyctcdecode(tmp_path):
-    from polyspeech.ctc.decode import LmBeamDecoder, is_character_lm, make_decoder
+    from polyspeech.ctc.decode import LmBeamDecoder, make_decoder
+    from polyspeech.text.ngram import is_character_arpa
 
     (tmp_path / "words.arpa").write_text(ARPA)
-    assert not is_character_lm(tmp_path / "words.arpa")
+    assert not is_character_arpa(tmp_path / "words.arpa")
     assert isinstance(make_decoder(VOCAB, False, tmp_path / "words.arpa", "eng"), LmBeamDecoder)
 
 
