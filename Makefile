@@ -35,10 +35,13 @@ clean:
 MAIN_LANGS := eng,deu,fra,spa,ita,por,nld,swh,ind,tur,rus,cmn
 default-model: $(STAMP)
 	$(BIN)/polyspeech data synth --langs $(MAIN_LANGS) --per-lang 1500 --seed 0 --out work/corpus --quiet
-	$(BIN)/polyspeech train ctc work/corpus/train.jsonl --dev work/corpus/dev.jsonl \
-		--config recipes/default_ctc/config.json --out work/default_ctc --dtype float16
+	$(BIN)/polyspeech data synth --langs cmn --per-lang 2250 --seed 2 --out work/corpus-cmn --quiet
+	$(BIN)/polyspeech train ctc work/corpus/train.jsonl work/corpus-cmn/train.jsonl \
+		--dev work/corpus/dev.jsonl --config recipes/default_ctc/config.json \
+		--out work/default_ctc --dtype float16
 	rm -rf polyspeech/assets/ctc && mkdir -p polyspeech/assets && cp -r work/default_ctc/model polyspeech/assets/ctc
-	$(BIN)/polyspeech train lm work/corpus/train.jsonl --out polyspeech/assets/ctc-lm --lexicon
+	$(BIN)/polyspeech train lm work/corpus/train.jsonl work/corpus-cmn/train.jsonl \
+		--out polyspeech/assets/ctc-lm --lexicon
 	$(BIN)/python recipes/default_ctc/pick_examples.py
 
 # The default model on the held-out test split: greedy, and beam search with its character LMs.

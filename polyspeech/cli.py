@@ -256,7 +256,9 @@ def _run_training(quiet: bool, **arguments) -> None:
     typer.echo(f"trained {summary.get('steps', 0)} steps; last dev CER {last.get('dev_cer')}")
 
 
-TrainManifest = Annotated[Path, typer.Argument(help="Training manifest (JSON Lines).")]
+TrainManifests = Annotated[
+    list[Path], typer.Argument(help="Training manifests (JSON Lines), read as one.")
+]
 DevManifest = Annotated[Path, typer.Option("--dev", help="Dev manifest, for CER during training.")]
 TrainOut = Annotated[Path, typer.Option(help="Folder for checkpoints and the model/ folder.")]
 ConfigFile = Annotated[Path | None, typer.Option(help="JSON training config (see recipes/).")]
@@ -267,7 +269,7 @@ SaveDtype = Annotated[str, typer.Option(help="Weights of the written model: floa
 
 @train_app.command("ctc")
 def train_ctc(
-    manifest: TrainManifest,
+    manifests: TrainManifests,
     dev: DevManifest,
     out: TrainOut,
     config: ConfigFile = None,
@@ -282,7 +284,7 @@ def train_ctc(
 
     codes = [to_iso639_3(code) for code in langs.split(",") if code.strip()] or None
     _run_training(
-        train_manifest=manifest,
+        train_manifests=manifests,
         dev_manifest=dev,
         out=out,
         config=config,
@@ -296,7 +298,7 @@ def train_ctc(
 
 @train_app.command("adapter")
 def train_adapter(
-    manifest: TrainManifest,
+    manifests: TrainManifests,
     dev: DevManifest,
     out: TrainOut,
     base: Annotated[Path, typer.Option(help="The model folder to add the language to.")],
@@ -311,7 +313,7 @@ def train_adapter(
     from polyspeech.text.languages import to_iso639_3
 
     _run_training(
-        train_manifest=manifest,
+        train_manifests=manifests,
         dev_manifest=dev,
         out=out,
         config=config,
@@ -326,7 +328,7 @@ def train_adapter(
 
 @train_app.command("lm")
 def train_lm(
-    manifest: TrainManifest,
+    manifests: TrainManifests,
     out: Annotated[Path, typer.Option(help="Folder for one <lang>.arpa.gz per language.")],
     order: Annotated[int, typer.Option(help="n-gram order, in characters.")] = 6,
     langs: Annotated[str, typer.Option(help="Comma-separated languages (default: all).")] = "",
@@ -334,12 +336,12 @@ def train_lm(
         bool, typer.Option(help="Also each of the language's 20,000 frequent words (wordfreq).")
     ] = False,
 ) -> None:
-    """Character n-gram LMs (Kneser-Ney, ARPA) from a manifest's texts, for ``--lm``."""
+    """Character n-gram LMs (Kneser-Ney, ARPA) from manifests' texts, for ``--lm``."""
     from polyspeech.text.languages import to_iso639_3
-    from polyspeech.text.ngram import train_from_manifest
+    from polyspeech.text.ngram import train_from_manifests
 
     codes = [to_iso639_3(code) for code in langs.split(",") if code.strip()] or None
-    for lang, count in train_from_manifest(manifest, out, order, codes, lexicon).items():
+    for lang, count in train_from_manifests(manifests, out, order, codes, lexicon).items():
         typer.echo(f"{lang}: {count} lines -> {out / f'{lang}.arpa.gz'}")
 
 

@@ -124,9 +124,15 @@ def test_train_lm_then_transcribe_with_it(tmp_path, cli, conformer_folder):
         '{"audio": "a.flac", "text": "Hello, world!", "lang": "eng", "duration": 1.0}\n'
         '{"audio": "a.flac", "text": "\u4f60\u597d", "lang": "cmn", "duration": 1.0}\n'
     )
-    result = cli("train", "lm", manifest, "--out", tmp_path / "lm", "--order", "3")
+    (tmp_path / "m2.jsonl").write_text(
+        '{"audio": "a.flac", "text": "Bonjour !", "lang": "fra", "duration": 1.0}\n'
+    )
+    result = cli(
+        "train", "lm", manifest, tmp_path / "m2.jsonl", "--out", tmp_path / "lm", "--order", "3"
+    )
     assert result.code == 0, result.stderr
-    assert sorted(p.name for p in (tmp_path / "lm").iterdir()) == ["cmn.arpa.gz", "eng.arpa.gz"]
+    names = sorted(p.name for p in (tmp_path / "lm").iterdir())
+    assert names == ["cmn.arpa.gz", "eng.arpa.gz", "fra.arpa.gz"]
     for lang in ["eng", "cmn"]:
         result = cli(
             "transcribe", tmp_path / "a.flac", "--model", conformer_folder[0], "--lang", lang,

@@ -35,10 +35,12 @@ class ConformerConfig:
     kernel_size: int = 15
     dropout: float = 0.1
     adapter_size: int = 16
+    # CTC frames per encoder frame: 2 reads two outputs from every 40 ms frame (20 ms, as MMS).
+    upsampling: int = 1
 
     @property
     def frame_shift(self) -> float:
-        return 0.04  # two stride-2 convolutions over 10 ms fbank frames
+        return 0.04 / self.upsampling  # two stride-2 convolutions over 10 ms fbank frames
 
     def to_dict(self) -> dict:
         return {"model_type": MODEL_TYPE, **asdict(self)}
@@ -137,7 +139,7 @@ def _sinusoids(length: int, size: int, device: torch.device) -> torch.Tensor:
 
 
 class ConformerCTC(nn.Module):
-    """fbank (batch, frames, mels) -> log-probabilities (batch, frames / 4, vocab of ``lang``)."""
+    """fbank (batch, frames, mels) -> log-probabilities (batch, CTC frames, vocab of ``lang``)."""
 
     def __init__(self, config: ConformerConfig) -> None:
         super().__init__()
@@ -155,6 +157,11 @@ class ConformerCTC(nn.Module):
         self.input_projection = nn.Linear(channels * reduced_mels, config.hidden_size)
         self.input_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(_Block(config) for _ in range(config.num_layers))
+        self.upsample = (
+            nn.Linear(config.hidden_size, config.upsampling * config.hidden_size)
+            if config.upsampling > 1
+            else None
+        )
         self.adapters = nn.ModuleDict()
         self.shared_head: nn.Linear | None = None
         self._head_rows: dict[str, torch.Tensor] = {}
@@ -179,16 +186,15 @@ class ConformerCTC(nn.Module):
         self.adapters[lang] = adapter.to(self.feature_mean.device)
         return adapter
 
-    @staticmethod
-    def output_lengths(lengths: torch.Tensor) -> torch.Tensor:
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         for _ in range(2):
             lengths = (lengths - 3) // 2 + 1
-        return lengths
+        return lengths * self.config.upsampling
 
     def forward(
         self, features: torch.Tensor, lengths: torch.Tensor, lang: str | list[str]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return log-probabilities and their lengths (frames of 40 ms).
+        """Return log-probabilities and their lengths (frames of ``config.frame_shift``).
 
         ``lang`` is one language for the whole batch, scored over its own characters; or, with
         tied heads, one language per row: then every row goes through its own adapter and the
@@ -199,7 +205,10 @@ class ConformerCTC(nn.Module):
         x = self.input_projection(x.permute(0, 2, 1, 3).flatten(2))
         out_lengths = self.output_lengths(lengths)
         frames = x.shape[1]
-        padding = torch.arange(frames, device=x.device)[None, :] >= out_lengths[:, None]
+        padding = (
+            torch.arange(frames, device=x.device)[None, :] * self.config.upsampling
+            >= out_lengths[:, None]
+        )
         x = self.input_dropout(x + _sinusoids(frames, x.shape[2], x.device).to(x.dtype))
         groups: dict[str, torch.Tensor | None] = {}
         if isinstance(lang, str):
@@ -213,6 +222,8 @@ class ConformerCTC(nn.Module):
             for code, rows in groups.items():
                 layer = self.adapters[code].layers[index]
                 x = x + layer(x) if rows is None else x.index_add(0, rows, layer(x[rows]))
+        if self.upsample is not None:
+            x = self.upsample(x).reshape(x.shape[0], frames * self.config.upsampling, -1)
         if not isinstance(lang, str):
             assert self.shared_head is not None, "one language per row needs tied heads"
             own = torch.zeros(len(lang), self.shared_head.out_features, dtype=torch.bool)

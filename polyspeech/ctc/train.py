@@ -19,8 +19,9 @@ import math
 import multiprocessing
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -88,17 +89,18 @@ def _features_of(entry: ManifestEntry) -> np.ndarray:
 
 
 def _load_split(
-    manifest: Path, langs: set[str] | None, jobs: int, per_lang: int | None = None
+    manifests: Sequence[Path], langs: set[str] | None, jobs: int, per_lang: int | None = None
 ) -> list[tuple[ManifestEntry, np.ndarray]]:
     entries: list[ManifestEntry] = []
     kept: dict[str, int] = {}
-    for entry in read_manifest(manifest):
+    for entry in chain.from_iterable(map(read_manifest, manifests)):
         wanted = langs is None or entry.lang in langs
         if wanted and (per_lang is None or kept.get(entry.lang, 0) < per_lang):
             entries.append(entry)
             kept[entry.lang] = kept.get(entry.lang, 0) + 1
     if not entries:
-        raise InputError(f"{manifest}: no utterances for {sorted(langs or [])}")
+        names = ", ".join(str(manifest) for manifest in manifests)
+        raise InputError(f"{names}: no utterances for {sorted(langs or [])}")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["polyspeech.ctc.train"])
     with context.Pool(jobs) as pool:
@@ -234,7 +236,7 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 
 def train(
-    train_manifest: str | os.PathLike,
+    train_manifests: Sequence[str | os.PathLike],
     dev_manifest: str | os.PathLike,
     out: str | os.PathLike,
     config: TrainConfig,
@@ -245,7 +247,8 @@ def train(
     dtype: str = "float32",
     on_step: Callable[[int, float], None] | None = None,
 ) -> dict:
-    """Train and write a model folder to ``out``; returns the training log.
+    """Train on ``train_manifests`` (read as one) and write a model folder to ``out``; returns
+    the training log.
 
     Without ``base``: a new model, every language of the manifest (or ``langs``) trained together.
     With ``base``: the base model folder's weights stay frozen and only new adapters for ``langs``
@@ -267,9 +270,10 @@ def train(
     )
     torch.manual_seed(config.seed)
     wanted = set(langs) if langs else None
-    train_pairs = _load_split(Path(train_manifest), wanted, jobs)
-    dev_pairs = _load_split(Path(dev_manifest), wanted, jobs, per_lang=config.dev_per_lang)
+    train_pairs = _load_split([Path(m) for m in train_manifests], wanted, jobs)
     new_langs = sorted({entry.lang for entry, _ in train_pairs})
+    # dev CER in the languages trained; others in the dev manifest are left out
+    dev_pairs = _load_split([Path(dev_manifest)], set(new_langs), jobs, config.dev_per_lang)
 
     if base is not None:
         model, vocabularies = load_conformer_base(base)

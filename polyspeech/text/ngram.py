@@ -16,8 +16,9 @@ import gzip
 import math
 import os
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -228,24 +229,25 @@ def lexicon_lines(lang: str, per_line: int = 8) -> list[list[str]]:
     ]
 
 
-def train_from_manifest(
-    manifest: str | os.PathLike,
+def train_from_manifests(
+    manifests: Sequence[str | os.PathLike],
     out: str | os.PathLike,
     order: int,
     langs: list[str] | None,
     lexicon: bool = False,
 ) -> dict[str, int]:
-    """One character n-gram per language of a manifest, from its normalised texts (and with
+    """One character n-gram per language of ``manifests``, from their normalised texts (and with
     ``lexicon``, :func:`lexicon_lines`), written as ``out/<lang>.arpa.gz``; returns the number
     of lines each was estimated from."""
     from polyspeech.data.manifest import read_manifest
 
     texts: dict[str, list[list[str]]] = defaultdict(list)
-    for entry in read_manifest(manifest):
+    for entry in chain.from_iterable(map(read_manifest, manifests)):
         if langs is None or entry.lang in langs:
             texts[entry.lang].append(sentence_tokens(normalize_text(entry.text, entry.lang)))
     if not texts:
-        raise InputError(f"{manifest}: no lines in the languages asked for")
+        names = ", ".join(str(manifest) for manifest in manifests)
+        raise InputError(f"{names}: no lines in the languages asked for")
     Path(out).mkdir(parents=True, exist_ok=True)
     for lang, sentences in sorted(texts.items()):
         if lexicon:

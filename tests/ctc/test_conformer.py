@@ -1,3 +1,5 @@
+import dataclasses
+
 import torch
 
 from polyspeech.ctc.conformer import ConformerCTC
@@ -68,3 +70,21 @@ def test_rows_of_a_mixed_batch_score_as_their_own_language_alone():
         assert torch.allclose(mixed[row, :frames][:, columns], alone[0], atol=1e-5)
         others = [c for c in range(6) if c not in columns]
         assert mixed[row, :frames][:, others].exp().max() < 1e-6
+
+
+def test_upsampling_reads_two_frames_of_20_ms_from_each_encoder_frame():
+    config = dataclasses.replace(TINY, upsampling=2)
+    assert abs(config.frame_shift - 0.02) < 1e-12
+    model = ConformerCTC(config).eval()
+    model.add_language("eng", 7)
+    short = torch.randn(1, 61, 80)
+    padded = torch.cat([short, torch.randn(1, 39, 80)], dim=1)
+    log_probs, lengths = model(
+        torch.cat([padded, torch.randn(1, 100, 80)]), torch.tensor([61, 100]), "eng"
+    )
+    assert log_probs.shape == (2, 48, 7) and lengths.tolist() == [28, 48]
+    alone, alone_lengths = model(short, torch.tensor([61]), "eng")
+    assert alone_lengths.tolist() == [28]
+    assert torch.allclose(alone[0], log_probs[0, :28], atol=1e-5)
+    # the two CTC frames of one encoder frame are different readouts of it
+    assert not torch.allclose(log_probs[1, 0::2], log_probs[1, 1::2], atol=1e-3)

@@ -7,6 +7,7 @@ from safetensors.torch import load_file
 from polyspeech.ctc import train as training
 from polyspeech.ctc.folder import load_conformer_base, load_language_adapter
 from polyspeech.ctc.model import CtcModel
+from polyspeech.data.manifest import read_manifest, write_manifest
 from polyspeech.text.vocab import Vocabulary, load_vocabularies
 from tests.conftest import TINY_CONFORMER
 
@@ -23,7 +24,7 @@ TINY = training.TrainConfig(
 
 def run(corpus, out, config=TINY, **kwargs):
     return training.train(
-        corpus / "train.jsonl", corpus / "dev.jsonl", out, config, jobs=1, **kwargs
+        [corpus / "train.jsonl"], corpus / "dev.jsonl", out, config, jobs=1, **kwargs
     )
 
 
@@ -43,6 +44,22 @@ def test_trains_a_loadable_model_and_resumes(tiny_corpus, tmp_path):
     )
     assert resumed["steps"] == 9
     assert [entry["step"] for entry in resumed["history"]] == [3, 6, 9]
+
+
+def test_several_manifests_train_as_one_and_upsampled_frames_are_20_ms(tiny_corpus, tmp_path):
+    entries = list(read_manifest(tiny_corpus / "train.jsonl"))
+    parts = []
+    for lang in ["eng", "spa"]:
+        parts.append(tmp_path / lang / "train.jsonl")
+        parts[-1].parent.mkdir()
+        write_manifest(parts[-1], [entry for entry in entries if entry.lang == lang])
+    config = dataclasses.replace(
+        TINY, model=dataclasses.replace(TINY_CONFORMER, upsampling=2), max_steps=3
+    )
+    summary = training.train(parts, tiny_corpus / "dev.jsonl", tmp_path / "out", config, jobs=1)
+    assert summary["langs"] == ["eng", "spa"]
+    model = CtcModel(tmp_path / "out" / "model")
+    assert abs(model.frame_shift - 0.02) < 1e-12
 
 
 def test_loss_falls(tiny_corpus, tmp_path):
