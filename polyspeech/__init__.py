@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from polyspeech import align
 from polyspeech.audio import load_audio
 from polyspeech.errors import DependencyError, InputError, PolyspeechError
 from polyspeech.results import Result, Segment, Word
@@ -39,6 +40,7 @@ __all__ = [
     "Segment",
     "Word",
     "__version__",
+    "align",
     "load",
     "load_audio",
     "transcribe",

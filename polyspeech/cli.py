@@ -228,6 +228,114 @@ def evaluate_command(
             json.dump(report, stream, indent=1)
 
 
+def _align_file(
+    audio: Path, transcript: Path, model: str, lang: str | None, granularity: str, star: bool,
+    batch_size: int, device: str, dtype: str,
+):  # fmt: skip
+    from polyspeech import load
+    from polyspeech.align.spans import align_transcript
+    from polyspeech.align.transcript import read_transcript
+    from polyspeech.audio import load_audio
+
+    lines = read_transcript(transcript)
+    samples = load_audio(audio)
+    aligner = load(model, device=device, dtype=dtype)
+    try:
+        result = align_transcript(aligner, samples, lines, lang, granularity, star, batch_size)
+    except InputError as error:
+        raise InputError(f"{audio} with {transcript}: {error}") from None
+    if result.unmapped:
+        listed = " ".join(f"{char!r}x{count}" for char, count in result.unmapped.items())
+        message = f"polyspeech: warning: {transcript}: not in the model's vocabulary: {listed}"
+        typer.echo(message, err=True)
+    return samples, result
+
+
+Granularity = Annotated[str, typer.Option(help="word, char or line.")]
+Star = Annotated[
+    bool, typer.Option(help="A <star> token takes audio the transcript does not cover.")
+]
+AlignModel = Annotated[
+    str, typer.Option(help="CTC model folder or builtin name (any language: builtin:align).")
+]
+
+
+@app.command("align")
+def align_command(
+    audio: Annotated[Path, typer.Argument(help="The recording.")],
+    transcript: Annotated[Path, typer.Argument(help="Its transcript: one utterance per line.")],
+    lang: Annotated[str | None, typer.Option(help="Language of the transcript.")] = None,
+    model: AlignModel = "builtin:align",
+    granularity: Granularity = "word",
+    star: Star = False,
+    output_format: Annotated[str, typer.Option(help="json, srt, vtt, textgrid or ctm.")] = "json",
+    output: Annotated[Path | None, typer.Option(help="Write here, not to stdout.")] = None,
+    batch_size: BatchSize = 4,
+    device: Device = "cpu",
+    dtype: DType = "auto",
+) -> None:
+    """Force-align a recording to its transcript: times and scores of words, characters or lines."""
+    from polyspeech.audio import SAMPLE_RATE
+    from polyspeech.files import atomic_text_file
+    from polyspeech.writers import (
+        SPAN_FORMATS,
+        spans_to_ctm,
+        spans_to_json,
+        spans_to_srt,
+        spans_to_textgrid,
+        spans_to_vtt,
+    )
+
+    if output_format not in SPAN_FORMATS:
+        raise InputError(f"unknown output format {output_format!r}; use {', '.join(SPAN_FORMATS)}")
+    samples, result = _align_file(
+        audio, transcript, model, lang, granularity, star, batch_size, device, dtype
+    )
+    spans = result.spans
+    text = {
+        "json": lambda: spans_to_json(spans, result.unmapped),
+        "srt": lambda: spans_to_srt(spans),
+        "vtt": lambda: spans_to_vtt(spans),
+        "textgrid": lambda: spans_to_textgrid(spans, len(samples) / SAMPLE_RATE, granularity),
+        "ctm": lambda: spans_to_ctm(spans, audio.stem),
+    }[output_format]()
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        with atomic_text_file(output) as stream:
+            stream.write(text)
+
+
+@app.command("segment")
+def segment_command(
+    audio: Annotated[Path, typer.Argument(help="A long recording.")],
+    transcript: Annotated[Path, typer.Argument(help="Its transcript: one utterance per line.")],
+    out_dir: Annotated[Path, typer.Option(help="Folder for audio/ and manifest.jsonl.")],
+    lang: Annotated[str, typer.Option(help="Language of the transcript (goes in the manifest).")],
+    model: AlignModel = "builtin:align",
+    star: Star = True,
+    min_score: Annotated[
+        float, typer.Option(help="Lines scoring below this are flagged (low_score: true).")
+    ] = 0.3,
+    batch_size: BatchSize = 4,
+    device: Device = "cpu",
+    dtype: DType = "auto",
+) -> None:
+    """Cut a long recording into one clip per transcript line, with a training manifest."""
+    from polyspeech.align.segment import write_segments
+    from polyspeech.text.languages import to_iso639_3
+
+    code = to_iso639_3(lang)
+    samples, result = _align_file(
+        audio, transcript, model, code, "line", star, batch_size, device, dtype
+    )
+    flagged = write_segments(samples, result.line_spans, code, audio.stem, out_dir, min_score)
+    typer.echo(
+        f"wrote {len(result.line_spans)} clips to {out_dir}; {len(flagged)} below score "
+        f"{min_score}" + (f" (lines {', '.join(str(n + 1) for n in flagged)})" if flagged else "")
+    )
+
+
 @app.command("languages")
 def languages_command(
     model: Annotated[str, typer.Option(help="Model folder or builtin name.")] = "builtin:ctc",

@@ -38,3 +38,17 @@ class Result:
             for s in data["segments"]
         ]
         return cls(data["text"], data["language"], segments, data.get("duration", 0.0))
+
+
+@dataclass(frozen=True)
+class Span:
+    """What alignment returns: a piece of the transcript as written, its time in seconds, and
+    its confidence (the mean probability of its tokens over their frames on the best path)."""
+
+    text: str
+    start: float
+    end: float
+    score: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)

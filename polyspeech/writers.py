@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 
 from polyspeech.files import atomic_text_file
-from polyspeech.results import Result
+from polyspeech.results import Result, Span
 
 
 def _clock(seconds: float, separator: str) -> str:
@@ -62,3 +62,79 @@ def write_result(result: Result, path: str | os.PathLike, output_format: str) ->
     """Write ``result`` in ``output_format`` to ``path``; the file appears only when complete."""
     with atomic_text_file(path) as stream:
         stream.write(WRITERS[output_format](result))
+
+
+def spans_to_json(spans: list[Span], unmapped: dict[str, int]) -> str:
+    return (
+        json.dumps(
+            {"spans": [span.to_dict() for span in spans], "unmapped": unmapped}, ensure_ascii=False
+        )
+        + "\n"
+    )
+
+
+def spans_to_srt(spans: list[Span]) -> str:
+    blocks = [
+        f"{number}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{s.text}\n"
+        for number, s in enumerate(spans, start=1)
+    ]
+    return "\n".join(blocks)
+
+
+def spans_to_vtt(spans: list[Span]) -> str:
+    blocks = [f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{s.text}\n" for s in spans]
+    return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+def spans_to_textgrid(spans: list[Span], duration: float, tier: str) -> str:
+    """A Praat TextGrid (long format) with one interval tier; gaps become empty intervals and
+    spans without duration are left out (an interval must have one)."""
+    intervals: list[tuple[float, float, str]] = []
+    time = 0.0
+    for span in spans:
+        if span.end <= span.start or span.start < time:
+            continue
+        if span.start > time:
+            intervals.append((time, span.start, ""))
+        intervals.append((span.start, span.end, span.text))
+        time = span.end
+    end = max(duration, time)
+    if end > time:
+        intervals.append((time, end, ""))
+    rows = [
+        'File type = "ooTextFile"',
+        'Object class = "TextGrid"',
+        "",
+        "xmin = 0",
+        f"xmax = {end}",
+        "tiers? <exists>",
+        "size = 1",
+        "item []:",
+        "    item [1]:",
+        '        class = "IntervalTier"',
+        f'        name = "{tier}"',
+        "        xmin = 0",
+        f"        xmax = {end}",
+        f"        intervals: size = {len(intervals)}",
+    ]
+    for number, (start, stop, text) in enumerate(intervals, start=1):
+        quoted = text.replace('"', '""')
+        rows += [
+            f"        intervals [{number}]:",
+            f"            xmin = {start}",
+            f"            xmax = {stop}",
+            f'            text = "{quoted}"',
+        ]
+    return "\n".join(rows) + "\n"
+
+
+def spans_to_ctm(spans: list[Span], recording: str) -> str:
+    """NIST CTM: recording, channel 1, start, duration, token (spaces as _), confidence."""
+    return "".join(
+        f"{recording} 1 {s.start:.3f} {s.end - s.start:.3f} {'_'.join(s.text.split())} "
+        f"{s.score:.4f}\n"
+        for s in spans
+    )
+
+
+SPAN_FORMATS = ("json", "srt", "vtt", "textgrid", "ctm")

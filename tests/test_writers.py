@@ -1,9 +1,10 @@
 import json
+import re
 
 import pytest
 
-from polyspeech.results import Result, Segment, Word
-from polyspeech.writers import WRITERS, write_result
+from polyspeech.results import Result, Segment, Span, Word
+from polyspeech.writers import WRITERS, spans_to_ctm, spans_to_textgrid, write_result
 
 RESULT = Result(
     "hello world again",
@@ -45,3 +46,22 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(ZeroDivisionError):
         write_result(RESULT, tmp_path / "out.txt", "txt")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_textgrid_tiles_the_recording_and_leaves_out_spans_without_duration():
+    spans = [Span("a", 0.5, 1.0, 0.9), Span("42", 1.0, 1.0, 0.0), Span('say "b"', 1.2, 1.5, 0.8)]
+    grid = spans_to_textgrid(spans, 2.0, "word")
+    intervals = re.findall(r"xmin = ([\d.]+)\s+xmax = ([\d.]+)\s+text = \"(.*)\"", grid)
+    assert intervals == [
+        ("0.0", "0.5", ""),
+        ("0.5", "1.0", "a"),
+        ("1.0", "1.2", ""),
+        ("1.2", "1.5", 'say ""b""'),
+        ("1.5", "2.0", ""),
+    ]
+    assert "intervals: size = 5" in grid and 'name = "word"' in grid
+
+
+def test_ctm_has_one_token_a_line():
+    lines = spans_to_ctm([Span("two words", 0.25, 1.0, 0.5)], "rec").splitlines()
+    assert lines == ["rec 1 0.250 0.750 two_words 0.5000"]

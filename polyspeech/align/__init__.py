@@ -1,0 +1,42 @@
+"""Forced alignment: ``polyspeech.align(audio, lines, ...)``, the exact Viterbi kernel
+(:mod:`polyspeech.align.viterbi`), transcripts (:mod:`.transcript`), spans (:mod:`.spans`) and
+segmentation (:mod:`.segment`).
+
+The package is callable, so that ``polyspeech.align(...)`` works though ``polyspeech.align`` is
+also the name of this package.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+
+def align(
+    audio,
+    lines: list[str],
+    lang: str | None = None,
+    model="builtin:align",
+    granularity: str = "word",
+    star: bool = False,
+    batch_size: int = 4,
+):
+    """Align ``audio`` (anything :func:`polyspeech.load_audio` takes) to ``lines``, one
+    utterance each; returns :class:`polyspeech.align.spans.AlignmentResult` (spans in seconds).
+
+    ``model`` is a loaded CTC model or a folder or builtin name (``builtin:align``: any
+    language, romanised).
+    """
+    from polyspeech import load, load_audio
+    from polyspeech.align.spans import align_transcript
+
+    aligner = load(model) if isinstance(model, str) else model
+    return align_transcript(aligner, load_audio(audio), lines, lang, granularity, star, batch_size)
+
+
+class _CallablePackage(types.ModuleType):
+    def __call__(self, *args, **kwargs):
+        return align(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

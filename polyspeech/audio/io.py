@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -263,3 +264,16 @@ def audio_duration(path: str | os.PathLike) -> float:
         except av.error.FFmpegError:
             raise InputError(f"{name}: {_UNREADABLE}") from None
     return len(load_audio(path)) / SAMPLE_RATE
+
+
+def write_flac(path: str | os.PathLike, samples: np.ndarray) -> None:
+    """Write 16 kHz samples as 16-bit FLAC; the file appears only when complete."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".flac")
+    os.close(handle)
+    try:
+        soundfile.write(temporary, samples, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise

@@ -157,11 +157,17 @@ class ConformerCTC(nn.Module):
         self.input_projection = nn.Linear(channels * reduced_mels, config.hidden_size)
         self.input_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(_Block(config) for _ in range(config.num_layers))
-        self.upsample = (
-            nn.Linear(config.hidden_size, config.upsampling * config.hidden_size)
-            if config.upsampling > 1
-            else None
-        )
+        self.upsample: nn.Linear | None = None
+        if config.upsampling > 1:
+            # starts as a copy of the frame into each of its CTC frames (see ``forward``), and
+            # draws no random numbers: the other layers start as they would without it
+            size = config.hidden_size
+            self.upsample = nn.utils.skip_init(nn.Linear, size, config.upsampling * size)
+            with torch.no_grad():
+                self.upsample.weight.copy_(
+                    torch.eye(config.hidden_size).repeat(config.upsampling, 1)
+                )
+                self.upsample.bias.zero_()
         self.adapters = nn.ModuleDict()
         self.shared_head: nn.Linear | None = None
         self._head_rows: dict[str, torch.Tensor] = {}
@@ -186,15 +192,24 @@ class ConformerCTC(nn.Module):
         self.adapters[lang] = adapter.to(self.feature_mean.device)
         return adapter
 
-    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+    def output_lengths(self, lengths: torch.Tensor, upsample: bool = True) -> torch.Tensor:
         for _ in range(2):
             lengths = (lengths - 3) // 2 + 1
-        return lengths * self.config.upsampling
+        return lengths * self.config.upsampling if upsample else lengths
 
     def forward(
-        self, features: torch.Tensor, lengths: torch.Tensor, lang: str | list[str]
+        self,
+        features: torch.Tensor,
+        lengths: torch.Tensor,
+        lang: str | list[str],
+        upsample: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return log-probabilities and their lengths (frames of ``config.frame_shift``).
+
+        ``upsample=False`` skips the upsampling layer: one CTC frame per 40 ms encoder frame.
+        Training starts so (at 20 ms, the all-blank stage did not end in 500 steps), and then
+        the layer, still a copy of each frame into two, turns the 40 ms model into an equal
+        20 ms one.
 
         ``lang`` is one language for the whole batch, scored over its own characters; or, with
         tied heads, one language per row: then every row goes through its own adapter and the
@@ -203,12 +218,9 @@ class ConformerCTC(nn.Module):
         x = (features - self.feature_mean) / self.feature_std
         x = self.subsampling(x[:, None])  # (batch, channels, frames', mels')
         x = self.input_projection(x.permute(0, 2, 1, 3).flatten(2))
-        out_lengths = self.output_lengths(lengths)
+        encoder_lengths = self.output_lengths(lengths, upsample=False)
         frames = x.shape[1]
-        padding = (
-            torch.arange(frames, device=x.device)[None, :] * self.config.upsampling
-            >= out_lengths[:, None]
-        )
+        padding = torch.arange(frames, device=x.device)[None, :] >= encoder_lengths[:, None]
         x = self.input_dropout(x + _sinusoids(frames, x.shape[2], x.device).to(x.dtype))
         groups: dict[str, torch.Tensor | None] = {}
         if isinstance(lang, str):
@@ -222,8 +234,10 @@ class ConformerCTC(nn.Module):
             for code, rows in groups.items():
                 layer = self.adapters[code].layers[index]
                 x = x + layer(x) if rows is None else x.index_add(0, rows, layer(x[rows]))
-        if self.upsample is not None:
+        out_lengths = encoder_lengths
+        if self.upsample is not None and upsample:
             x = self.upsample(x).reshape(x.shape[0], frames * self.config.upsampling, -1)
+            out_lengths = self.output_lengths(lengths)
         if not isinstance(lang, str):
             assert self.shared_head is not None, "one language per row needs tied heads"
             own = torch.zeros(len(lang), self.shared_head.out_features, dtype=torch.bool)

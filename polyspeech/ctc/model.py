@@ -24,7 +24,7 @@ from polyspeech.text.languages import to_iso639_3
 from polyspeech.text.vocab import Vocabulary, load_vocabularies
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-BUILTIN = {"builtin:ctc": ASSETS / "ctc"}
+BUILTIN = {"builtin:ctc": ASSETS / "ctc", "builtin:align": ASSETS / "align"}
 BUILTIN_LM = {"builtin:ctc-lm": ASSETS / "ctc-lm"}  # its character n-grams, one per language
 
 

@@ -63,9 +63,11 @@ class TrainConfig:
     time_masks: int = 2
     time_mask_size: int = 20
     # The first ``start_steps`` steps cycle over the first ``start_per_lang`` clips of each
-    # language: a small set seen again and again ends CTC's all-blank stage sooner.
+    # language: a small set seen again and again ends CTC's all-blank stage sooner. With
+    # ``start_loss``, that start ends as soon as the mean loss of ``log_every`` steps is under it.
     start_steps: int = 0
     start_per_lang: int = 100
+    start_loss: float | None = None
     model: ConformerConfig = field(default_factory=ConformerConfig)
 
     @classmethod
@@ -318,13 +320,14 @@ def train(
         trainable, lr=config.learning_rate, betas=(0.9, 0.98), weight_decay=config.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
-    step, elapsed, history = 0, 0.0, []
+    step, elapsed, history, start_done = 0, 0.0, [], False
     if resume and checkpoint.is_file():
         state = torch.load(checkpoint, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step, elapsed, history = state["step"], state["elapsed"], json.loads(state["history"])
+        start_done = state["start_done"]
         log.info("resumed at step %d", step)
     model, optimizer = accelerator.prepare(model, optimizer)
     inner: ConformerCTC = accelerator.unwrap_model(model)
@@ -339,17 +342,21 @@ def train(
     recent_losses: list[float] = []
     done = False
     while not done:
-        pool = start_set if step < config.start_steps else train_set
+        starting = step < config.start_steps and not start_done
+        pool = start_set if starting else train_set
         rng = np.random.default_rng([config.seed, epoch])
         batches = _batches(pool, batch_frames, rng)
         shard = batches[accelerator.process_index :: accelerator.num_processes]
         for batch in shard:
-            if pool is start_set and step >= config.start_steps:
+            if pool is start_set and (start_done or step >= config.start_steps):
+                start_done = True
                 break  # on to the whole training set
             group = [pool[i] for i in batch]
             features, lengths, targets, target_lengths = _collate(group, accelerator.device)
             features = _spec_augment(features, inner.feature_mean, config, rng)
-            log_probs, out_lengths = model(features, lengths, [u.lang for u in group])
+            # the start at 40 ms, then 20 ms if the model upsamples (see ConformerCTC)
+            upsample = pool is train_set
+            log_probs, out_lengths = model(features, lengths, [u.lang for u in group], upsample)
             loss = ctc_loss(log_probs.transpose(0, 1), targets, out_lengths, target_lengths)
             optimizer.zero_grad()
             accelerator.backward(loss)
@@ -362,8 +369,12 @@ def train(
             if on_step is not None:
                 on_step(step, recent_losses[-1])
             if step % config.log_every == 0:
-                log.info("step %d loss %.3f (%.2f min)", step, np.mean(recent_losses), elapsed / 60)
+                mean_loss = float(np.mean(recent_losses))
+                log.info("step %d loss %.3f (%.2f min)", step, mean_loss, elapsed / 60)
                 recent_losses.clear()
+                if pool is start_set and config.start_loss and mean_loss < config.start_loss:
+                    start_done = True
+                    log.info("step %d: the start ends (loss under %s)", step, config.start_loss)
             out_of_time = config.max_minutes is not None and elapsed > 60 * config.max_minutes
             done = step >= config.max_steps or out_of_time
             if step % config.eval_every == 0 or done:
@@ -389,6 +400,7 @@ def train(
                         "step": step,
                         "elapsed": elapsed,
                         "history": json.dumps(history),
+                        "start_done": start_done,
                     },
                 )
             if done:

@@ -10,6 +10,7 @@ file except within reach of the context edges.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -45,6 +46,52 @@ def guess_language(model: CtcModel, pieces: list[np.ndarray]) -> str:
     return max(scores, key=scores.__getitem__)
 
 
+def window_log_probs(
+    model: CtcModel,
+    samples: np.ndarray,
+    windows: list[tuple[int, int]],
+    context: int,
+    lang: str | None,
+    batch_size: int,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """For each window (start, end in samples), its start and the log-probabilities of its own
+    frames: the window runs with ``context`` samples either side, whose frames are cut off."""
+    for first in range(0, len(windows), batch_size):
+        group = windows[first : first + batch_size]
+        clips = [samples[max(0, s - context) : e + context] for s, e in group]
+        for (start, end), log_probs in zip(group, model.log_probs(clips, lang), strict=True):
+            lead = (start - max(0, start - context)) / SAMPLE_RATE
+            first_frame = round(lead / model.frame_shift)
+            last_frame = first_frame + round((end - start) / SAMPLE_RATE / model.frame_shift)
+            yield start, log_probs[first_frame:last_frame]
+
+
+def stitched_log_probs(
+    model: CtcModel,
+    samples: np.ndarray,
+    lang: str | None,
+    batch_size: int = 4,
+    columns: np.ndarray | None = None,
+    with_best: bool = False,
+) -> np.ndarray:
+    """Log-probabilities of a whole file (frames x classes), from 30 s windows with context.
+
+    ``columns`` keeps only those classes, so a large vocabulary costs no more than it needs;
+    ``with_best`` appends one more column: each frame's best log-probability over all classes.
+    """
+    pieces = []
+    windows = _windows(len(samples))
+    context = int(CONTEXT * SAMPLE_RATE)
+    for _, log_probs in window_log_probs(model, samples, windows, context, lang, batch_size):
+        kept = log_probs if columns is None else log_probs[:, columns]
+        if with_best:
+            kept = np.concatenate([kept, log_probs.max(axis=1, keepdims=True)], axis=1)
+        pieces.append(kept)
+    width = len(model.vocabulary(lang)) if columns is None else len(columns)
+    width += int(with_best)
+    return np.concatenate(pieces) if pieces else np.zeros((0, width), np.float32)
+
+
 def transcribe(
     model: CtcModel,
     samples: np.ndarray,
@@ -66,29 +113,23 @@ def transcribe(
     vocabulary = model.vocabulary(lang)
     by_character = lang is not None and is_written_without_spaces(lang)
     decoder = make_decoder(vocabulary, by_character, lm, lang)
-    segments: list[Segment] = []
-    for first in range(0, len(windows), batch_size):
-        group = windows[first : first + batch_size]
-        clips = [samples[max(0, s - context) : e + context] for s, e in group]
-        for (start, end), log_probs in zip(group, model.log_probs(clips, lang), strict=True):
-            lead = (start - max(0, start - context)) / SAMPLE_RATE
-            first_frame = round(lead / model.frame_shift)
-            last_frame = first_frame + round((end - start) / SAMPLE_RATE / model.frame_shift)
-            offset, shift = start / SAMPLE_RATE, model.frame_shift
-            words = [
-                Word(
-                    span.text,
-                    round(offset + span.start_frame * shift, 3),
-                    round(offset + (span.end_frame + 1) * shift, 3),
-                    round(span.score, 4),
-                )
-                for span in decoder.words(log_probs[first_frame:last_frame])
-            ]
-            if words:
-                joiner = "" if by_character else " "
-                text = joiner.join(word.text for word in words)
-                segments.append(Segment(words[0].start, words[-1].end, text, words))
     joiner = "" if by_character else " "
+    segments: list[Segment] = []
+    shift = model.frame_shift
+    for start, log_probs in window_log_probs(model, samples, windows, context, lang, batch_size):
+        offset = start / SAMPLE_RATE
+        words = [
+            Word(
+                span.text,
+                round(offset + span.start_frame * shift, 3),
+                round(offset + (span.end_frame + 1) * shift, 3),
+                round(span.score, 4),
+            )
+            for span in decoder.words(log_probs)
+        ]
+        if words:
+            text = joiner.join(word.text for word in words)
+            segments.append(Segment(words[0].start, words[-1].end, text, words))
     text = joiner.join(segment.text for segment in segments)
     return Result(
         text, model.resolve_language(lang), segments, round(len(samples) / SAMPLE_RATE, 3)

@@ -12,16 +12,14 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile
 import soxr
 
-from polyspeech.audio import SAMPLE_RATE
+from polyspeech.audio import SAMPLE_RATE, write_flac
 from polyspeech.data.manifest import ManifestEntry, write_manifest
 from polyspeech.data.texts import sentence_stream, text_languages
 from polyspeech.errors import DependencyError, InputError
@@ -163,14 +161,7 @@ def render_clip(plan: ClipPlan, out: Path) -> ManifestEntry:
     signal = np.clip(signal + noise * np.sqrt(power / 10 ** (plan.snr_db / 10)), -1.0, 1.0)
     path = out / "audio" / plan.lang / f"{plan.id}.flac"
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{plan.id}.", suffix=".flac")
-    os.close(handle)
-    try:
-        soundfile.write(temporary, signal, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    write_flac(path, signal)
     return ManifestEntry(
         audio=str(path),
         text=plan.text,

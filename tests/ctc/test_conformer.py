@@ -86,5 +86,16 @@ def test_upsampling_reads_two_frames_of_20_ms_from_each_encoder_frame():
     alone, alone_lengths = model(short, torch.tensor([61]), "eng")
     assert alone_lengths.tolist() == [28]
     assert torch.allclose(alone[0], log_probs[0, :28], atol=1e-5)
-    # the two CTC frames of one encoder frame are different readouts of it
-    assert not torch.allclose(log_probs[1, 0::2], log_probs[1, 1::2], atol=1e-3)
+    # at the start each encoder frame is copied into two CTC frames: the 40 ms output twice
+    at_40_ms, lengths_40 = model(short, torch.tensor([61]), "eng", upsample=False)
+    assert lengths_40.tolist() == [14]
+    assert torch.allclose(alone[0, 0::2], at_40_ms[0], atol=1e-6)
+    assert torch.allclose(alone[0, 1::2], at_40_ms[0], atol=1e-6)
+    # and the layer draws no random numbers: everything else starts as without it
+    torch.manual_seed(3)
+    with_it = ConformerCTC(config)
+    torch.manual_seed(3)
+    without = ConformerCTC(TINY)
+    assert all(
+        torch.equal(p, with_it.state_dict()[name]) for name, p in without.state_dict().items()
+    )

@@ -89,6 +89,10 @@ def test_the_first_steps_cycle_over_a_few_clips_per_language(tiny_corpus, tmp_pa
     first, later = set().union(*batches[:8]), set().union(*batches[8:])
     assert len(first) == 4  # two clips of each language, seen again and again
     assert later - first  # then the whole training set
+    batches.clear()
+    config = dataclasses.replace(config, start_loss=1e6, log_every=3)
+    run(tiny_corpus, tmp_path / "by_loss", config, langs=["eng", "spa"])
+    assert len(set().union(*batches[:3])) == 4 and set().union(*batches[3:]) - first
 
 
 def test_adapter_training_leaves_the_base_and_old_languages_alone(tiny_corpus, tmp_path):
