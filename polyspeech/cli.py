@@ -140,6 +140,34 @@ def data_to_kaldi(
     typer.echo(f"wrote {count} utterances to {out}")
 
 
+@data_app.command("romanize")
+def data_romanize(
+    manifests: Annotated[list[Path], typer.Argument(help="JSON Lines manifests.")],
+    out: Annotated[Path, typer.Option(help="The manifest to write.")],
+) -> None:
+    """Texts as the universal alignment model reads them (uroman, a-z and '), language und."""
+    from dataclasses import replace
+    from itertools import chain
+
+    from polyspeech.align.transcript import UNIVERSAL, romanized_line
+    from polyspeech.data.manifest import read_manifest, write_manifest
+
+    skipped = 0
+
+    def romanised():
+        nonlocal skipped
+        for entry in chain.from_iterable(map(read_manifest, manifests)):
+            text = romanized_line(entry.text, entry.lang)
+            if not text:
+                skipped += 1
+                continue
+            extra = {**entry.extra, "source_lang": entry.lang}
+            yield replace(entry, text=text, lang=UNIVERSAL, extra=extra)
+
+    count = write_manifest(out, romanised())
+    typer.echo(f"wrote {count} utterances to {out}; {skipped} left no letters and were skipped")
+
+
 @app.command("transcribe")
 def transcribe_command(
     files: Annotated[list[Path] | None, typer.Argument(help="Audio files.")] = None,

@@ -17,7 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from polyspeech.align.transcript import Transcript, TranscriptWord, prepare_transcript
+from polyspeech.align.transcript import (
+    UNIVERSAL,
+    Transcript,
+    TranscriptWord,
+    prepare_transcript,
+)
 from polyspeech.align.viterbi import align as viterbi_align
 from polyspeech.ctc.model import CtcModel
 from polyspeech.ctc.transcribe import stitched_log_probs
@@ -107,7 +112,10 @@ def align_transcript(
     """Align 16 kHz samples to ``lines`` (one utterance each) with a CTC model."""
     if granularity not in GRANULARITIES:
         raise InputError(f"unknown granularity {granularity!r}; use {', '.join(GRANULARITIES)}")
-    vocabulary = model.vocabulary(lang)
+    model_lang = lang
+    if lang is not None and model.languages == [UNIVERSAL]:
+        model_lang = UNIVERSAL  # one model for every language; ``lang`` still guides the text
+    vocabulary = model.vocabulary(model_lang)
     transcript = prepare_transcript(lines, vocabulary, lang)
     used = sorted({t for word in transcript.words for t in word.tokens})
     if not used:
@@ -116,7 +124,7 @@ def align_transcript(
         used.append(transcript.delimiter)
     columns = np.array([vocabulary.blank, *used])
     column = {token: index for index, token in enumerate(columns.tolist())}
-    emissions = stitched_log_probs(model, samples, lang, batch_size, columns, with_best=star)
+    emissions = stitched_log_probs(model, samples, model_lang, batch_size, columns, with_best=star)
     star_column = None
     if star:
         emissions[:, -1] -= STAR_MARGIN

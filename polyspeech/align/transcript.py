@@ -159,3 +159,16 @@ def prepare_transcript(lines: list[str], vocabulary: Vocabulary, lang: str | Non
     if unspaced and not romanised:
         delimiter = None  # a model of an unspaced language writes no separator between words
     return Transcript(tuple(lines), words, unmapped, delimiter)
+
+
+ROMAN = Vocabulary.from_texts(["abcdefghijklmnopqrstuvwxyz'"])  # MMS's alignment characters
+UNIVERSAL = "und"  # the language key of a model over ROMAN for every language
+
+
+def romanized_line(line: str, lang: str | None) -> str:
+    """``line`` as the universal alignment model reads it: each word (each character, in
+    unspaced scripts) romanised as :func:`prepare_transcript` does, a-z and ', one space apart.
+    Training text for that model is made with this, so it learns what alignment asks of it."""
+    transcript = prepare_transcript([line], ROMAN, lang)
+    spelled = ("".join(ROMAN.tokens[t] for t in word.tokens) for word in transcript.words)
+    return " ".join(word for word in spelled if word)

@@ -102,3 +102,18 @@ def test_the_library_call(conformer_folder, recording):
     result = polyspeech.align(recording[0], ["hello world"], "eng", str(conformer_folder[0]))
     assert [span.text for span in result.spans] == ["hello", "world"]
     assert polyspeech.align.viterbi.frames_needed([1, 1]) == 3
+
+
+def test_data_romanize_writes_the_universal_models_training_text(cli, tmp_path):
+    soundfile.write(tmp_path / "a.flac", sine(440, 1.0, 16000), 16000)
+    (tmp_path / "m.jsonl").write_text(
+        '{"audio": "a.flac", "text": "Привет, мир!", "lang": "rus", "duration": 1.0}\n'
+        '{"audio": "a.flac", "text": "42", "lang": "eng", "duration": 1.0}\n'
+    )
+    (tmp_path / "out").mkdir()
+    result = cli("data", "romanize", tmp_path / "m.jsonl", "--out", tmp_path / "out" / "r.jsonl")
+    assert result.code == 0, result.stderr
+    assert "wrote 1 utterances" in result.stdout and "1 left no letters" in result.stdout
+    row = json.loads((tmp_path / "out" / "r.jsonl").read_text())
+    assert (row["text"], row["lang"], row["source_lang"]) == ("privet mir", "und", "rus")
+    assert (tmp_path / "out" / row["audio"]).resolve() == (tmp_path / "a.flac").resolve()

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from polyspeech.align.spans import align_transcript
+from polyspeech.align.transcript import romanized_line
 from polyspeech.errors import InputError
 from polyspeech.text.vocab import Vocabulary
 
@@ -15,10 +16,13 @@ class ScriptedModel:
 
     frame_shift = SHIFT
 
-    def __init__(self, script: dict[int, tuple[str, float]]) -> None:
+    def __init__(self, script: dict[int, tuple[str, float]], languages=()) -> None:
         self.script = script
+        self.languages = list(languages)
+        self.asked: set = set()
 
     def vocabulary(self, lang):
+        self.asked.add(lang)
         return VOCAB
 
     def log_probs(self, batch, lang):
@@ -33,6 +37,7 @@ class ScriptedModel:
                     probs[frame] = (1 - p) / (len(VOCAB) - 1)
                     probs[frame, index[char]] = p
             out.append(np.log(probs))
+        self.asked.add(lang)
         return out
 
 
@@ -87,3 +92,16 @@ def test_bad_requests():
         align_transcript(model, SAMPLES, ["42"])
     with pytest.raises(InputError, match="unknown granularity 'page'"):
         align_transcript(model, SAMPLES, ["hi"], granularity="page")
+
+
+def test_a_universal_model_aligns_any_language_with_its_one_adapter():
+    model = ScriptedModel({**spoken(100, "privet")}, languages=["und"])
+    spans = align_transcript(model, SAMPLES, ["Привет!"], lang="rus").spans
+    assert [(s.text, s.start, s.end) for s in spans] == [("Привет!", 2.0, 2.22)]
+    assert model.asked == {"und"}
+
+
+def test_romanized_line_is_what_the_universal_model_is_asked():
+    assert romanized_line("Привет, мир!", "rus") == "privet mir"
+    assert romanized_line("你好\uff0c世界", "cmn") == "ni hao shi jie"
+    assert romanized_line("Ça va, 42?", "fra") == "sa va"
