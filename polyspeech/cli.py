@@ -147,16 +147,15 @@ def data_romanize(
 ) -> None:
     """Texts as the universal alignment model reads them (uroman, a-z and '), language und."""
     from dataclasses import replace
-    from itertools import chain
 
     from polyspeech.align.transcript import UNIVERSAL, romanized_line
-    from polyspeech.data.manifest import read_manifest, write_manifest
+    from polyspeech.data.manifest import read_manifests, write_manifest
 
     skipped = 0
 
     def romanised():
         nonlocal skipped
-        for entry in chain.from_iterable(map(read_manifest, manifests)):
+        for entry in read_manifests(manifests):
             text = romanized_line(entry.text, entry.lang)
             if not text:
                 skipped += 1

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from polyspeech.files import atomic_text_file
-from polyspeech.results import Result, Span
+from polyspeech.results import Result, Segment, Span
 
 
 def _clock(seconds: float, separator: str) -> str:
@@ -25,19 +25,25 @@ def to_json(result: Result) -> str:
     return json.dumps(result.to_dict(), ensure_ascii=False) + "\n"
 
 
-def to_srt(result: Result) -> str:
+def _srt(cues: Sequence[Segment | Span]) -> str:
     blocks = [
         f"{number}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{s.text}\n"
-        for number, s in enumerate(result.segments, start=1)
+        for number, s in enumerate(cues, start=1)
     ]
     return "\n".join(blocks)
 
 
-def to_vtt(result: Result) -> str:
-    blocks = [
-        f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{s.text}\n" for s in result.segments
-    ]
+def _vtt(cues: Sequence[Segment | Span]) -> str:
+    blocks = [f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{s.text}\n" for s in cues]
     return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+def to_srt(result: Result) -> str:
+    return _srt(result.segments)
+
+
+def to_vtt(result: Result) -> str:
+    return _vtt(result.segments)
 
 
 def to_tsv(result: Result) -> str:
@@ -74,16 +80,11 @@ def spans_to_json(spans: list[Span], unmapped: dict[str, int]) -> str:
 
 
 def spans_to_srt(spans: list[Span]) -> str:
-    blocks = [
-        f"{number}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{s.text}\n"
-        for number, s in enumerate(spans, start=1)
-    ]
-    return "\n".join(blocks)
+    return _srt(spans)
 
 
 def spans_to_vtt(spans: list[Span]) -> str:
-    blocks = [f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{s.text}\n" for s in spans]
-    return "WEBVTT\n\n" + "\n".join(blocks)
+    return _vtt(spans)
 
 
 def spans_to_textgrid(spans: list[Span], duration: float, tier: str) -> str:

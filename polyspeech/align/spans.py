@@ -42,28 +42,27 @@ class AlignmentResult:
 
 def _sequence(
     transcript: Transcript, column: dict[int, int], star: int | None
-) -> tuple[list[int], list[tuple[int, int]]]:
-    """The token sequence to align, and for each token its (word, token in word), or (-1, -1)
-    for separators and stars."""
+) -> tuple[list[int], list[int]]:
+    """The token sequence to align, and for each token the index of its word (-1 for
+    separators and stars)."""
     sequence: list[int] = []
-    owners: list[tuple[int, int]] = []
+    owners: list[int] = []
     previous_line = None
     for index, word in enumerate(transcript.words):
         if not word.tokens:
             continue
         if star is not None and word.line != previous_line:
             sequence.append(star)
-            owners.append((-1, -1))
+            owners.append(-1)
         elif sequence and transcript.delimiter is not None:
             sequence.append(column[transcript.delimiter])
-            owners.append((-1, -1))
+            owners.append(-1)
         previous_line = word.line
-        for position, token in enumerate(word.tokens):
-            sequence.append(column[token])
-            owners.append((index, position))
+        sequence.extend(column[token] for token in word.tokens)
+        owners.extend([index] * len(word.tokens))
     if star is not None:
         sequence.append(star)
-        owners.append((-1, -1))
+        owners.append(-1)
     return sequence, owners
 
 
@@ -135,7 +134,7 @@ def align_transcript(
     state_tokens = np.array([0, *sequence])[np.where(path.states % 2 == 1, path.states // 2 + 1, 0)]
     frame_probabilities = np.exp(emissions[np.arange(len(state_tokens)), state_tokens])
     per_word: dict[int, list[tuple[int, int, float]]] = {}
-    for (word, _), (start, end) in zip(owners, token_frames.tolist(), strict=True):
+    for word, (start, end) in zip(owners, token_frames.tolist(), strict=True):
         if word >= 0:
             total = float(frame_probabilities[start:end].sum())
             per_word.setdefault(word, []).append((start, end, total))

@@ -20,14 +20,11 @@ from pathlib import Path
 
 from polyspeech.errors import InputError
 from polyspeech.text.languages import is_written_without_spaces
-from polyspeech.text.normalize import normalize_text
+from polyspeech.text.normalize import UNSPACED_SCRIPT, normalize_text
 from polyspeech.text.romanize import romanize
 from polyspeech.text.vocab import WORD_DELIMITER, Vocabulary
 
-_UNSPACED = re.compile(
-    "[\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf"
-    "\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]"
-)
+_UNSPACED = re.compile(f"[{UNSPACED_SCRIPT}]")
 
 
 @dataclass(frozen=True)

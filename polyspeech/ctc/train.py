@@ -21,7 +21,6 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,7 @@ from polyspeech.ctc.conformer import MODEL_TYPE, ConformerConfig, ConformerCTC
 from polyspeech.ctc.decode import greedy_decode, spans_to_text
 from polyspeech.ctc.folder import load_conformer_base, load_language_adapter, save_conformer
 from polyspeech.ctc.model import resolve_model_folder
-from polyspeech.data.manifest import ManifestEntry, load_entry_audio, read_manifest
+from polyspeech.data.manifest import ManifestEntry, load_entry_audio, read_manifests
 from polyspeech.errors import InputError
 from polyspeech.eval.metrics import cer
 from polyspeech.text.normalize import normalize_text
@@ -95,7 +94,7 @@ def _load_split(
 ) -> list[tuple[ManifestEntry, np.ndarray]]:
     entries: list[ManifestEntry] = []
     kept: dict[str, int] = {}
-    for entry in chain.from_iterable(map(read_manifest, manifests)):
+    for entry in read_manifests(manifests):
         wanted = langs is None or entry.lang in langs
         if wanted and (per_lang is None or kept.get(entry.lang, 0) < per_lang):
             entries.append(entry)

@@ -117,6 +117,12 @@ def read_manifest(path: str | os.PathLike) -> Iterator[ManifestEntry]:
                 yield _parse_line(line, f"{path}:{number}", base)
 
 
+def read_manifests(paths: Iterable[str | os.PathLike]) -> Iterator[ManifestEntry]:
+    """The entries of several manifests, one after the other, as one."""
+    for path in paths:
+        yield from read_manifest(path)
+
+
 def write_manifest(path: str | os.PathLike, entries: Iterable[ManifestEntry]) -> int:
     """Write ``entries`` as JSON Lines, audio paths relative to the manifest where possible.
 

@@ -18,7 +18,6 @@ import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -239,10 +238,10 @@ def train_from_manifests(
     """One character n-gram per language of ``manifests``, from their normalised texts (and with
     ``lexicon``, :func:`lexicon_lines`), written as ``out/<lang>.arpa.gz``; returns the number
     of lines each was estimated from."""
-    from polyspeech.data.manifest import read_manifest
+    from polyspeech.data.manifest import read_manifests
 
     texts: dict[str, list[list[str]]] = defaultdict(list)
-    for entry in chain.from_iterable(map(read_manifest, manifests)):
+    for entry in read_manifests(manifests):
         if langs is None or entry.lang in langs:
             texts[entry.lang].append(sentence_tokens(normalize_text(entry.text, entry.lang)))
     if not texts:

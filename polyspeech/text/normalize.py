@@ -15,11 +15,11 @@ from polyspeech.text.languages import is_written_without_spaces, to_iso639_3
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u02bc": "'", "\u2018": "'"})
 _WORD_APOSTROPHE = re.compile(r"(?<=\w)'(?=\w)")
-_UNSPACED_SCRIPT = (
+UNSPACED_SCRIPT = (  # character ranges of scripts written without spaces
     "\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf"
     "\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff"
 )
-_SPACE_NEXT_TO_UNSPACED = re.compile(rf"(?<=[{_UNSPACED_SCRIPT}])\s+|\s+(?=[{_UNSPACED_SCRIPT}])")
+_SPACE_NEXT_TO_UNSPACED = re.compile(rf"(?<=[{UNSPACED_SCRIPT}])\s+|\s+(?=[{UNSPACED_SCRIPT}])")
 _DOTTED_I_LANGS = {"tur", "aze", "tat", "kaz", "gag", "crh"}
 
 
