@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo clean default-model evaluate-default new-language
+.PHONY: install test demo clean default-model evaluate-default new-language align-base align-model
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,13 +35,10 @@ clean:
 MAIN_LANGS := eng,deu,fra,spa,ita,por,nld,swh,ind,tur,rus,cmn
 default-model: $(STAMP)
 	$(BIN)/polyspeech data synth --langs $(MAIN_LANGS) --per-lang 1500 --seed 0 --out work/corpus --quiet
-	$(BIN)/polyspeech data synth --langs cmn --per-lang 2250 --seed 2 --out work/corpus-cmn --quiet
-	$(BIN)/polyspeech train ctc work/corpus/train.jsonl work/corpus-cmn/train.jsonl \
-		--dev work/corpus/dev.jsonl --config recipes/default_ctc/config.json \
-		--out work/default_ctc --dtype float16
+	$(BIN)/polyspeech train ctc work/corpus/train.jsonl --dev work/corpus/dev.jsonl \
+		--config recipes/default_ctc/config.json --out work/default_ctc --dtype float16
 	rm -rf polyspeech/assets/ctc && mkdir -p polyspeech/assets && cp -r work/default_ctc/model polyspeech/assets/ctc
-	$(BIN)/polyspeech train lm work/corpus/train.jsonl work/corpus-cmn/train.jsonl \
-		--out polyspeech/assets/ctc-lm --lexicon
+	$(BIN)/polyspeech train lm work/corpus/train.jsonl --out polyspeech/assets/ctc-lm --lexicon
 	$(BIN)/python recipes/default_ctc/pick_examples.py
 
 # The default model on the held-out test split: greedy, and beam search with its character LMs.
@@ -65,3 +62,23 @@ new-language: $(STAMP)
 		--lm work/$(NEW_LANG)_adapter/lm --json work/$(NEW_LANG)_adapter/test_new_lm.json
 	$(BIN)/polyspeech evaluate work/corpus/test.jsonl --model work/$(NEW_LANG)_adapter/model \
 		--json work/$(NEW_LANG)_adapter/test_old.json
+
+# The universal alignment model (builtin:align): an adapter and a CTC head over romanised
+# characters (a-z, ') on a frozen base with 20 ms frames (align-base: fast speech, French above
+# all, needs more frames than 40 ms give), trained on the romanised texts of all 12 languages.
+align-base: $(STAMP)
+	$(BIN)/polyspeech data synth --langs $(MAIN_LANGS) --per-lang 1500 --seed 0 --out work/corpus --quiet
+	$(BIN)/polyspeech data synth --langs cmn --per-lang 2250 --seed 2 --out work/corpus-cmn --quiet
+	$(BIN)/polyspeech train ctc work/corpus/train.jsonl work/corpus-cmn/train.jsonl \
+		--dev work/corpus/dev.jsonl --config recipes/align_model/base.json \
+		--out work/align_base --dtype float16
+
+ALIGN_BASE ?= work/align_base/model
+align-model: $(STAMP)
+	$(BIN)/polyspeech data romanize work/corpus/train.jsonl --out work/und/train.jsonl
+	$(BIN)/polyspeech data romanize work/corpus/dev.jsonl --per-lang 10 --out work/und/dev.jsonl
+	$(BIN)/polyspeech train adapter work/und/train.jsonl --dev work/und/dev.jsonl \
+		--base $(ALIGN_BASE) --lang und --config recipes/align_model/config.json \
+		--out work/align_model --dtype float16
+	rm -rf polyspeech/assets/align && mkdir -p polyspeech/assets && cp -r work/align_model/model polyspeech/assets/align
+	$(BIN)/python recipes/align_model/keep_universal.py polyspeech/assets/align

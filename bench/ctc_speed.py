@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
+from memory import peak_bytes
 
 RUNS = [
     ("pipeline", "float32", 60),
@@ -113,7 +113,7 @@ def run_one(system: str, dtype_name: str, folder: Path, audio: Path) -> dict:
         from polyspeech.ctc.transcribe import transcribe
 
         model = load(str(folder), dtype=dtype_name)
-        dtype_name = str(model.dtype).removeprefix("torch.")
+        dtype_name = model.precision
         loaded = time.perf_counter()
         text = transcribe(model, samples, "eng").text
     done = time.perf_counter()
@@ -122,7 +122,7 @@ def run_one(system: str, dtype_name: str, folder: Path, audio: Path) -> dict:
         "load_s": loaded - started,
         "transcribe_s": done - loaded,
         "chars": len(text),
-        "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "peak_gb": peak_bytes() / 2**30,
     }
 
 

@@ -13,13 +13,14 @@ __version__ = "0.1.0"
 def load(model: str = "builtin:ctc", device: str = "cpu", dtype: str = "auto"):
     """Load a model folder (or a builtin name such as ``builtin:ctc``) for transcription.
 
-    ``dtype`` is ``float32``, ``bfloat16``, or ``auto``: bfloat16 where the processor computes
-    it fast (CUDA with bf16, a CPU with AVX-512 or AMX), float32 elsewhere.
+    ``dtype`` is ``float32``, ``bfloat16``, ``int8`` (CPU: int8 weights in the linear layers) or
+    ``auto``: bfloat16 where the processor computes it fast (CUDA with bf16, a CPU with AVX-512
+    or AMX), else int8 on a CPU and float32 on a GPU.
     Returns a :class:`polyspeech.ctc.model.CtcModel`; call ``transcribe(model, audio, lang)``.
     """
-    from polyspeech.ctc.model import CtcModel, resolve_dtype
+    from polyspeech.ctc.model import CtcModel
 
-    return CtcModel(model, device=device, dtype=resolve_dtype(dtype, device))
+    return CtcModel(model, device=device, precision=dtype)
 
 
 def transcribe(audio, model=None, lang: str | None = None, batch_size: int = 4) -> Result:

@@ -36,7 +36,10 @@ Vad = Annotated[bool, typer.Option(help="Cut at speech regions (silero-vad), els
 Device = Annotated[str, typer.Option(help="cpu or cuda.")]
 DType = Annotated[
     str,
-    typer.Option(help="float32, bfloat16, or auto (bfloat16 where the processor is fast at it)."),
+    typer.Option(
+        help="float32, bfloat16, int8 (CPU), or auto (bfloat16 where the processor is fast at "
+        "it, else int8 on a CPU)."
+    ),
 ]
 LanguageModel = Annotated[
     Path | None,
@@ -144,18 +147,25 @@ def data_to_kaldi(
 def data_romanize(
     manifests: Annotated[list[Path], typer.Argument(help="JSON Lines manifests.")],
     out: Annotated[Path, typer.Option(help="The manifest to write.")],
+    per_lang: Annotated[
+        int | None, typer.Option(help="At most this many lines of each language (the first).")
+    ] = None,
 ) -> None:
     """Texts as the universal alignment model reads them (uroman, a-z and '), language und."""
+    from collections import Counter
     from dataclasses import replace
 
     from polyspeech.align.transcript import UNIVERSAL, romanized_line
     from polyspeech.data.manifest import read_manifests, write_manifest
 
-    skipped = 0
+    skipped, taken = 0, Counter()
 
     def romanised():
         nonlocal skipped
         for entry in read_manifests(manifests):
+            if per_lang is not None and taken[entry.lang] >= per_lang:
+                continue
+            taken[entry.lang] += 1
             text = romanized_line(entry.text, entry.lang)
             if not text:
                 skipped += 1

@@ -20,18 +20,24 @@ def align(
     granularity: str = "word",
     star: bool = False,
     batch_size: int = 4,
+    sample_rate: int = 16000,
 ):
-    """Align ``audio`` (anything :func:`polyspeech.load_audio` takes) to ``lines``, one
-    utterance each; returns :class:`polyspeech.align.spans.AlignmentResult` (spans in seconds).
+    """Align ``audio`` (anything :func:`polyspeech.load_audio` takes; an array's rate is
+    ``sample_rate``) to ``lines``, one utterance each; returns
+    :class:`polyspeech.align.spans.AlignmentResult` (spans in seconds).
 
     ``model`` is a loaded CTC model or a folder or builtin name (``builtin:align``: any
     language, romanised).
     """
+    import numpy as np
+
     from polyspeech import load, load_audio
     from polyspeech.align.spans import align_transcript
 
     aligner = load(model) if isinstance(model, str) else model
-    return align_transcript(aligner, load_audio(audio), lines, lang, granularity, star, batch_size)
+    rate = sample_rate if isinstance(audio, np.ndarray) else None
+    samples = load_audio(audio, source_rate=rate)
+    return align_transcript(aligner, samples, lines, lang, granularity, star, batch_size)
 
 
 class _CallablePackage(types.ModuleType):

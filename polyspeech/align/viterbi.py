@@ -125,7 +125,7 @@ def _forward(log_probs, tokens, skip, blank, block):
 def _viterbi(log_probs, states, skip, block):
     frames, size = log_probs.shape[0], states.shape[0]
     stored, previous = _forward(log_probs, states[1::2].copy(), skip, states[0], block)
-    current = np.full(size, -np.inf)
+    current = np.empty(size)
     end = size - 1
     if size >= 2 and previous[size - 2] > previous[size - 1]:
         end = size - 2
@@ -138,12 +138,12 @@ def _viterbi(log_probs, states, skip, block):
         first = (last - 1) // block * block  # the stored frame at or before last - 1
         steps = last - first
         pointers = np.zeros((steps, 2 * steps + 1), np.uint8)
-        previous[:] = -np.inf
         low = max(0, end - 2 * steps)
         previous[low : end + 1] = stored[first // block, low : end + 1]
         for j in range(1, steps + 1):
+            # the band: states that can still reach ``end``; what they read (s - 1, s - 2) lies
+            # in the band of the frame before, so nothing outside it is ever read
             low = max(0, end - 2 * (steps - j))
-            current[:] = -np.inf
             for s in range(low, end + 1):
                 best, move = previous[s], _STAY
                 if s >= 1 and previous[s - 1] > best:

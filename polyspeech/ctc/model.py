@@ -19,6 +19,8 @@ from polyspeech.audio import SAMPLE_RATE
 from polyspeech.audio.features import fbank
 from polyspeech.ctc.conformer import MODEL_TYPE
 from polyspeech.ctc.folder import adapter_path, load_conformer_base, load_language_adapter
+from polyspeech.ctc.quantize import quantize_linear_layers
+from polyspeech.ctc.wav2vec2 import load_wav2vec2_ctc
 from polyspeech.errors import InputError
 from polyspeech.text.languages import to_iso639_3
 from polyspeech.text.vocab import Vocabulary, load_vocabularies
@@ -43,17 +45,27 @@ def resolve_model_folder(name: str | Path) -> Path:
     return folder
 
 
-def resolve_dtype(name: str, device: str) -> torch.dtype:
-    """``float32``, ``bfloat16``, or ``auto``: bf16 only where the hardware computes it fast."""
+PRECISIONS = ("float32", "bfloat16", "int8")
+
+
+def resolve_precision(name: str, device: str) -> str:
+    """``float32``, ``bfloat16``, ``int8`` or ``auto``; returns one of the first three.
+
+    ``auto``: on a GPU, bf16 where it is supported, else float32; on a CPU, bf16 where the
+    processor computes it fast (oneDNN's kernels need AVX-512 or AMX), else int8 (see
+    :mod:`polyspeech.ctc.quantize`), which is faster than float32 on every CPU measured
+    (``bench/ctc_speed.py``).
+    """
     if name == "auto":
         if torch.device(device).type == "cuda":
-            fast = torch.cuda.is_bf16_supported()
-        else:  # oneDNN's fast bf16 kernels need AVX-512 or AMX
-            fast = torch.backends.cpu.get_cpu_capability().startswith(("AVX512", "AMX"))
-        return torch.bfloat16 if fast else torch.float32
-    if name not in ("float32", "bfloat16"):
-        raise InputError(f"dtype {name!r}: expected float32, bfloat16 or auto")
-    return getattr(torch, name)
+            return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+        fast = torch.backends.cpu.get_cpu_capability().startswith(("AVX512", "AMX"))
+        return "bfloat16" if fast else "int8"
+    if name not in PRECISIONS:
+        raise InputError(f"dtype {name!r}: expected float32, bfloat16, int8 or auto")
+    if name == "int8" and torch.device(device).type != "cpu":
+        raise InputError(f"dtype int8 runs on the CPU only, not on {device}")
+    return name
 
 
 class CtcModel:
@@ -63,12 +75,15 @@ class CtcModel:
         self,
         folder: str | Path,
         device: str = "cpu",
-        dtype: torch.dtype = torch.float32,
+        precision: str = "float32",
         cache_size: int = 8,
     ) -> None:
         self.folder = resolve_model_folder(folder)
         self.device = torch.device(device)
-        self.dtype = dtype
+        self.precision = resolve_precision(precision, device)
+        # the activations' type; int8 models load in bf16 (half the memory) and compute in fp32
+        self.dtype = torch.bfloat16 if self.precision == "bfloat16" else torch.float32
+        load_dtype = torch.float32 if self.precision == "float32" else torch.bfloat16
         self._cache: OrderedDict[str, object] = OrderedDict()
         self._cache_size = cache_size
         self._active: str | None = None
@@ -84,7 +99,9 @@ class CtcModel:
             self.frame_shift = self._conformer.config.frame_shift
         elif model_type == "wav2vec2":
             self._conformer = None
-            self._network, vocabularies = self._load_wav2vec2(config)
+            self._network, vocabularies = self._load_wav2vec2(
+                config, load_dtype, self.precision == "int8"
+            )
             self.frame_shift = 320 / SAMPLE_RATE
         else:
             raise InputError(
@@ -92,17 +109,18 @@ class CtcModel:
                 f"(expected {MODEL_TYPE!r} or 'wav2vec2')"
             )
         self._vocabularies = vocabularies
-        self._network.to(self.device, dtype).eval()
+        if self.precision == "int8":  # what is left (all of a conformer) and the rest to fp32
+            quantize_linear_layers(self._network)
+        self._network.to(self.device, self.dtype).eval()
 
-    def _load_wav2vec2(self, config: dict) -> tuple[torch.nn.Module, dict]:
-        from transformers import Wav2Vec2ForCTC
-
+    def _load_wav2vec2(
+        self, config: dict, dtype: torch.dtype, quantize: bool
+    ) -> tuple[torch.nn.Module, dict]:
         if not config.get("architectures", ["Wav2Vec2ForCTC"])[0].endswith("ForCTC"):
             raise InputError(
                 f"{self.folder / 'config.json'}: not a CTC model ({config['architectures']})"
             )
-        # straight into the working precision: a 1B model never sits in memory twice
-        model = Wav2Vec2ForCTC.from_pretrained(self.folder, dtype=self.dtype)
+        model = load_wav2vec2_ctc(self.folder, dtype, quantize)
         vocabularies = load_vocabularies(self.folder / "vocab.json")
         self._normalize = (
             json.loads((self.folder / "preprocessor_config.json").read_text()).get(
@@ -183,13 +201,23 @@ class CtcModel:
         vocab_size, hidden = weights["lm_head.weight"].shape
         if model.lm_head.out_features != vocab_size:
             model.lm_head = torch.nn.Linear(hidden, vocab_size).to(self.device, self.dtype)
-        model.load_state_dict(weights, strict=False)
+        with torch.no_grad():  # parameter by parameter: an int8 model's other layers have none
+            for key, tensor in weights.items():
+                module, _, name = key.rpartition(".")
+                getattr(model.get_submodule(module), name).copy_(tensor)
 
     @torch.inference_mode()
     def log_probs(self, batch: list[np.ndarray], lang: str | None) -> list[np.ndarray]:
-        """Per clip (16 kHz float32), log-probabilities of shape (frames, vocabulary)."""
+        """Per clip (16 kHz float32), log-probabilities of shape (frames, vocabulary).
+
+        On a CPU a wav2vec2 model takes the clips one at a time: padding them to one length
+        and masking the padding in attention costs more there than a batch saves
+        (``bench/ctc_speed.py``).
+        """
         code = self.resolve_language(lang)
         self._activate(code)
+        if self._conformer is None and self.device.type == "cpu" and len(batch) > 1:
+            return [log_probs for clip in batch for log_probs in self.log_probs([clip], code)]
         if self._conformer is not None:
             features = [torch.from_numpy(fbank(samples)) for samples in batch]
             lengths = torch.tensor([len(f) for f in features])
@@ -203,10 +231,10 @@ class CtcModel:
                 clips = [(c - c.mean()) / torch.sqrt(c.var() + 1e-7) for c in clips]
             lengths = torch.tensor([len(c) for c in clips])
             padded = torch.nn.utils.rnn.pad_sequence(clips, batch_first=True)
-            mask = torch.arange(padded.shape[1])[None, :] < lengths[:, None]
-            logits = self._network(
-                padded.to(self.device, self.dtype), attention_mask=mask.to(self.device)
-            ).logits
+            mask = None  # without padding there is nothing to mask
+            if int(lengths.min()) < padded.shape[1]:
+                mask = (torch.arange(padded.shape[1])[None, :] < lengths[:, None]).to(self.device)
+            logits = self._network(padded.to(self.device, self.dtype), attention_mask=mask).logits
             log_probs = logits.float().log_softmax(dim=-1)
             out_lengths = self._network._get_feat_extract_output_lengths(lengths)
         return [

@@ -117,3 +117,20 @@ def test_data_romanize_writes_the_universal_models_training_text(cli, tmp_path):
     row = json.loads((tmp_path / "out" / "r.jsonl").read_text())
     assert (row["text"], row["lang"], row["source_lang"]) == ("privet mir", "und", "rus")
     assert (tmp_path / "out" / row["audio"]).resolve() == (tmp_path / "a.flac").resolve()
+
+
+def test_data_romanize_takes_at_most_per_lang_lines_of_each_language(cli, tmp_path):
+    soundfile.write(tmp_path / "a.flac", sine(440, 1.0, 16000), 16000)
+    lines = [("eng", "one"), ("eng", "two"), ("eng", "three"), ("deu", "vier"), ("deu", "fünf")]
+    (tmp_path / "m.jsonl").write_text(
+        "".join(
+            json.dumps({"audio": "a.flac", "text": t, "lang": lang, "duration": 1.0}) + "\n"
+            for lang, t in lines
+        )
+    )
+    result = cli(
+        "data", "romanize", tmp_path / "m.jsonl", "--out", tmp_path / "r.jsonl", "--per-lang", "2"
+    )
+    assert result.code == 0, result.stderr
+    rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert [row["text"] for row in rows] == ["one", "two", "vier", "fuenf"]

@@ -6,7 +6,7 @@ import soundfile
 import torch
 from safetensors.torch import save_file
 
-from polyspeech.ctc.model import CtcModel, resolve_dtype
+from polyspeech.ctc.model import CtcModel, resolve_precision
 from polyspeech.errors import InputError
 from tests.conftest import sine
 
@@ -29,9 +29,42 @@ def test_bfloat16_runs_and_stays_close_to_float32(conformer_folder):
     folder, _ = conformer_folder
     audio = sine(300, 1.0, 16000)
     (full,) = CtcModel(folder).log_probs([audio], "eng")
-    (half,) = CtcModel(folder, dtype=torch.bfloat16).log_probs([audio], "eng")
+    (half,) = CtcModel(folder, precision="bfloat16").log_probs([audio], "eng")
     assert half.dtype == np.float32 and half.shape == full.shape
     np.testing.assert_allclose(np.exp(half), np.exp(full), atol=0.05)
+
+
+def test_int8_quantizes_the_big_linear_layers_and_stays_close_to_float32(
+    conformer_folder, tmp_path
+):
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    audio = sine(300, 1.0, 16000)
+    for folder in (conformer_folder[0], make_mms_folder(tmp_path / "mms")):
+        full = CtcModel(folder)
+        int8 = CtcModel(folder, precision="int8")
+        for lang in full.languages:  # adapters and heads stay float32, so switching works
+            (expected,) = full.log_probs([audio], lang)
+            (got,) = int8.log_probs([audio], lang)
+            assert got.shape == expected.shape
+            np.testing.assert_allclose(np.exp(got), np.exp(expected), atol=0.05)
+        kinds = {type(m) for m in int8._network.modules()}
+        assert DynamicLinear in kinds and torch.nn.Linear in kinds
+        assert int8.precision == "int8" and int8.dtype == torch.float32
+
+
+def test_int8_is_refused_off_the_cpu(conformer_folder):
+    with pytest.raises(InputError, match="int8 runs on the CPU only, not on cuda"):
+        CtcModel(conformer_folder[0], device="cuda", precision="int8")
+
+
+def test_batches_on_the_cpu_match_clips_one_at_a_time(tmp_path):
+    folder = make_mms_folder(tmp_path / "mms")
+    model = CtcModel(folder)
+    clips = [sine(300, 1.0, 16000), sine(500, 0.6, 16000)]
+    batched = model.log_probs(clips, "eng")
+    for clip, got in zip(clips, batched, strict=True):
+        np.testing.assert_allclose(got, model.log_probs([clip], "eng")[0], atol=1e-6)
 
 
 def test_switching_languages_reads_only_adapters(conformer_folder, monkeypatch):
@@ -159,12 +192,12 @@ def test_mms_layout_loads_and_switches_like_transformers(tmp_path):
 
 @pytest.mark.parametrize(
     ("capability", "expected"),
-    [("AVX512", torch.bfloat16), ("AMX", torch.bfloat16), ("AVX2", torch.float32)],
+    [("AVX512", "bfloat16"), ("AMX", "bfloat16"), ("AVX2", "int8"), ("DEFAULT", "int8")],
 )
-def test_auto_dtype_is_bf16_only_on_processors_fast_at_it(monkeypatch, capability, expected):
+def test_auto_is_bf16_on_processors_fast_at_it_else_int8(monkeypatch, capability, expected):
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
-    assert resolve_dtype("auto", "cpu") == expected
-    assert resolve_dtype("float32", "cpu") == torch.float32
+    assert resolve_precision("auto", "cpu") == expected
+    assert resolve_precision("float32", "cpu") == "float32"
 
 
 def test_unknown_dtype_is_a_one_line_error(cli, conformer_folder, tmp_path):
@@ -174,5 +207,5 @@ def test_unknown_dtype_is_a_one_line_error(cli, conformer_folder, tmp_path):
     result = cli("transcribe", audio, "--model", folder, "--dtype", "float16x")
     assert result.code == 2
     assert result.stderr.strip() == (
-        "polyspeech: error: dtype 'float16x': expected float32, bfloat16 or auto"
+        "polyspeech: error: dtype 'float16x': expected float32, bfloat16, int8 or auto"
     )

@@ -1,0 +1,23 @@
+"""Peak resident memory of this process, for the benchmarks.
+
+``/proc/self/status``'s VmHWM, not ``getrusage``'s ru_maxrss: Linux carries ru_maxrss across
+``execve``, so a child started by a large parent (one that has just built a 1B-parameter model)
+reports the parent's size at the fork as its own peak. VmHWM belongs to the process's own
+memory map, which starts anew at ``execve``.
+"""
+
+from pathlib import Path
+
+
+def peak_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (the benchmarks need Linux)")
+
+
+def current_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status (the benchmarks need Linux)")
