@@ -9,15 +9,16 @@ memory map, which starts anew at ``execve``.
 from pathlib import Path
 
 
-def peak_bytes() -> int:
+def _status_bytes(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status (the benchmarks need Linux)")
+    raise RuntimeError(f"no {field} in /proc/self/status (the benchmarks need Linux)")
+
+
+def peak_bytes() -> int:
+    return _status_bytes("VmHWM")
 
 
 def current_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status (the benchmarks need Linux)")
+    return _status_bytes("VmRSS")

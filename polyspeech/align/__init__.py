@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 import types
 
+from polyspeech.audio.io import SAMPLE_RATE
+
 
 def align(
     audio,
@@ -20,7 +22,7 @@ def align(
     granularity: str = "word",
     star: bool = False,
     batch_size: int = 4,
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
 ):
     """Align ``audio`` (anything :func:`polyspeech.load_audio` takes; an array's rate is
     ``sample_rate``) to ``lines``, one utterance each; returns
