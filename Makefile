@@ -23,10 +23,14 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; status=0; fi; exit $$status
 
-# Until the embedded model lands (issue 3), the main job is the synthetic corpus.
+# The main job: the embedded default model transcribes the examples (held-out test clips of its
+# corpus) offline, with word times, then scores them against their texts with its character LMs.
+EXAMPLE_LANGS := eng deu fra spa rus cmn
 demo: $(STAMP)
-	$(BIN)/polyspeech data synth --langs eng,deu,cmn --per-lang 30 --out work/demo-corpus --quiet
-	$(BIN)/polyspeech data validate work/demo-corpus/train.jsonl
+	@for lang in $(EXAMPLE_LANGS); do \
+		$(BIN)/polyspeech transcribe examples/$$lang.flac --lang $$lang --word-timestamps || exit 1; \
+	done
+	$(BIN)/polyspeech evaluate examples/examples.jsonl --lm builtin:ctc-lm
 
 clean:
 	rm -rf $(VENV) work

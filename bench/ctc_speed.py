@@ -110,12 +110,11 @@ def run_one(system: str, dtype_name: str, folder: Path, audio: Path) -> dict:
         text = recognizer({"raw": samples, "sampling_rate": 16000})["text"]
     else:
         from polyspeech import load
-        from polyspeech.ctc.transcribe import transcribe
 
         model = load(str(folder), dtype=dtype_name)
         dtype_name = model.precision
         loaded = time.perf_counter()
-        text = transcribe(model, samples, "eng").text
+        text = model.transcribe(samples, "eng").text
     done = time.perf_counter()
     return {
         "dtype_used": dtype_name,  # what "auto" chose

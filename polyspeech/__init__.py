@@ -13,24 +13,36 @@ __version__ = "0.1.0"
 def load(model: str = "builtin:ctc", device: str = "cpu", dtype: str = "auto"):
     """Load a model folder (or a builtin name such as ``builtin:ctc``) for transcription.
 
-    ``dtype`` is ``float32``, ``bfloat16``, ``int8`` (CPU: int8 weights in the linear layers) or
-    ``auto``: bfloat16 where the processor computes it fast (CUDA with bf16, a CPU with AVX-512
-    or AMX), else int8 on a CPU and float32 on a GPU.
-    Returns a :class:`polyspeech.ctc.model.CtcModel`; call ``transcribe(model, audio, lang)``.
-    """
-    from polyspeech.ctc.model import CtcModel
+    A CTC folder gives a :class:`polyspeech.ctc.model.CtcModel`, a speech-LLM folder (ours or
+    MooER's release layout) a :class:`polyspeech.speechllm.model.SpeechLlm`; both answer
+    ``load(...).transcribe(audio, lang=...)`` with a :class:`Result`.
 
+    ``dtype`` is ``float32``, ``bfloat16``, ``int8`` (CTC on a CPU: int8 weights in the linear
+    layers) or ``auto``: bfloat16 where the processor computes it fast (CUDA with bf16, a CPU
+    with AVX-512 or AMX), else int8 for CTC on a CPU and float32 otherwise.
+    """
+    from pathlib import Path
+
+    import torch
+
+    from polyspeech.ctc.model import BUILTIN, CtcModel, resolve_precision
+    from polyspeech.speechllm.folder import is_speechllm_folder, load_speechllm
+
+    folder = BUILTIN.get(str(model), Path(model))
+    if folder.is_dir() and is_speechllm_folder(folder):
+        precision = resolve_precision(dtype, device)
+        if precision == "int8":
+            if dtype != "auto":
+                raise InputError(f"{folder}: int8 is for CTC models; use float32 or bfloat16")
+            precision = "float32"
+        return load_speechllm(folder, device, getattr(torch, precision))
     return CtcModel(model, device=device, precision=dtype)
 
 
-def transcribe(audio, model=None, lang: str | None = None, batch_size: int = 4) -> Result:
-    """Transcribe ``audio`` (anything :func:`load_audio` takes) with ``model`` (default builtin)."""
-    from polyspeech.ctc.transcribe import transcribe as transcribe_samples
-
-    model = (
-        model if model is not None and not isinstance(model, str) else load(model or "builtin:ctc")
-    )
-    return transcribe_samples(model, load_audio(audio), lang, batch_size)
+def transcribe(audio, model="builtin:ctc", lang: str | None = None, **options) -> Result:
+    """``model`` (a loaded model, a folder or a builtin name) transcribes ``audio``: the same as
+    ``load(model).transcribe(audio, lang, **options)``."""
+    return (load(model) if isinstance(model, str) else model).transcribe(audio, lang, **options)
 
 
 __all__ = [

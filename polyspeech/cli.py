@@ -177,6 +177,12 @@ def data_romanize(
     typer.echo(f"wrote {count} utterances to {out}; {skipped} left no letters and were skipped")
 
 
+Task = Annotated[
+    str,
+    typer.Option(help="asr, ast (translate to English) or asr+ast (both; speech LLMs)."),
+]
+
+
 @app.command("transcribe")
 def transcribe_command(
     files: Annotated[list[Path] | None, typer.Argument(help="Audio files.")] = None,
@@ -185,6 +191,7 @@ def transcribe_command(
     manifest: Annotated[
         Path | None, typer.Option(help="Transcribe a manifest's lines, each in its lang.")
     ] = None,
+    task: Task = "asr",
     output_format: Annotated[str, typer.Option(help="txt, json, srt, vtt or tsv.")] = "txt",
     output_dir: Annotated[Path | None, typer.Option(help="Write files here, not stdout.")] = None,
     word_timestamps: Annotated[
@@ -196,24 +203,67 @@ def transcribe_command(
     device: Device = "cpu",
     dtype: DType = "auto",
 ) -> None:
-    """Transcribe audio files (or a manifest) with a CTC model."""
+    """Transcribe audio files (or a manifest) with a CTC model or a speech LLM."""
+    _recognise(
+        files, model, lang, manifest, task, output_format, output_dir, word_timestamps,
+        batch_size, vad, lm, device, dtype,
+    )  # fmt: skip
+
+
+@app.command("translate")
+def translate_command(
+    files: Annotated[list[Path] | None, typer.Argument(help="Audio files.")] = None,
+    model: Annotated[str, typer.Option(help="Speech-LLM folder or builtin name.")] = (
+        "builtin:speechllm"
+    ),
+    manifest: Annotated[Path | None, typer.Option(help="Translate a manifest's lines.")] = None,
+    output_format: Annotated[str, typer.Option(help="txt, json, srt, vtt or tsv.")] = "txt",
+    output_dir: Annotated[Path | None, typer.Option(help="Write files here, not stdout.")] = None,
+    batch_size: BatchSize = 8,
+    vad: Vad = True,
+    device: Device = "cpu",
+    dtype: DType = "auto",
+) -> None:
+    """Translate speech into English text with a speech LLM (task ast)."""
+    _recognise(
+        files, model, None, manifest, "ast", output_format, output_dir, False, batch_size, vad,
+        None, device, dtype,
+    )  # fmt: skip
+
+
+def _recognise(
+    files, model, lang, manifest, task, output_format, output_dir, word_timestamps, batch_size,
+    vad, lm, device, dtype,
+) -> None:  # fmt: skip
     import json
 
     from polyspeech import load
-    from polyspeech.audio import load_audio
-    from polyspeech.ctc.transcribe import transcribe
     from polyspeech.data.manifest import load_entry_audio, read_manifest
+    from polyspeech.speechllm.model import TASKS
     from polyspeech.writers import WRITERS, write_result
 
     if output_format not in WRITERS:
         raise InputError(f"unknown output format {output_format!r}; use {', '.join(WRITERS)}")
+    if task not in TASKS:
+        raise InputError(f"unknown task {task!r}; use {', '.join(TASKS)}")
     if not files and manifest is None:
         raise InputError("nothing to transcribe: give audio files or --manifest")
     recognizer = load(model, device=device, dtype=dtype)
+    if recognizer.family == "ctc" and task != "asr":
+        raise InputError(f"{model}: a CTC model transcribes only (task asr), not {task}")
+    if recognizer.family == "speechllm" and lm is not None:
+        raise InputError("--lm is for CTC models; a speech LLM decodes with its own LM")
+
+    def run(audio, language):
+        if recognizer.family == "ctc":
+            return recognizer.transcribe(audio, language, batch_size, vad, lm)
+        return recognizer.transcribe(
+            audio, language, task, batch_size, vad, word_timestamps=word_timestamps
+        )
+
     if manifest is not None:
         for entry in read_manifest(manifest):
-            samples = load_entry_audio(entry)
-            result = transcribe(recognizer, samples, entry.lang, batch_size, vad, lm)
+            result = run(load_entry_audio(entry), entry.lang)
             typer.echo(
                 json.dumps(
                     {"id": entry.id, "audio": entry.audio, **result.to_dict()}, ensure_ascii=False
@@ -221,7 +271,7 @@ def transcribe_command(
             )
         return
     for path in files or []:
-        result = transcribe(recognizer, load_audio(path), lang, batch_size, vad, lm)
+        result = run(path, lang)
         if output_dir is not None:
             write_result(result, output_dir / f"{path.stem}.{output_format}", output_format)
         elif word_timestamps and output_format == "txt":
@@ -231,6 +281,8 @@ def transcribe_command(
                     typer.echo(f"  {word.start:8.2f} {word.end:8.2f}  {word.text}")
         else:
             typer.echo(WRITERS[output_format](result), nl=False)
+            if result.translation is not None and output_format == "txt":
+                typer.echo(result.translation)
 
 
 @app.command("evaluate")

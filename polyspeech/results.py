@@ -19,6 +19,7 @@ class Segment:
     end: float
     text: str
     words: list[Word] = field(default_factory=list)
+    translation: str | None = None  # speech translation (into English), when asked for
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Result:
     language: str | None
     segments: list[Segment] = field(default_factory=list)
     duration: float = 0.0
+    translation: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -34,10 +36,22 @@ class Result:
     @classmethod
     def from_dict(cls, data: dict) -> Result:
         segments = [
-            Segment(s["start"], s["end"], s["text"], [Word(**w) for w in s["words"]])
+            Segment(
+                s["start"],
+                s["end"],
+                s["text"],
+                [Word(**w) for w in s["words"]],
+                s.get("translation"),
+            )
             for s in data["segments"]
         ]
-        return cls(data["text"], data["language"], segments, data.get("duration", 0.0))
+        return cls(
+            data["text"],
+            data["language"],
+            segments,
+            data.get("duration", 0.0),
+            data.get("translation"),
+        )
 
 
 @dataclass(frozen=True)

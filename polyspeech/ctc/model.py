@@ -15,18 +15,22 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from polyspeech.audio import SAMPLE_RATE
+from polyspeech.audio import SAMPLE_RATE, load_audio
 from polyspeech.audio.features import fbank
 from polyspeech.ctc.conformer import MODEL_TYPE
 from polyspeech.ctc.folder import adapter_path, load_conformer_base, load_language_adapter
 from polyspeech.ctc.quantize import quantize_linear_layers
-from polyspeech.ctc.wav2vec2 import load_wav2vec2_ctc
+from polyspeech.ctc.wav2vec2 import load_wav2vec2_ctc, return_freed_memory
 from polyspeech.errors import InputError
 from polyspeech.text.languages import to_iso639_3
 from polyspeech.text.vocab import Vocabulary, load_vocabularies
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-BUILTIN = {"builtin:ctc": ASSETS / "ctc", "builtin:align": ASSETS / "align"}
+BUILTIN = {
+    "builtin:ctc": ASSETS / "ctc",
+    "builtin:align": ASSETS / "align",
+    "builtin:speechllm": ASSETS / "speechllm",
+}
 BUILTIN_LM = {"builtin:ctc-lm": ASSETS / "ctc-lm"}  # its character n-grams, one per language
 
 
@@ -69,7 +73,10 @@ def resolve_precision(name: str, device: str) -> str:
 
 
 class CtcModel:
-    """A CTC recogniser: ``log_probs(samples, lang)`` for audio of up to about 30 s."""
+    """A CTC recogniser: ``transcribe(audio, lang)`` for audio of any length, on top of
+    ``log_probs(samples, lang)`` for pieces of up to about 30 s."""
+
+    family = "ctc"
 
     def __init__(
         self,
@@ -130,6 +137,23 @@ class CtcModel:
             else True
         )
         return model, vocabularies
+
+    def transcribe(
+        self,
+        audio,
+        lang: str | None = None,
+        batch_size: int = 4,
+        vad: bool = True,
+        lm: str | Path | None = None,
+        sample_rate: int = SAMPLE_RATE,
+    ):
+        """Transcribe ``audio`` (anything :func:`polyspeech.load_audio` takes; an array's rate
+        is ``sample_rate``); returns a :class:`polyspeech.results.Result` with segments and
+        timed words. See :func:`polyspeech.ctc.transcribe.transcribe` for the options."""
+        from polyspeech.ctc.transcribe import transcribe  # it imports this module
+
+        rate = sample_rate if isinstance(audio, np.ndarray) else None
+        return transcribe(self, load_audio(audio, source_rate=rate), lang, batch_size, vad, lm)
 
     @property
     def languages(self) -> list[str]:
@@ -238,7 +262,11 @@ class CtcModel:
             logits = self._network(padded.to(self.device, self.dtype), attention_mask=mask).logits
             log_probs = logits.float().log_softmax(dim=-1)
             out_lengths = self._network._get_feat_extract_output_lengths(lengths)
-        return [
+        result = [
             log_probs[row, : int(out_lengths[row])].float().cpu().numpy()
             for row in range(len(batch))
         ]
+        if self._conformer is None and self.device.type == "cpu":
+            del logits, log_probs
+            return_freed_memory()
+        return result

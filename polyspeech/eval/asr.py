@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 from polyspeech.audio import SAMPLE_RATE
 from polyspeech.ctc.model import CtcModel
-from polyspeech.ctc.transcribe import transcribe
 from polyspeech.data.manifest import load_entry_audio, read_manifest
 from polyspeech.eval.metrics import cer, error_rate
 from polyspeech.text.normalize import normalize_text
@@ -40,7 +39,7 @@ def evaluate_asr(
             continue
         samples = load_entry_audio(entry)
         started = time.perf_counter()
-        result = transcribe(model, samples, entry.lang if available else None, batch_size, vad, lm)
+        result = model.transcribe(samples, entry.lang if available else None, batch_size, vad, lm)
         compute_seconds += time.perf_counter() - started
         audio_seconds += len(samples) / SAMPLE_RATE
         refs[entry.lang].append(normalize_text(entry.text, entry.lang))

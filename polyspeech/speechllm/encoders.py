@@ -1,0 +1,114 @@
+"""Speech encoders for the speech LLM: 16 kHz clips in, (batch, frames, width) states out.
+
+- ``paraformer``: Paraformer's front end and our SAN-M encoder (MooER's choice, 60 ms frames).
+- ``whisper``: a Hugging Face Whisper model's encoder (20 ms frames; clips padded to 30 s, as
+  the encoder's positions require, and the states cut back to the clip).
+- ``wav2vec2``: a Hugging Face wav2vec2 / MMS model's transformer states (20 ms frames).
+
+The paper compared such encoders; any of them can stand in for SAN-M by configuration.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from polyspeech.audio import SAMPLE_RATE
+from polyspeech.errors import InputError
+from polyspeech.speechllm.frontend import ParaformerFrontend
+from polyspeech.speechllm.sanm import SanmEncoder
+
+ENCODER_TYPES = ("paraformer", "whisper", "wav2vec2")
+
+
+class _HfEncoder(nn.Module):
+    """A Hugging Face folder's encoder; saving copies the folder it came from."""
+
+    def __init__(self, folder: str | Path) -> None:
+        super().__init__()
+        self.source = Path(folder)
+
+    def save_pretrained(self, folder: Path) -> None:
+        shutil.copytree(self.source, folder, dirs_exist_ok=True)
+
+
+def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([len(r) for r in rows])
+    return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True), lengths
+
+
+class ParaformerSpeechEncoder(nn.Module):
+    kind = "paraformer"
+
+    def __init__(self, frontend: ParaformerFrontend, sanm: SanmEncoder) -> None:
+        super().__init__()
+        self.frontend = frontend
+        self.sanm = sanm
+        self.output_size = sanm.config.output_size
+
+    def forward(self, clips: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        device = self.sanm.after_norm.weight.device
+        dtype = self.sanm.after_norm.weight.dtype
+        features, lengths = _pad([torch.from_numpy(self.frontend(clip)) for clip in clips])
+        return self.sanm(features.to(device, dtype), lengths.to(device))
+
+
+class WhisperSpeechEncoder(_HfEncoder):
+    kind = "whisper"
+
+    def __init__(self, folder: str | Path) -> None:
+        super().__init__(folder)
+        from transformers import WhisperFeatureExtractor, WhisperModel
+
+        self.extractor = WhisperFeatureExtractor.from_pretrained(folder)
+        self.encoder = WhisperModel.from_pretrained(folder).get_encoder()
+        self.output_size = self.encoder.config.d_model
+
+    def forward(self, clips: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        weight = next(self.encoder.parameters())
+        features = self.extractor(
+            list(clips), sampling_rate=SAMPLE_RATE, return_tensors="pt"
+        ).input_features  # padded to 30 s
+        states = self.encoder(features.to(weight.device, weight.dtype)).last_hidden_state
+        hop = self.extractor.hop_length
+        lengths = torch.tensor([-(-len(c) // hop) for c in clips]).clamp(max=features.shape[-1])
+        lengths = (lengths + 1) // 2  # the second convolution's stride
+        return states[:, : int(lengths.max())], lengths.to(states.device)
+
+
+class Wav2vec2SpeechEncoder(_HfEncoder):
+    kind = "wav2vec2"
+
+    def __init__(self, folder: str | Path) -> None:
+        super().__init__(folder)
+        from transformers import Wav2Vec2Model
+
+        self.encoder = Wav2Vec2Model.from_pretrained(folder)
+        self.output_size = self.encoder.config.hidden_size
+
+    def forward(self, clips: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        weight = next(self.encoder.parameters())
+        rows = [torch.from_numpy(c) for c in clips]
+        rows = [(r - r.mean()) / torch.sqrt(r.var() + 1e-7) for r in rows]
+        audio, lengths = _pad(rows)
+        mask = torch.arange(audio.shape[1])[None, :] < lengths[:, None]
+        states = self.encoder(
+            audio.to(weight.device, weight.dtype), attention_mask=mask.to(weight.device)
+        ).last_hidden_state
+        out = self.encoder._get_feat_extract_output_lengths(lengths)
+        return states, out.to(states.device)
+
+
+def hf_encoder(kind: str, folder: Path) -> nn.Module:
+    """A Whisper or wav2vec2 encoder from a Hugging Face folder."""
+    if not (folder / "config.json").is_file():
+        raise InputError(f"{folder}: no config.json for the {kind} encoder")
+    if kind == "whisper":
+        return WhisperSpeechEncoder(folder)
+    if kind == "wav2vec2":
+        return Wav2vec2SpeechEncoder(folder)
+    raise InputError(f"encoder type {kind!r}: expected one of {', '.join(ENCODER_TYPES)}")

@@ -1,0 +1,291 @@
+"""Speech-LLM folders: MooER's release layout and our own, both loaded strictly.
+
+MooER's release (it carries no configuration; sizes come from the weights' shapes)::
+
+    paraformer-encoder.pth   SAN-M encoder state dict (FunASR names; a FunASR Paraformer
+                             checkpoint's ``encoder.*`` part loads too)
+    am.mvn                   CMVN of the LFR features
+    adapter_project.pt       ``encoder_projector.linear1/linear2`` weights
+    <lora>/                  a peft LoRA folder (adapter_config.json), optional
+    <llm>/                   the Qwen2 folder (config.json, weights, tokenizer)
+
+each at the top of the folder or up to two folders down (MooER's release has
+``paraformer_encoder/``, ``asr_ast_mtl/lora_weights/`` and ``Qwen2-7B-Instruct/``). Ours::
+
+    polyspeech.json          family, encoder (type and sizes), adapter sizes, multitask, decoding
+    encoder.safetensors + am.mvn  (a paraformer encoder) or encoder/ (a Hugging Face folder)
+    adapter.safetensors, llm/, lora/ (optional)
+
+Every missing or unexpected weight is an error that names it; pickles are read with
+``weights_only=True`` only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from polyspeech.errors import InputError
+from polyspeech.speechllm.adapter import AdapterConfig, FrameStackAdapter
+from polyspeech.speechllm.encoders import ParaformerSpeechEncoder, hf_encoder
+from polyspeech.speechllm.frontend import Cmvn, ParaformerFrontend, read_cmvn
+from polyspeech.speechllm.model import DecodingConfig, SpeechLlm
+from polyspeech.speechllm.sanm import SanmConfig, SanmEncoder
+
+CONFIG = "polyspeech.json"
+FAMILY = "speechllm"
+MOOER_ENCODER = "paraformer-encoder.pth"
+
+
+def is_speechllm_folder(folder: Path) -> bool:
+    if (folder / CONFIG).is_file():
+        return json.loads((folder / CONFIG).read_text()).get("family") == FAMILY
+    return _find(folder, MOOER_ENCODER, required=False) is not None
+
+
+def _find(folder: Path, name: str, required: bool = True, is_dir: bool = False) -> Path | None:
+    """``name`` in ``folder`` or up to two levels down; the folder holding it when ``is_dir``."""
+    places = [folder / name, *folder.glob(f"*/{name}"), *folder.glob(f"*/*/{name}")]
+    found = [p for p in places if p.is_file()]
+    if is_dir:
+        found = [p.parent for p in found]
+    if len(found) > 1:
+        listed = ", ".join(str(p) for p in found)
+        raise InputError(f"{folder}: more than one {name} ({listed})")
+    if not found and required:
+        raise InputError(f"{folder}: no {name} (looked in the folder and two levels down)")
+    return found[0] if found else None
+
+
+def read_torch_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.pt``/``.pth`` file, unpickled with ``weights_only=True``."""
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a damaged file or one holding more than weights
+        raise InputError(f"{path}: not a weights file torch can read safely ({error})") from None
+    for key in ("state_dict", "model"):
+        if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
+            loaded = loaded[key]
+    if not isinstance(loaded, dict) or not all(torch.is_tensor(v) for v in loaded.values()):
+        raise InputError(f"{path}: not a state dict of tensors")
+    return loaded
+
+
+def _strip(weights: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The weights under ``prefix`` without it, if any are; else all of them."""
+    inside = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+    return inside or weights
+
+
+def load_strict(module: torch.nn.Module, weights: dict[str, torch.Tensor], source: Path) -> None:
+    """Load every weight of ``module`` from ``weights``; anything missing, left over or of
+    another shape is an error naming the weights and ``source``."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} weight(s): {', '.join(missing[:5])}")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)} weight(s): {', '.join(unexpected[:5])}")
+    for name in sorted(set(expected) & set(weights)):
+        if expected[name].shape != weights[name].shape:
+            problems.append(
+                f"{name} has shape {tuple(weights[name].shape)}, the model needs "
+                f"{tuple(expected[name].shape)}"
+            )
+            break
+    if problems:
+        raise InputError(f"{source}: {'; '.join(problems)}")
+    module.load_state_dict(weights, strict=True)
+
+
+def _llm(folder: Path, lora: Path | None, dtype: torch.dtype, merge_lora: bool, trainable: bool):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    config = json.loads((folder / "config.json").read_text())
+    if not any(a.endswith("ForCausalLM") for a in config.get("architectures", [])):
+        raise InputError(
+            f"{folder / 'config.json'}: not a causal LM ({config.get('architectures')})"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    llm = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    if lora is not None:
+        from peft import PeftModel
+
+        llm = PeftModel.from_pretrained(llm, lora, is_trainable=trainable)
+        if merge_lora:
+            llm = llm.merge_and_unload()
+    return llm.eval(), tokenizer
+
+
+def _sanm(weights: dict[str, torch.Tensor], config: SanmConfig, source: Path) -> SanmEncoder:
+    encoder = SanmEncoder(config)
+    load_strict(encoder, weights, source)
+    return encoder
+
+
+def load_speechllm(
+    folder: str | os.PathLike,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    merge_lora: bool = False,
+    attention_heads: int = 4,
+    trainable: bool = False,
+) -> SpeechLlm:
+    """A speech LLM from our folder or MooER's release layout (see the module's notes).
+
+    ``attention_heads`` applies to MooER's layout (its weights do not tell the heads apart);
+    ``merge_lora`` folds the LoRA weights into the LLM for inference.
+    """
+    folder = Path(folder)
+    if (folder / CONFIG).is_file():
+        model = _load_ours(folder, dtype, merge_lora, trainable)
+    else:
+        model = _load_mooer(folder, dtype, merge_lora, attention_heads, trainable)
+    return model.to(device).eval()
+
+
+def _load_mooer(folder, dtype, merge_lora, attention_heads, trainable) -> SpeechLlm:
+    encoder_path = _find(folder, MOOER_ENCODER)
+    # a whole FunASR Paraformer checkpoint names its encoder's weights encoder.*: only those
+    encoder_weights = _strip(read_torch_weights(encoder_path), "encoder.")
+    sanm_config = SanmConfig.from_state_dict(encoder_weights, attention_heads)
+    cmvn = read_cmvn(_find(folder, "am.mvn"))
+    frontend = ParaformerFrontend(cmvn, lfr_m=sanm_config.input_size // 80)
+    encoder = ParaformerSpeechEncoder(frontend, _sanm(encoder_weights, sanm_config, encoder_path))
+    adapter_path = _find(folder, "adapter_project.pt")
+    adapter_weights = _strip(read_torch_weights(adapter_path), "encoder_projector.")
+    adapter = FrameStackAdapter(AdapterConfig.from_state_dict(adapter_weights, encoder.output_size))
+    load_strict(adapter, adapter_weights, adapter_path)
+    lora = _find(folder, "adapter_config.json", required=False, is_dir=True)
+    configs = [
+        folder / "config.json",
+        *folder.glob("*/config.json"),
+        *folder.glob("*/*/config.json"),
+    ]
+    llms = [p.parent for p in configs if p.is_file() and p.parent != lora]
+    if len(llms) != 1:
+        raise InputError(
+            f"{folder}: expected one LLM folder (config.json + weights) inside, found {len(llms)}"
+        )
+    llm, tokenizer = _llm(llms[0], lora, dtype, merge_lora, trainable)
+    _check_width(adapter, llm, adapter_path)
+    return SpeechLlm(encoder.to(dtype), adapter.to(dtype), llm, tokenizer, multitask=True)
+
+
+def _check_width(adapter: FrameStackAdapter, llm, source: Path) -> None:
+    width = llm.get_input_embeddings().weight.shape[1]
+    if adapter.config.llm_size != width:
+        raise InputError(
+            f"{source}: the adapter gives {adapter.config.llm_size}-wide embeddings, "
+            f"the LLM takes {width}"
+        )
+
+
+def _load_ours(folder: Path, dtype, merge_lora, trainable) -> SpeechLlm:
+    config = json.loads((folder / CONFIG).read_text())
+    if config.get("family") != FAMILY:
+        raise InputError(f"{folder / CONFIG}: family {config.get('family')!r}, not {FAMILY!r}")
+    encoder_config = config["encoder"]
+    kind = encoder_config["type"]
+    if kind == "paraformer":
+        sanm_config = SanmConfig(**encoder_config["sanm"])
+        frontend = ParaformerFrontend(
+            read_cmvn(folder / "am.mvn"),
+            encoder_config["num_mel_bins"],
+            encoder_config["lfr_m"],
+            encoder_config["lfr_n"],
+        )
+        path = folder / "encoder.safetensors"
+        encoder = ParaformerSpeechEncoder(frontend, _sanm(_read(path), sanm_config, path))
+    else:
+        encoder = hf_encoder(kind, folder / "encoder")
+    adapter = FrameStackAdapter(AdapterConfig(**config["adapter"]))
+    load_strict(adapter, _read(folder / "adapter.safetensors"), folder / "adapter.safetensors")
+    lora = folder / "lora" if (folder / "lora" / "adapter_config.json").is_file() else None
+    llm, tokenizer = _llm(folder / "llm", lora, dtype, merge_lora, trainable)
+    _check_width(adapter, llm, folder / "adapter.safetensors")
+    model = SpeechLlm(
+        encoder.to(dtype),
+        adapter.to(dtype),
+        llm,
+        tokenizer,
+        multitask=config.get("multitask", True),
+        decoding=DecodingConfig(**config.get("decoding", {})),
+    )
+    model.languages = config.get("languages", [])
+    return model
+
+
+def _read(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise InputError(f"{path}: missing")
+    return load_file(path)
+
+
+def write_cmvn(cmvn: Cmvn, path: Path) -> None:
+    """An am.mvn file (Kaldi nnet1 text) that :func:`read_cmvn` reads back exactly."""
+    dim = len(cmvn.shift)
+
+    def vector(values) -> str:
+        return " ".join(repr(float(v)) for v in values)
+
+    path.write_text(
+        f"<Nnet>\n<Splice> {dim} {dim}\n[ 0 ]\n"
+        f"<AddShift> {dim} {dim}\n<LearnRateCoef> 0 [ {vector(cmvn.shift)} ]\n"
+        f"<Rescale> {dim} {dim}\n<LearnRateCoef> 0 [ {vector(cmvn.scale)} ]\n</Nnet>\n",
+        encoding="utf-8",
+    )
+
+
+def save_speechllm(model: SpeechLlm, folder: str | os.PathLike) -> None:
+    """Write ``model`` in our layout (LoRA kept apart from the LLM unless it was merged)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    encoder = model.encoder
+    if isinstance(encoder, ParaformerSpeechEncoder):
+        frontend = encoder.frontend
+        encoder_config = {
+            "type": "paraformer",
+            "sanm": encoder.sanm.config.to_dict(),
+            "num_mel_bins": frontend.num_mel_bins,
+            "lfr_m": frontend.lfr_m,
+            "lfr_n": frontend.lfr_n,
+        }
+        _save(encoder.sanm.state_dict(), folder / "encoder.safetensors")
+        write_cmvn(frontend.cmvn, folder / "am.mvn")
+    else:
+        encoder_config = {"type": encoder.kind}
+        encoder.save_pretrained(folder / "encoder")
+    _save(model.adapter.state_dict(), folder / "adapter.safetensors")
+    llm = model.llm
+    if hasattr(llm, "peft_config"):
+        llm.save_pretrained(folder / "lora")
+        base = llm.get_base_model()
+        weights = {
+            k.replace(".base_layer.", "."): v
+            for k, v in base.state_dict().items()
+            if "lora_" not in k
+        }
+        base.save_pretrained(folder / "llm", state_dict=weights)
+    else:
+        llm.save_pretrained(folder / "llm")
+    model.tokenizer.save_pretrained(folder / "llm")
+    config = {
+        "family": FAMILY,
+        "encoder": encoder_config,
+        "adapter": model.adapter.config.to_dict(),
+        "multitask": model.multitask,
+        "decoding": model.decoding.to_dict(),
+        "languages": model.languages,
+    }
+    (folder / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+
+
+def _save(weights: dict[str, torch.Tensor], path: Path) -> None:
+    save_file({k: v.detach().contiguous() for k, v in weights.items()}, path)

@@ -1,0 +1,282 @@
+"""The speech LLM (MooER's design): encoder -> adapter -> causal LM, the task chosen by the prompt.
+
+The LLM reads the adapter's audio embeddings first, then the ChatML prompt with the task, and
+answers. MooER's multitask model, asked to translate, answers "transcript\\ntranslation".
+Batches are padded on the left, so every sequence ends where its answer starts.
+
+Decoding follows MooER (beam 4, at most 200 new tokens, length penalty 0.8, -0.2 on the end of
+sequence), with two guards against what LLM recognisers are known for: an answer stops when its
+last tokens repeat one n-gram over and over (the repeats are cut), and it may not run longer
+than its audio could hold (``tokens_per_second`` per answer line, plus a margin).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from polyspeech.audio import SAMPLE_RATE, load_audio
+from polyspeech.audio.vad import speech_regions
+from polyspeech.errors import InputError
+from polyspeech.results import Result, Segment, Word
+from polyspeech.text.languages import is_written_without_spaces
+from polyspeech.text.normalize import normalize_text
+
+CHATML = (
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
+)
+PROMPTS = {"asr": "Transcribe speech to text. ", "ast": "Translate speech to english text. "}
+TASKS = ("asr", "ast", "asr+ast")
+CHUNK = 30.0  # seconds: the longest piece of audio one answer covers
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    num_beams: int = 4
+    max_new_tokens: int = 200
+    length_penalty: float = 0.8
+    eos_bias: float = -0.2
+    tokens_per_second: float = 10.0  # per answer line; with 4 more, the longest answer allowed
+    repeat_tokens: int = 16  # a tail of one n-gram repeated over at least this many tokens ...
+    repeat_times: int = 4  # ... and at least this many times stops the answer
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def repeated_tail(tokens: list[int], min_tokens: int, min_times: int) -> int:
+    """The length of the n-gram the end of ``tokens`` repeats (covering at least ``min_tokens``
+    tokens and ``min_times`` repetitions), or 0."""
+    for n in range(1, len(tokens) // min_times + 1):
+        times = max(min_times, -(-min_tokens // n))
+        if n * times > len(tokens):
+            continue
+        tail = tokens[-n:]
+        if all(tokens[-(i + 1) * n : len(tokens) - i * n] == tail for i in range(1, times)):
+            return n
+    return 0
+
+
+def cut_repeats(tokens: list[int], min_tokens: int, min_times: int) -> list[int]:
+    """``tokens`` with a repeated tail (see :func:`repeated_tail`) reduced to one occurrence."""
+    n = repeated_tail(tokens, min_tokens, min_times)
+    if not n:
+        return tokens
+    tail = tokens[-n:]
+    while len(tokens) >= 2 * n and tokens[-2 * n : -n] == tail:
+        tokens = tokens[:-n]
+    return tokens
+
+
+class _Guard:
+    """A logits processor: bias on the end of sequence; the end forced once a row has reached
+    its sample's token limit or repeats itself (rows are sample * beams + beam)."""
+
+    def __init__(self, eos: int, bias: float, limits: list[int], beams: int, config) -> None:
+        self.eos, self.bias, self.limits, self.beams, self.config = eos, bias, limits, beams, config
+        self.start: int | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor):
+        if self.start is None:
+            self.start = input_ids.shape[1]
+        scores[:, self.eos] += self.bias
+        generated = input_ids.shape[1] - self.start
+        for row in range(input_ids.shape[0]):
+            tokens = input_ids[row, self.start :].tolist()
+            stop = generated >= self.limits[row // self.beams] or repeated_tail(
+                tokens, self.config.repeat_tokens, self.config.repeat_times
+            )
+            if stop:
+                scores[row] = -math.inf
+                scores[row, self.eos] = 0.0
+        return scores
+
+
+class SpeechLlm(nn.Module):
+    """``transcribe(audio, task=...)``; ``answer(clips, task)`` for clips of up to 30 s."""
+
+    family = "speechllm"
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        adapter: nn.Module,
+        llm: nn.Module,
+        tokenizer,
+        multitask: bool = True,
+        decoding: DecodingConfig | None = None,
+        prompt_template: str = CHATML,
+    ) -> None:
+        super().__init__()
+        self.encoder, self.adapter, self.llm = encoder, adapter, llm
+        self.tokenizer = tokenizer
+        self.multitask = multitask
+        self.decoding = decoding or DecodingConfig()
+        self.prompt_template = prompt_template
+        self.languages: list[str] = []
+
+    @property
+    def device(self) -> torch.device:
+        return self.adapter.linear1.weight.device
+
+    def prompt_ids(self, task: str) -> list[int]:
+        return self.tokenizer(self.prompt_template.format(PROMPTS[task]))["input_ids"]
+
+    def audio_embeddings(self, clips: list[np.ndarray]) -> list[torch.Tensor]:
+        """Per clip, its (embeddings, llm width) audio embeddings."""
+        states, lengths = self.encoder(clips)
+        embedded = self.adapter(states.to(self.adapter.linear1.weight.dtype))
+        counts = self.adapter.output_lengths(lengths).tolist()
+        return [embedded[i, :count] for i, count in enumerate(counts)]
+
+    def inputs(
+        self, audio: list[torch.Tensor], prompt: list[int], answers: list[list[int]] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded input embeddings and their attention mask: audio, prompt (and answer)."""
+        table = self.llm.get_input_embeddings()
+        prompt_embedded = table(torch.tensor(prompt, device=self.device))
+        rows = []
+        for i, clip in enumerate(audio):
+            parts = [clip.to(prompt_embedded.dtype), prompt_embedded]
+            if answers is not None:
+                parts.append(table(torch.tensor(answers[i], device=self.device, dtype=torch.long)))
+            rows.append(torch.cat(parts))
+        width = max(len(r) for r in rows)
+        embeds = prompt_embedded.new_zeros(len(rows), width, prompt_embedded.shape[-1])
+        mask = torch.zeros(len(rows), width, dtype=torch.long, device=self.device)
+        for i, row in enumerate(rows):
+            embeds[i, width - len(row) :] = row
+            mask[i, width - len(row) :] = 1
+        return embeds, mask
+
+    @torch.inference_mode()
+    def answer(self, clips: list[np.ndarray], task: str) -> list[tuple[str, str | None]]:
+        """Per clip (16 kHz, at most 30 s), its (transcript, translation) for ``task``: the
+        translation is None for asr, the transcript empty for ast on a single-task model."""
+        if task not in TASKS:
+            raise InputError(f"task {task!r}: expected one of {', '.join(TASKS)}")
+        if task == "asr+ast" and not self.multitask:
+            asr = self.answer(clips, "asr")
+            ast = self.answer(clips, "ast")
+            return [(a[0], b[1]) for a, b in zip(asr, ast, strict=True)]
+        prompt_task = "asr" if task == "asr" else "ast"
+        lines = 2 if prompt_task == "ast" and self.multitask else 1
+        texts = self._generate(clips, self.prompt_ids(prompt_task), lines)
+        results = []
+        for text in texts:
+            parts = [part.strip() for part in text.split("\n")]
+            if task == "asr":
+                results.append((parts[0], None))
+            elif self.multitask:
+                results.append((parts[0], parts[1] if len(parts) > 1 else ""))
+            else:
+                results.append(("", parts[0]))
+        return results
+
+    def _generate(self, clips: list[np.ndarray], prompt: list[int], lines: int) -> list[str]:
+        from transformers import LogitsProcessorList
+
+        config = self.decoding
+        audio = self.audio_embeddings(clips)
+        embeds, mask = self.inputs(audio, prompt)
+        limits = [
+            min(
+                config.max_new_tokens,
+                math.ceil(lines * (config.tokens_per_second * len(c) / SAMPLE_RATE + 4)),
+            )
+            for c in clips
+        ]
+        eos = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        guard = _Guard(eos, config.eos_bias, limits, config.num_beams, config)
+        output = self.llm.generate(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            num_beams=config.num_beams,
+            max_new_tokens=max(limits) + 1,
+            length_penalty=config.length_penalty,
+            do_sample=False,
+            logits_processor=LogitsProcessorList([guard]),
+            eos_token_id=eos,
+            pad_token_id=self.tokenizer.pad_token_id
+            if self.tokenizer.pad_token_id is not None
+            else eos,
+        )
+        texts = []
+        for row in output.tolist():
+            tokens = row[: row.index(eos)] if eos in row else row
+            tokens = cut_repeats(tokens, config.repeat_tokens, config.repeat_times)
+            texts.append(self.tokenizer.decode(tokens, skip_special_tokens=True))
+        return texts
+
+    def transcribe(
+        self,
+        audio,
+        lang: str | None = None,
+        task: str = "asr",
+        batch_size: int = 8,
+        vad: bool = True,
+        sample_rate: int = SAMPLE_RATE,
+        word_timestamps: bool = False,
+        aligner="builtin:align",
+    ) -> Result:
+        """Transcribe (``asr``), translate (``ast``) or both (``asr+ast``) audio of any length:
+        VAD pieces of at most 30 s (without VAD, 30 s windows), answered in batches, joined.
+        A file with no speech gives an empty result, not an invented sentence.
+
+        Segments carry their piece's times; ``word_timestamps`` aligns each transcript to its
+        piece with a CTC ``aligner`` (a loaded model, a folder or a builtin name) for word
+        times. ``lang`` (ISO 639) guides that alignment and the joining of the pieces."""
+        rate = sample_rate if isinstance(audio, np.ndarray) else None
+        samples = load_audio(audio, source_rate=rate)
+        step = int(CHUNK * SAMPLE_RATE)
+        if vad:
+            pieces = speech_regions(samples, CHUNK)
+        else:
+            pieces = [(s, min(s + step, len(samples))) for s in range(0, len(samples), step)]
+        segments: list[Segment] = []
+        for first in range(0, len(pieces), batch_size):
+            group = pieces[first : first + batch_size]
+            answers = self.answer([samples[s:e] for s, e in group], task)
+            for (start, end), (text, translation) in zip(group, answers, strict=True):
+                if text or translation:
+                    main = translation if task == "ast" else text
+                    extra = translation if task == "asr+ast" else None
+                    segments.append(
+                        Segment(start / SAMPLE_RATE, end / SAMPLE_RATE, main or "", [], extra)
+                    )
+        if word_timestamps and task != "ast":
+            self._time_words(samples, segments, lang, aligner)
+        joiner = "" if lang is not None and is_written_without_spaces(lang) else " "
+        joined = joiner.join(s.text for s in segments if s.text)
+        translation = None
+        if task == "asr+ast":
+            translation = " ".join(s.translation for s in segments if s.translation)
+        language = "eng" if task == "ast" else lang
+        return Result(joined, language, segments, round(len(samples) / SAMPLE_RATE, 3), translation)
+
+    @staticmethod
+    def _time_words(samples: np.ndarray, segments: list[Segment], lang, aligner) -> None:
+        from polyspeech import load
+        from polyspeech.align.spans import align_transcript
+
+        model = load(aligner) if isinstance(aligner, str) else aligner
+        for segment in segments:
+            if not normalize_text(segment.text, lang).strip():
+                continue
+            start = round(segment.start * SAMPLE_RATE)
+            piece = samples[start : round(segment.end * SAMPLE_RATE)]
+            spans = align_transcript(model, piece, [segment.text], lang).spans
+            segment.words = [
+                Word(
+                    s.text,
+                    round(segment.start + s.start, 3),
+                    round(segment.start + s.end, 3),
+                    s.score,
+                )
+                for s in spans
+            ]

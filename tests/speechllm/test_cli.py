@@ -1,0 +1,70 @@
+"""`polyspeech transcribe/translate` with a speech LLM folder."""
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+import soundfile
+import soxr
+
+from polyspeech.speechllm.folder import load_speechllm
+from polyspeech.tts.espeak import get_espeak
+
+
+@pytest.fixture(scope="module")
+def speech_file(tmp_path_factory):
+    """Two sentences with a second of silence between them: two VAD pieces."""
+    engine = get_espeak()
+    pieces = []
+    for text in ("Good morning, how are you today?", "The market opens at nine."):
+        audio = engine.synthesize(text, "en-us")
+        pieces += [soxr.resample(audio, engine.sample_rate, 16000), np.zeros(16000, np.float32)]
+    path = tmp_path_factory.mktemp("audio") / "two.wav"
+    soundfile.write(path, np.concatenate(pieces), 16000)
+    return path
+
+
+def test_asr_and_ast_together_come_back_per_segment(cli, mooer_folder, speech_file):
+    result = cli(
+        "transcribe", speech_file, "--model", mooer_folder, "--task", "asr+ast",
+        "--output-format", "json",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    data = json.loads(result.stdout)
+    segments = data["segments"]
+    assert len(segments) >= 2  # a piece per sentence at least
+    assert all(a["end"] <= b["start"] for a, b in itertools.pairwise(segments))
+    model = load_speechllm(mooer_folder)
+    expected = model.transcribe(speech_file, task="asr+ast")
+    assert data["text"] == expected.text and data["translation"] == expected.translation
+    assert [s["translation"] for s in data["segments"]] == [
+        s.translation for s in expected.segments
+    ]
+
+
+def test_translate_prints_the_translation(cli, mooer_folder, speech_file):
+    result = cli("translate", speech_file, "--model", mooer_folder)
+    assert result.code == 0, result.stderr
+    expected = load_speechllm(mooer_folder).transcribe(speech_file, task="ast")
+    assert result.stdout.strip() == expected.text.strip()
+    assert expected.language == "eng"
+
+
+def test_options_a_family_does_not_have_are_refused(cli, mooer_folder, speech_file, tmp_path):
+    result = cli("transcribe", speech_file, "--model", mooer_folder, "--lm", tmp_path)
+    assert result.code == 2 and "--lm is for CTC models" in result.stderr
+    result = cli("transcribe", speech_file, "--task", "ast")
+    assert result.code == 2 and "a CTC model transcribes only" in result.stderr
+    result = cli("transcribe", speech_file, "--model", mooer_folder, "--task", "summary")
+    assert result.code == 2 and "unknown task 'summary'" in result.stderr
+
+
+def test_word_times_come_from_the_aligner_inside_each_segment(mooer_folder, speech_file):
+    model = load_speechllm(mooer_folder)
+    said = iter(["good morning how are you today", "the market opens at nine"] * 3)
+    model.answer = lambda clips, task: [(next(said), None) for _ in clips]
+    result = model.transcribe(speech_file, lang="eng", word_timestamps=True)
+    for segment in result.segments:
+        assert [w.text for w in segment.words] == segment.text.split()
+        assert all(segment.start <= w.start < w.end <= segment.end for w in segment.words)

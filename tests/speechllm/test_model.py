@@ -1,0 +1,221 @@
+"""The speech LLM: both folder layouts, LoRA, batching, the decoding guards, strict loading."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from polyspeech.errors import InputError
+from polyspeech.speechllm.folder import load_speechllm, save_speechllm
+from polyspeech.speechllm.model import cut_repeats, repeated_tail
+from tests.speechllm.conftest import build_mooer_folder, clips
+
+
+def logits(model, clip, task="asr"):
+    audio = model.audio_embeddings([clip])
+    embeds, mask = model.inputs(audio, model.prompt_ids(task))
+    with torch.no_grad():
+        return model.llm(inputs_embeds=embeds, attention_mask=mask).logits
+
+
+@pytest.fixture(scope="module")
+def mooer_model(mooer_folder):
+    return load_speechllm(mooer_folder)
+
+
+def test_mooer_layout_and_ours_give_identical_outputs(mooer_model, tmp_path):
+    save_speechllm(mooer_model, tmp_path / "ours")
+    config = json.loads((tmp_path / "ours" / "polyspeech.json").read_text())
+    assert config["encoder"]["sanm"]["num_blocks"] == 2 and config["adapter"]["stack"] == 2
+    ours = load_speechllm(tmp_path / "ours")
+    audio = clips([1.3, 2.2])
+    for clip in audio:
+        assert torch.equal(logits(mooer_model, clip), logits(ours, clip))
+    answers = mooer_model.answer(audio, "asr+ast")
+    assert answers == ours.answer(audio, "asr+ast")
+    assert any(text for text, _ in answers)  # the random model does say something
+
+
+def test_lora_is_applied_and_merging_keeps_the_outputs(mooer_folder, mooer_model):
+    clip = clips([1.5])[0]
+    with_lora = logits(mooer_model, clip)
+    with mooer_model.llm.disable_adapter():
+        without = logits(mooer_model, clip)
+    assert (with_lora - without).abs().max() > 1e-3
+    merged = load_speechllm(mooer_folder, merge_lora=True)
+    assert not hasattr(merged.llm, "peft_config")
+    assert torch.allclose(logits(merged, clip), with_lora, atol=1e-5)
+
+
+def test_a_file_is_answered_the_same_alone_and_in_a_batch_of_8(mooer_model):
+    audio = clips([0.7, 1.9, 1.2, 2.6, 0.9, 1.4, 2.1, 1.0], seed=3)
+    batch = mooer_model.answer(audio, "asr")
+    alone = [mooer_model.answer([clip], "asr")[0] for clip in audio]
+    assert batch == alone
+    assert len({text for text, _ in batch}) > 1  # the answers depend on the audio
+
+
+def test_the_answer_is_no_longer_than_the_audio_allows(mooer_model, monkeypatch):
+    monkeypatch.setattr(
+        mooer_model, "decoding", mooer_model.decoding.__class__(tokens_per_second=2.0)
+    )
+    outputs = []
+    generate = mooer_model.llm.generate
+
+    def recording(*args, **kwargs):
+        outputs.append(generate(*args, **kwargs))
+        return outputs[-1]
+
+    monkeypatch.setattr(mooer_model.llm, "generate", recording)
+    mooer_model.answer(clips([1.0, 3.0]), "asr")
+    eos = mooer_model.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    lengths = [row.index(eos) if eos in row else len(row) for row in outputs[0].tolist()]
+    assert lengths == [6, 10]  # 2 a second + 4: the random LLM talks until it is stopped
+
+
+def test_audio_without_speech_gives_an_empty_result_without_asking_the_llm(
+    mooer_model, monkeypatch
+):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the LLM was asked about silence")
+
+    monkeypatch.setattr(mooer_model.llm, "generate", refuse)
+    result = mooer_model.transcribe(np.zeros(3 * 16000, np.float32))
+    assert result.text == "" and result.segments == [] and result.duration == 3.0
+
+
+def test_repeated_tails_are_found_and_cut():
+    assert repeated_tail([5, 1, 2, 1, 2, 1, 2, 1, 2] + [1, 2] * 4, 16, 4) == 2
+    assert repeated_tail([1, 2, 3, 4, 5, 6], 4, 2) == 0
+    assert repeated_tail([7] * 15, 16, 4) == 0  # one token must repeat 16 times
+    assert cut_repeats([9, 8] + [3, 4, 5] * 6, 16, 4) == [9, 8, 3, 4, 5]
+    assert cut_repeats([1, 2, 3], 16, 4) == [1, 2, 3]
+
+
+def test_missing_and_unexpected_weights_are_named(tmp_path):
+    folder = build_mooer_folder(tmp_path / "m", lora=False)
+    path = folder / "paraformer_encoder" / "paraformer-encoder.pth"
+    weights = torch.load(path, weights_only=True)
+    del weights["encoders.0.self_attn.linear_out.bias"]
+    weights["encoders.0.extra.weight"] = torch.zeros(2)
+    torch.save(weights, path)
+    with pytest.raises(InputError) as error:
+        load_speechllm(folder)
+    message = str(error.value)
+    assert "paraformer-encoder.pth" in message
+    assert (
+        "encoders.0.self_attn.linear_out.bias" in message and "encoders.0.extra.weight" in message
+    )
+
+
+def test_a_whole_funasr_paraformer_checkpoint_gives_its_encoder(tmp_path, mooer_model):
+    folder = build_mooer_folder(tmp_path / "m")
+    path = folder / "paraformer_encoder" / "paraformer-encoder.pth"
+    weights = {f"encoder.{k}": v for k, v in torch.load(path, weights_only=True).items()}
+    weights |= {
+        "decoder.embed.0.weight": torch.zeros(3, 2),
+        "predictor.cif_output.bias": torch.zeros(1),
+    }
+    torch.save({"state_dict": weights}, path)
+    clip = clips([1.2])[0]
+    assert torch.equal(logits(load_speechllm(folder), clip), logits(mooer_model, clip))
+
+
+def test_an_adapter_for_another_llm_width_is_refused(tmp_path):
+    folder = build_mooer_folder(tmp_path / "m", lora=False)
+    path = folder / "asr_ast_mtl" / "adapter_project.pt"
+    weights = torch.load(path, weights_only=True)
+    weights["encoder_projector.linear2.weight"] = torch.zeros(48, 40)
+    weights["encoder_projector.linear2.bias"] = torch.zeros(48)
+    torch.save(weights, path)
+    with pytest.raises(InputError, match="48-wide embeddings, the LLM takes 32"):
+        load_speechllm(folder)
+
+
+def test_pickles_holding_more_than_weights_are_not_unpickled(tmp_path):
+    folder = build_mooer_folder(tmp_path / "m", lora=False)
+    torch.save({"weights": object()}, folder / "asr_ast_mtl" / "adapter_project.pt")
+    with pytest.raises(InputError, match="not a weights file torch can read safely"):
+        load_speechllm(folder)
+
+
+def test_a_folder_missing_its_encoder_exits_2_with_one_line(cli, tmp_path):
+    folder = build_mooer_folder(tmp_path / "m", lora=False)
+    (folder / "paraformer_encoder" / "am.mvn").unlink()
+    audio = tmp_path / "a.wav"
+    import soundfile
+
+    soundfile.write(audio, clips([1.0])[0], 16000)
+    result = cli("transcribe", audio, "--model", folder)
+    assert result.code == 2
+    assert result.stderr.strip().count("\n") == 0 and "no am.mvn" in result.stderr
+
+
+def tiny_hf_encoder(kind, folder):
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2Model,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperModel,
+    )
+
+    torch.manual_seed(0)
+    if kind == "whisper":
+        config = WhisperConfig(
+            d_model=32,
+            encoder_layers=2,
+            decoder_layers=1,
+            encoder_attention_heads=4,
+            decoder_attention_heads=4,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            num_mel_bins=80,
+            vocab_size=100,
+            pad_token_id=1,
+            bos_token_id=0,
+            eos_token_id=2,
+            decoder_start_token_id=0,
+        )
+        WhisperModel(config).save_pretrained(folder)
+        WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)
+    else:
+        config = Wav2Vec2Config(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            conv_dim=(16, 16),
+            conv_kernel=(10, 3),
+            conv_stride=(5, 2),
+            num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=4,
+        )
+        Wav2Vec2Model(config).save_pretrained(folder)
+
+
+@pytest.mark.parametrize("kind", ["whisper", "wav2vec2"])
+def test_a_whisper_or_wav2vec2_encoder_stands_in_by_configuration(kind, tmp_path, mooer_model):
+    from polyspeech.speechllm.adapter import AdapterConfig, FrameStackAdapter
+    from polyspeech.speechllm.encoders import hf_encoder
+    from polyspeech.speechllm.model import SpeechLlm
+
+    tiny_hf_encoder(kind, tmp_path / kind)
+    encoder = hf_encoder(kind, tmp_path / kind)
+    adapter = FrameStackAdapter(AdapterConfig(32, 32, stack=4, hidden_size=40))
+    model = SpeechLlm(encoder, adapter, mooer_model.llm, mooer_model.tokenizer).eval()
+    audio = clips([1.1, 0.6])
+    embedded = model.audio_embeddings(audio)
+    if kind == "whisper":  # 10 ms mel frames, halved: 1.1 s is 55 states, 0.6 s 30
+        states = [55, 30]
+    else:  # the two convolutions: kernel 10 stride 5, then kernel 3 stride 2
+        states = [((len(c) - 10) // 5 + 1 - 3) // 2 + 1 for c in audio]
+    assert [len(e) for e in embedded] == [n // 4 for n in states]
+    save_speechllm(model, tmp_path / "ours")
+    assert json.loads((tmp_path / "ours" / "polyspeech.json").read_text())["encoder"] == {
+        "type": kind
+    }
+    back = load_speechllm(tmp_path / "ours")
+    assert torch.equal(logits(model, audio[0]), logits(back, audio[0]))
+    assert model.answer(audio, "asr") == back.answer(audio, "asr")
