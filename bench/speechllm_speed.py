@@ -3,7 +3,7 @@
 Random weights in MooER's encoder shape (SAN-M, 50 blocks of 512) and a Qwen2-0.5B-shaped LLM
 (896 wide, 24 layers, 14 heads, 2 KV heads, 151,936 tokens), so the compute is the real one.
 The same 8 clips are decoded three ways (beam 4, the answer's length capped by the clip's
-duration, which a random LLM always reaches):
+duration, which a random LLM always reaches; the repetition guard off, see ``build``):
 
 - ``plain loop``: one ``generate`` call per file, nothing of ours;
 - ``polyspeech, batch 1``: ``SpeechLlm.answer`` one file at a time;
@@ -33,7 +33,7 @@ def build(tiny: bool):
     from polyspeech.speechllm.adapter import AdapterConfig, FrameStackAdapter
     from polyspeech.speechllm.encoders import ParaformerSpeechEncoder
     from polyspeech.speechllm.frontend import ParaformerFrontend
-    from polyspeech.speechllm.model import SpeechLlm
+    from polyspeech.speechllm.model import DecodingConfig, SpeechLlm
     from polyspeech.speechllm.sanm import SanmConfig, SanmEncoder
     from polyspeech.speechllm.tokenizer import train_tokenizer
 
@@ -67,7 +67,10 @@ def build(tiny: bool):
     ).eval()
     encoder = ParaformerSpeechEncoder(ParaformerFrontend(None), SanmEncoder(sanm).eval())
     adapter = FrameStackAdapter(AdapterConfig(512, llm_shape["hidden_size"]))
-    return SpeechLlm(encoder, adapter, llm, tokenizer).eval()
+    # no repetition guard: a random LLM repeats itself, and the guard would cut its answers
+    # (not the beam search's steps), so every run decodes up to the same length limits
+    decoding = DecodingConfig(repeat_tokens=10**9)
+    return SpeechLlm(encoder, adapter, llm, tokenizer, decoding=decoding).eval()
 
 
 def speech(seconds: list[float]) -> list[np.ndarray]:
@@ -124,6 +127,7 @@ def main() -> None:
                 num_beams=config.num_beams,
                 max_new_tokens=limit,
                 length_penalty=config.length_penalty,
+                early_stopping=True,
                 do_sample=False,
                 eos_token_id=eos,
                 pad_token_id=model.tokenizer.pad_token_id,

@@ -9,25 +9,31 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from polyspeech.audio import SAMPLE_RATE
-from polyspeech.ctc.model import CtcModel
 from polyspeech.data.manifest import load_entry_audio, read_manifest
+from polyspeech.errors import InputError
 from polyspeech.eval.metrics import cer, error_rate
 from polyspeech.text.normalize import normalize_text
 
 
 def evaluate_asr(
-    model: CtcModel,
+    model,
     manifest: str | os.PathLike,
     batch_size: int = 4,
     vad: bool = True,
     lm: str | os.PathLike | None = None,
     on_line: Callable[[], None] | None = None,
 ) -> dict:
-    """``{"per_lang": {lang: {"n", "cer", "wer"}}, "macro_cer", "macro_wer", "rtf", "skipped"}``.
+    """``model`` (a loaded CTC model or speech LLM) on ``manifest``: ``{"per_lang": {lang: {"n",
+    "cer", "wer"}}, "macro_cer", "macro_wer", "rtf", "skipped"}``.
 
     Rates are fractions. ``wer`` is MER for Chinese. Lines in languages the model lacks are
     skipped and counted under ``skipped``.
     """
+    options: dict = {"batch_size": batch_size, "vad": vad}
+    if lm is not None:
+        if model.family != "ctc":
+            raise InputError("--lm is for CTC models; a speech LLM decodes with its own LM")
+        options["lm"] = lm
     refs: dict[str, list[str]] = defaultdict(list)
     hyps: dict[str, list[str]] = defaultdict(list)
     skipped: dict[str, int] = defaultdict(int)
@@ -39,7 +45,7 @@ def evaluate_asr(
             continue
         samples = load_entry_audio(entry)
         started = time.perf_counter()
-        result = model.transcribe(samples, entry.lang if available else None, batch_size, vad, lm)
+        result = model.transcribe(samples, entry.lang if available else None, **options)
         compute_seconds += time.perf_counter() - started
         audio_seconds += len(samples) / SAMPLE_RATE
         refs[entry.lang].append(normalize_text(entry.text, entry.lang))

@@ -175,7 +175,9 @@ def _load_mooer(folder, dtype, merge_lora, attention_heads, trainable) -> Speech
         )
     llm, tokenizer = _llm(llms[0], lora, dtype, merge_lora, trainable)
     _check_width(adapter, llm, adapter_path)
-    return SpeechLlm(encoder.to(dtype), adapter.to(dtype), llm, tokenizer, multitask=True)
+    model = SpeechLlm(encoder.to(dtype), adapter.to(dtype), llm, tokenizer, multitask=True)
+    model.languages = ["cmn", "eng"]  # MooER: Chinese and English speech
+    return model
 
 
 def _check_width(adapter: FrameStackAdapter, llm, source: Path) -> None:

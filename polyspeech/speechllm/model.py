@@ -5,9 +5,10 @@ answers. MooER's multitask model, asked to translate, answers "transcript\\ntran
 Batches are padded on the left, so every sequence ends where its answer starts.
 
 Decoding follows MooER (beam 4, at most 200 new tokens, length penalty 0.8, -0.2 on the end of
-sequence), with two guards against what LLM recognisers are known for: an answer stops when its
-last tokens repeat one n-gram over and over (the repeats are cut), and it may not run longer
-than its audio could hold (``tokens_per_second`` per answer line, plus a margin).
+sequence; the search ends once as many answers as beams have ended), with two guards against
+what LLM recognisers are known for: an answer stops when its last tokens repeat one n-gram
+over and over (the repeats are cut), and it may not run longer than its audio could hold
+(``tokens_per_second`` per answer line, plus a margin).
 """
 
 from __future__ import annotations
@@ -49,10 +50,13 @@ class DecodingConfig:
         return asdict(self)
 
 
+MAX_NGRAM = 32  # the longest n-gram whose repeats are looked for
+
+
 def repeated_tail(tokens: list[int], min_tokens: int, min_times: int) -> int:
-    """The length of the n-gram the end of ``tokens`` repeats (covering at least ``min_tokens``
-    tokens and ``min_times`` repetitions), or 0."""
-    for n in range(1, len(tokens) // min_times + 1):
+    """The length (at most 32) of the n-gram the end of ``tokens`` repeats, covering at least
+    ``min_tokens`` tokens and ``min_times`` repetitions; 0 if there is none."""
+    for n in range(1, min(MAX_NGRAM, len(tokens) // min_times) + 1):
         times = max(min_times, -(-min_tokens // n))
         if n * times > len(tokens):
             continue
@@ -199,6 +203,7 @@ class SpeechLlm(nn.Module):
             num_beams=config.num_beams,
             max_new_tokens=max(limits) + 1,
             length_penalty=config.length_penalty,
+            early_stopping=True,  # done once every beam has ended: a forced end ends the search
             do_sample=False,
             logits_processor=LogitsProcessorList([guard]),
             eos_token_id=eos,

@@ -68,3 +68,26 @@ def test_word_times_come_from_the_aligner_inside_each_segment(mooer_folder, spee
     for segment in result.segments:
         assert [w.text for w in segment.words] == segment.text.split()
         assert all(segment.start <= w.start < w.end <= segment.end for w in segment.words)
+
+
+def test_evaluate_scores_a_speech_llm_and_skips_its_missing_languages(
+    cli, mooer_folder, speech_file
+):
+    manifest = speech_file.parent / "m.jsonl"
+    lines = [
+        {
+            "audio": speech_file.name,
+            "text": "Good morning, how are you today? The market opens at nine.",
+            "lang": "eng",
+            "duration": 4.4,
+        },
+        {"audio": speech_file.name, "text": "Bom dia.", "lang": "por", "duration": 4.4},
+    ]
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = cli(
+        "evaluate", manifest, "--model", mooer_folder, "--json", speech_file.parent / "r.json"
+    )
+    assert result.code == 0, result.stderr
+    report = json.loads((speech_file.parent / "r.json").read_text())
+    assert list(report["per_lang"]) == ["eng"] and report["skipped"] == {"por": 1}
+    assert report["per_lang"]["eng"]["cer"] > 0.5  # a random LLM does not transcribe

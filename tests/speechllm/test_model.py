@@ -219,3 +219,11 @@ def test_a_whisper_or_wav2vec2_encoder_stands_in_by_configuration(kind, tmp_path
     back = load_speechllm(tmp_path / "ours")
     assert torch.equal(logits(model, audio[0]), logits(back, audio[0]))
     assert model.answer(audio, "asr") == back.answer(audio, "asr")
+
+
+def test_bfloat16_weights_answer_too(mooer_folder):
+    model = load_speechllm(mooer_folder, dtype=torch.bfloat16)
+    assert model.adapter.linear1.weight.dtype == torch.bfloat16
+    assert next(model.encoder.parameters()).dtype == torch.bfloat16
+    answers = model.answer(clips([1.0, 1.6]), "asr")
+    assert len(answers) == 2 and all(isinstance(text, str) for text, _ in answers)
