@@ -106,7 +106,9 @@ def load_strict(module: torch.nn.Module, weights: dict[str, torch.Tensor], sourc
 
 def _llm(folder: Path, lora: Path | None, dtype: torch.dtype, merge_lora: bool, trainable: bool):
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # a CLI's stderr is for its one-line errors
     config = json.loads((folder / "config.json").read_text())
     if not any(a.endswith("ForCausalLM") for a in config.get("architectures", [])):
         raise InputError(
@@ -118,9 +120,26 @@ def _llm(folder: Path, lora: Path | None, dtype: torch.dtype, merge_lora: bool, 
         from peft import PeftModel
 
         llm = PeftModel.from_pretrained(llm, lora, is_trainable=trainable)
+        _check_lora(llm, lora)
         if merge_lora:
             llm = llm.merge_and_unload()
     return llm.eval(), tokenizer
+
+
+def _check_lora(llm, lora: Path) -> None:
+    """peft only warns about LoRA weights it did not find or did not use: refuse them."""
+    files = [lora / "adapter_model.safetensors", lora / "adapter_model.bin"]
+    path = next((f for f in files if f.is_file()), None)
+    if path is None:
+        raise InputError(f"{lora}: no adapter_model.safetensors or adapter_model.bin")
+    stored = set(load_file(path) if path.suffix == ".safetensors" else read_torch_weights(path))
+    expected = {k.replace(".default.", ".") for k in llm.state_dict() if "lora_" in k}
+    missing, unexpected = sorted(expected - stored), sorted(stored - expected)
+    if missing or unexpected:
+        problems = [f"missing {len(missing)}: {', '.join(missing[:3])}"] if missing else []
+        if unexpected:
+            problems.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:3])}")
+        raise InputError(f"{path}: LoRA weights do not fit the LLM ({'; '.join(problems)})")
 
 
 def _sanm(weights: dict[str, torch.Tensor], config: SanmConfig, source: Path) -> SanmEncoder:

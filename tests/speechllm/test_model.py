@@ -227,3 +227,18 @@ def test_bfloat16_weights_answer_too(mooer_folder):
     assert next(model.encoder.parameters()).dtype == torch.bfloat16
     answers = model.answer(clips([1.0, 1.6]), "asr")
     assert len(answers) == 2 and all(isinstance(text, str) for text, _ in answers)
+
+
+def test_lora_weights_that_do_not_fit_are_named(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = build_mooer_folder(tmp_path / "m")
+    path = folder / "asr_ast_mtl" / "lora_weights" / "adapter_model.safetensors"
+    weights = load_file(path)
+    dropped = sorted(weights)[0]
+    del weights[dropped]
+    weights["base_model.model.model.layers.9.mlp.up_proj.lora_A.weight"] = torch.zeros(4, 32)
+    save_file(weights, path)
+    with pytest.raises(InputError, match="LoRA weights do not fit the LLM") as error:
+        load_speechllm(folder)
+    assert dropped in str(error.value) and "layers.9.mlp.up_proj" in str(error.value)
