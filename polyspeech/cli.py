@@ -523,6 +523,38 @@ def train_adapter(
     )
 
 
+@train_app.command("speechllm")
+def train_speechllm_command(
+    manifests: TrainManifests,
+    out: TrainOut,
+    base: Annotated[
+        Path, typer.Option(help="The speech-LLM folder to train from (ours or MooER's).")
+    ],
+    dev: Annotated[
+        Path | None, typer.Option("--dev", help="Dev manifest (loss, CER, BLEU).")
+    ] = None,
+    config: ConfigFile = None,
+    resume: Resume = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train a speech LLM's adapter and LoRA (encoder frozen) on asr/ast manifests."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    from polyspeech.speechllm.train import SpeechLlmTrainConfig, train_speechllm
+
+    handler = RichHandler(console=_stderr, show_path=False)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler])
+    settings = SpeechLlmTrainConfig.from_json(config) if config else SpeechLlmTrainConfig()
+    with _progress(settings.max_steps, "training", quiet) as advance:
+        summary = train_speechllm(
+            manifests, dev, base, out, settings, resume, on_step=lambda step, loss: advance()
+        )
+    last = summary["history"][-1] if summary["history"] else {}
+    typer.echo(f"trained {summary['steps']} steps; last dev {last}")
+
+
 @train_app.command("lm")
 def train_lm(
     manifests: TrainManifests,

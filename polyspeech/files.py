@@ -23,3 +23,14 @@ def atomic_text_file(path: str | os.PathLike) -> Iterator[IO[str]]:
     except BaseException:
         os.unlink(temporary)
         raise
+
+
+def atomic_torch_save(state: object, path: str | os.PathLike) -> None:
+    """``torch.save`` that replaces ``path`` only once the new file is whole: a kill while
+    writing leaves the previous file as it was."""
+    import torch
+
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    torch.save(state, temporary)
+    os.replace(temporary, path)

@@ -35,6 +35,7 @@ from polyspeech.ctc.model import resolve_model_folder
 from polyspeech.data.manifest import ManifestEntry, load_entry_audio, read_manifests
 from polyspeech.errors import InputError
 from polyspeech.eval.metrics import cer
+from polyspeech.files import atomic_torch_save
 from polyspeech.text.normalize import normalize_text
 from polyspeech.text.vocab import Vocabulary, load_vocabularies, save_vocabularies
 
@@ -230,12 +231,6 @@ def _start_from_old_heads(
                 model.shared_head.bias[index] = torch.stack([b for _, b in rows[token]]).mean()
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    torch.save(state, temporary)
-    os.replace(temporary, path)
-
-
 def train(
     train_manifests: Sequence[str | os.PathLike],
     dev_manifest: str | os.PathLike,
@@ -266,8 +261,9 @@ def train(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "checkpoint.pt"
-    accelerator = Accelerator(
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)]
+    accelerator = Accelerator(  # without GPUs, processes launched together join over gloo
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        cpu=not torch.cuda.is_available(),
     )
     torch.manual_seed(config.seed)
     wanted = set(langs) if langs else None
@@ -390,8 +386,7 @@ def train(
                 )
                 log.info("step %d loss %.3f dev CER %s", step, loss.item(), rates)
             if accelerator.is_main_process and (step % config.checkpoint_every == 0 or done):
-                _save_checkpoint(
-                    checkpoint,
+                atomic_torch_save(
                     {
                         "model": inner.state_dict(),
                         "optimizer": optimizer.state_dict(),
@@ -401,6 +396,7 @@ def train(
                         "history": json.dumps(history),
                         "start_done": start_done,
                     },
+                    checkpoint,
                 )
             if done:
                 break

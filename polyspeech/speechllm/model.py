@@ -158,6 +158,46 @@ class SpeechLlm(nn.Module):
             mask[i, width - len(row) :] = 1
         return embeds, mask
 
+    def train(self, mode: bool = True) -> SpeechLlm:
+        """As ``nn.Module.train``, but a frozen encoder stays in eval mode (no dropout), as
+        MooER runs it."""
+        super().train(mode)
+        if not any(p.requires_grad for p in self.encoder.parameters()):
+            self.encoder.eval()
+        return self
+
+    def forward(
+        self, clips: list[np.ndarray], prompts: list[list[int]], answers: list[list[int]]
+    ) -> torch.Tensor:
+        """The training loss: the mean over samples of each answer's mean token loss (its end
+        token included); the audio and prompt positions carry no label."""
+        with torch.set_grad_enabled(
+            torch.is_grad_enabled() and any(p.requires_grad for p in self.encoder.parameters())
+        ):
+            states, lengths = self.encoder(clips)
+        embedded = self.adapter(states.to(self.adapter.linear1.weight.dtype))
+        counts = self.adapter.output_lengths(lengths).tolist()
+        table = self.llm.get_input_embeddings()
+        rows, labels = [], []
+        for i, count in enumerate(counts):
+            tokens = torch.tensor(prompts[i] + answers[i], device=embedded.device)
+            rows.append(torch.cat([embedded[i, :count], table(tokens).to(embedded.dtype)]))
+            labels.append([-100] * (count + len(prompts[i])) + answers[i])
+        width = max(len(r) for r in rows)
+        embeds = embedded.new_zeros(len(rows), width, embedded.shape[-1])
+        mask = torch.zeros(len(rows), width, dtype=torch.long, device=embedded.device)
+        target = torch.full((len(rows), width), -100, dtype=torch.long, device=embedded.device)
+        for i, row in enumerate(rows):  # padded on the right: positions count from 0 for all
+            embeds[i, : len(row)] = row
+            mask[i, : len(row)] = 1
+            target[i, : len(row)] = torch.tensor(labels[i])
+        logits = self.llm(inputs_embeds=embeds, attention_mask=mask).logits.float()
+        losses = nn.functional.cross_entropy(
+            logits[:, :-1].transpose(1, 2), target[:, 1:], ignore_index=-100, reduction="none"
+        )
+        answered = (target[:, 1:] != -100).float()
+        return ((losses * answered).sum(1) / answered.sum(1)).mean()
+
     @torch.inference_mode()
     def answer(self, clips: list[np.ndarray], task: str) -> list[tuple[str, str | None]]:
         """Per clip (16 kHz, at most 30 s), its (transcript, translation) for ``task``: the

@@ -1,6 +1,5 @@
 import dataclasses
 
-import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -135,20 +134,6 @@ def test_new_output_rows_start_from_the_old_languages_rows(tiny_corpus, tmp_path
         )
         assert torch.allclose(rows[union.tokens.index(token)], expected, atol=1e-6), token
     assert torch.equal(rows[union.tokens.index("ä")], random_rows[union.tokens.index("ä")])
-
-
-def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
-    path = tmp_path / "checkpoint.pt"
-    training._save_checkpoint(path, {"step": 1})
-
-    def broken_save(state, target):
-        open(target, "wb").write(b"half a checkpoint")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(training.torch, "save", broken_save)
-    with pytest.raises(OSError):
-        training._save_checkpoint(path, {"step": 2})
-    assert torch.load(path, weights_only=True) == {"step": 1}
 
 
 def test_bad_training_input_from_the_cli(tmp_path, cli):

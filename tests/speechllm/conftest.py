@@ -43,7 +43,9 @@ def tiny_llm(tokenizer, seed: int = 0):
     return Qwen2ForCausalLM(config).eval()
 
 
-def build_mooer_folder(folder: Path, seed: int = 0, lora: bool = True) -> Path:
+def build_mooer_folder(
+    folder: Path, seed: int = 0, lora: bool = True, lora_dropout: float = 0.05
+) -> Path:
     """paraformer-encoder.pth, am.mvn, adapter_project.pt, lora_weights/ and Qwen2-tiny/."""
     from peft import LoraConfig, get_peft_model
 
@@ -75,7 +77,7 @@ def build_mooer_folder(folder: Path, seed: int = 0, lora: bool = True) -> Path:
         peft_config = LoraConfig(
             r=4,
             lora_alpha=16,
-            lora_dropout=0.05,
+            lora_dropout=lora_dropout,
             target_modules=[
                 "q_proj",
                 "k_proj",

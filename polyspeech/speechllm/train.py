@@ -1,0 +1,327 @@
+"""Training a speech LLM (MooER's recipe): the encoder frozen, the adapter and LoRA trained.
+
+Each sample draws its task (asr or ast) by the configured ratios from a generator seeded by the
+step and its place in the global batch, so one process and several see the same samples with
+the same tasks. Only the answer is learnt: the audio and prompt positions carry no label. The
+loss is the mean over samples of each answer's mean token loss, so DDP's average over equal
+shares of the global batch is the one-process loss. The loop runs under accelerate (one CPU
+process, DDP over processes, a DeepSpeed config on GPUs); a checkpoint holds only what trains,
+is written atomically and resumes where it stopped. A failing step stops the run with its step
+and sample ids; nothing is caught and passed over.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from polyspeech.data.manifest import ManifestEntry, load_entry_audio, read_manifests
+from polyspeech.errors import InputError, PolyspeechError
+from polyspeech.eval.metrics import bleu, cer
+from polyspeech.files import atomic_torch_save
+from polyspeech.speechllm.folder import load_speechllm, save_speechllm
+from polyspeech.speechllm.model import SpeechLlm
+from polyspeech.text.normalize import normalize_text
+
+log = logging.getLogger(__name__)
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class TrainingError(PolyspeechError):
+    """A training step failed; the message names the step and its samples."""
+
+
+@dataclass(frozen=True)
+class SpeechLlmTrainConfig:
+    max_steps: int = 2000
+    max_minutes: float | None = None
+    learning_rate: float = 1e-4  # MooER's
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    clip_norm: float = 1.0
+    batch_size: int = 8  # samples per step in all processes together
+    gradient_accumulation: int = 1
+    eval_every: int = 200
+    checkpoint_every: int = 200
+    log_every: int = 20
+    dev_size: int = 40  # dev samples scored per task
+    seed: int = 0
+    tasks: dict[str, float] = field(default_factory=lambda: {"asr": 1.0})
+    train_adapter: bool = True
+    train_lora: bool = True
+    unfreeze_encoder_blocks: int = 0  # the last this many SAN-M blocks train too
+    lora_r: int = 64  # MooER's LoRA: r 64, alpha 16, dropout 0.05, every projection
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] = LORA_TARGETS
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> SpeechLlmTrainConfig:
+        data = json.loads(Path(path).read_text())
+        if "lora_targets" in data:
+            data["lora_targets"] = tuple(data["lora_targets"])
+        return cls(**data)
+
+
+def _answer(entry: ManifestEntry, task: str, multitask: bool) -> str:
+    translation = entry.translation
+    if task == "asr":
+        return entry.text
+    if not translation:
+        raise InputError(f"{entry.id}: task ast needs a translation in the manifest line")
+    return f"{entry.text}\n{translation}" if multitask else translation
+
+
+def _task_of(entry: ManifestEntry, tasks: dict[str, float], rng: np.random.Generator) -> str:
+    names = [t for t in tasks if t == "asr" or entry.translation]
+    weights = np.array([tasks[t] for t in names], np.float64)
+    return str(rng.choice(names, p=weights / weights.sum()))
+
+
+def make_trainable(model: SpeechLlm, config: SpeechLlmTrainConfig) -> list[torch.nn.Parameter]:
+    """Freeze all but the adapter, the LoRA weights (added unless the LLM has them: released
+    LoRA weights keep training) and the last encoder blocks asked for."""
+    from peft import LoraConfig, get_peft_model
+
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    if config.train_lora:
+        if not hasattr(model.llm, "peft_config"):
+            lora = LoraConfig(
+                r=config.lora_r,
+                lora_alpha=config.lora_alpha,
+                lora_dropout=config.lora_dropout,
+                target_modules=list(config.lora_targets),
+            )
+            model.llm = get_peft_model(model.llm, lora)
+        for name, parameter in model.llm.named_parameters():
+            if "lora_" in name:
+                parameter.requires_grad_(True)
+    if config.train_adapter:
+        for parameter in model.adapter.parameters():
+            parameter.requires_grad_(True)
+    if config.unfreeze_encoder_blocks:
+        sanm = getattr(model.encoder, "sanm", None)
+        if sanm is None:
+            raise InputError("unfreeze_encoder_blocks needs a paraformer (SAN-M) encoder")
+        for block in list(sanm.encoders)[-config.unfreeze_encoder_blocks :]:
+            for parameter in block.parameters():
+                parameter.requires_grad_(True)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def trainable_state(model: SpeechLlm) -> dict[str, torch.Tensor]:
+    """The weights that train, by name: a checkpoint holds these and nothing else."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable_state(model: SpeechLlm, state: dict[str, torch.Tensor], source: Path) -> None:
+    parameters = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    if set(parameters) != set(state):
+        missing = sorted(set(parameters) - set(state))[:3]
+        unexpected = sorted(set(state) - set(parameters))[:3]
+        raise InputError(
+            f"{source}: the checkpoint's weights are not the ones that train "
+            f"(missing {missing}, unexpected {unexpected})"
+        )
+    with torch.no_grad():
+        for name, value in state.items():
+            parameters[name].copy_(value)
+
+
+def _schedule(config: SpeechLlmTrainConfig) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        progress = (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+@torch.no_grad()
+def evaluate_dev(
+    model: SpeechLlm, entries: list[ManifestEntry], tasks: dict[str, float], size: int
+) -> dict[str, float]:
+    """Dev loss per task, CER per language for asr and BLEU for ast (the model's own decoding)
+    on up to ``size`` lines per task."""
+    model.eval()
+    report: dict[str, float] = {}
+    eos = model.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    for task in [t for t in tasks if tasks[t] > 0]:
+        chosen = [e for e in entries if task == "asr" or e.translation][:size]
+        if not chosen:
+            continue
+        clips = [load_entry_audio(e) for e in chosen]
+        prompt_task = "asr" if task == "asr" else "ast"
+        losses = []
+        for first in range(0, len(chosen), 8):
+            group = chosen[first : first + 8]
+            answers = [
+                model.tokenizer(_answer(e, task, model.multitask))["input_ids"] + [eos]
+                for e in group
+            ]
+            prompts = [model.prompt_ids(prompt_task)] * len(group)
+            losses.append(float(model(clips[first : first + 8], prompts, answers)))
+        report[f"{task}_loss"] = float(np.mean(losses))
+        outputs = []
+        for first in range(0, len(chosen), 8):
+            outputs += model.answer(clips[first : first + 8], task)
+        if task == "asr":
+            for lang in sorted({e.lang for e in chosen}):
+                pairs = [(e, o) for e, o in zip(chosen, outputs, strict=True) if e.lang == lang]
+                refs = [normalize_text(e.text, lang) for e, _ in pairs]
+                hyps = [normalize_text(o[0], lang) for _, o in pairs]
+                report[f"cer_{lang}"] = cer(refs, hyps).rate
+        else:
+            refs = [e.translation for e in chosen]
+            report["bleu"] = bleu(refs, [o[1] or "" for o in outputs], lang="eng")
+    model.train()
+    return report
+
+
+def train_speechllm(
+    train_manifests: Sequence[str | os.PathLike],
+    dev_manifest: str | os.PathLike | None,
+    base: str | os.PathLike,
+    out: str | os.PathLike,
+    config: SpeechLlmTrainConfig,
+    resume: bool = False,
+    on_step: Callable[[int, float], None] | None = None,
+) -> dict:
+    """Train ``base`` (a speech-LLM folder: ours or MooER's) on the manifests; writes
+    ``out/model`` in our layout and ``out/training_log.json``; returns the log."""
+    from accelerate import Accelerator
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = out / "checkpoint.pt"
+    accelerator = Accelerator(  # without GPUs, processes launched together join over gloo
+        gradient_accumulation_steps=config.gradient_accumulation,
+        cpu=not torch.cuda.is_available(),
+    )
+    if config.batch_size % accelerator.num_processes:
+        raise InputError(
+            f"batch_size {config.batch_size} does not split over "
+            f"{accelerator.num_processes} processes"
+        )
+    torch.manual_seed(config.seed)
+    model = load_speechllm(base, trainable=True)
+    trainable = make_trainable(model, config)
+    entries = list(read_manifests([Path(m) for m in train_manifests]))
+    if not entries:
+        raise InputError("no training lines in " + ", ".join(map(str, train_manifests)))
+    dev_entries = list(read_manifests([Path(dev_manifest)])) if dev_manifest else []
+    optimizer = torch.optim.AdamW(
+        trainable, lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
+    step, elapsed, history = 0, 0.0, []
+    if resume and checkpoint.is_file():
+        state = torch.load(checkpoint, weights_only=True)
+        load_trainable_state(model, state["trainable"], checkpoint)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, elapsed, history = state["step"], state["elapsed"], json.loads(state["history"])
+        torch.set_rng_state(state["rng"])  # dropout draws on as if never stopped
+        log.info("resumed at step %d", step)
+    model.train()
+    wrapped, optimizer = accelerator.prepare(model, optimizer)
+    eos = model.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    share = config.batch_size // accelerator.num_processes
+    per_epoch = len(entries) // config.batch_size
+    if per_epoch == 0:
+        raise InputError(
+            f"{len(entries)} training lines: fewer than one batch ({config.batch_size})"
+        )
+    started = time.monotonic() - elapsed
+    recent: list[float] = []
+    done = step >= config.max_steps
+    while not done:
+        epoch, place = divmod(step, per_epoch)
+        order = np.random.default_rng([config.seed, epoch]).permutation(len(entries))
+        first = place * config.batch_size
+        global_batch = [entries[i] for i in order[first : first + config.batch_size]]
+        mine = global_batch[
+            accelerator.process_index * share : (accelerator.process_index + 1) * share
+        ]
+        offset = accelerator.process_index * share
+        tasks = [
+            _task_of(e, config.tasks, np.random.default_rng([config.seed, step, offset + i]))
+            for i, e in enumerate(mine)
+        ]
+        try:
+            clips = [load_entry_audio(e) for e in mine]
+            prompts = [model.prompt_ids("asr" if t == "asr" else "ast") for t in tasks]
+            answers = [
+                model.tokenizer(_answer(e, t, model.multitask))["input_ids"] + [eos]
+                for e, t in zip(mine, tasks, strict=True)
+            ]
+            with accelerator.accumulate(wrapped):
+                loss = wrapped(clips, prompts, answers)  # through DDP, which syncs gradients
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(trainable, config.clip_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+        except Exception as error:
+            ids = ", ".join(e.id or str(e.audio) for e in mine)
+            raise TrainingError(f"step {step + 1} failed on samples {ids}: {error}") from error
+        step += 1
+        elapsed = time.monotonic() - started
+        recent.append(loss.item())
+        if on_step is not None:
+            on_step(step, recent[-1])
+        if step % config.log_every == 0:
+            log.info("step %d loss %.3f (%.2f min)", step, float(np.mean(recent)), elapsed / 60)
+            recent.clear()
+        out_of_time = config.max_minutes is not None and elapsed > 60 * config.max_minutes
+        done = step >= config.max_steps or _agree(accelerator, out_of_time)
+        evaluating = step % config.eval_every == 0 or done
+        if dev_entries and accelerator.is_main_process and evaluating:
+            report = evaluate_dev(model, dev_entries, config.tasks, config.dev_size)
+            history.append({"step": step, "minutes": round(elapsed / 60, 2), **report})
+            log.info("step %d dev %s", step, report)
+        if accelerator.is_main_process and (step % config.checkpoint_every == 0 or done):
+            atomic_torch_save(
+                {
+                    "trainable": trainable_state(model),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "step": step,
+                    "elapsed": elapsed,
+                    "history": json.dumps(history),
+                    "rng": torch.get_rng_state(),
+                },
+                checkpoint,
+            )
+    summary = {
+        "config": asdict(config),
+        "processes": accelerator.num_processes,
+        "steps": step,
+        "minutes": round(elapsed / 60, 2),
+    }
+    summary["history"] = history
+    if accelerator.is_main_process:
+        save_speechllm(model, out / "model")
+        (out / "training_log.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _agree(accelerator, flag: bool) -> bool:
+    """True in every process once one of them says so (each process's clock differs)."""
+    if accelerator.num_processes == 1:
+        return flag
+    value = torch.tensor([float(flag)], device=accelerator.device)
+    return bool(accelerator.reduce(value, reduction="sum").item() > 0)
