@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import multiprocessing
 import os
 import time
@@ -36,6 +35,7 @@ from polyspeech.data.manifest import ManifestEntry, load_entry_audio, read_manif
 from polyspeech.errors import InputError
 from polyspeech.eval.metrics import cer
 from polyspeech.files import atomic_torch_save
+from polyspeech.schedule import warmup_cosine
 from polyspeech.text.normalize import normalize_text
 from polyspeech.text.vocab import Vocabulary, load_vocabularies, save_vocabularies
 
@@ -156,16 +156,6 @@ def _spec_augment(
             start = int(rng.integers(0, max(1, frames - width)))
             features[row, start : start + width] = mean
     return features
-
-
-def _schedule(config: TrainConfig) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        progress = (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
 
 
 @torch.no_grad()
@@ -314,7 +304,9 @@ def train(
     optimizer = torch.optim.AdamW(
         trainable, lr=config.learning_rate, betas=(0.9, 0.98), weight_decay=config.weight_decay
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(config.warmup_steps, config.max_steps)
+    )
     step, elapsed, history, start_done = 0, 0.0, [], False
     if resume and checkpoint.is_file():
         state = torch.load(checkpoint, weights_only=True)

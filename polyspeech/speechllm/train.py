@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +27,7 @@ from polyspeech.data.manifest import ManifestEntry, load_entry_audio, read_manif
 from polyspeech.errors import InputError, PolyspeechError
 from polyspeech.eval.metrics import bleu, cer
 from polyspeech.files import atomic_torch_save
+from polyspeech.schedule import warmup_cosine
 from polyspeech.speechllm.folder import load_speechllm, save_speechllm
 from polyspeech.speechllm.model import SpeechLlm
 from polyspeech.text.normalize import normalize_text
@@ -139,16 +139,6 @@ def load_trainable_state(model: SpeechLlm, state: dict[str, torch.Tensor], sourc
             parameters[name].copy_(value)
 
 
-def _schedule(config: SpeechLlmTrainConfig) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        progress = (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
 @torch.no_grad()
 def evaluate_dev(
     model: SpeechLlm, entries: list[ManifestEntry], tasks: dict[str, float], size: int
@@ -225,7 +215,9 @@ def train_speechllm(
     optimizer = torch.optim.AdamW(
         trainable, lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(config.warmup_steps, config.max_steps)
+    )
     step, elapsed, history = 0, 0.0, []
     if resume and checkpoint.is_file():
         state = torch.load(checkpoint, weights_only=True)
