@@ -205,6 +205,10 @@ def train_speechllm(
             f"batch_size {config.batch_size} does not split over "
             f"{accelerator.num_processes} processes"
         )
+    share = config.batch_size // accelerator.num_processes
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is not None:  # no data loader passes through accelerate to tell DeepSpeed
+        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = share
     torch.manual_seed(config.seed)
     model = load_speechllm(base, trainable=True)
     trainable = make_trainable(model, config)
@@ -230,7 +234,6 @@ def train_speechllm(
     model.train()
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     eos = model.tokenizer.convert_tokens_to_ids("<|im_end|>")
-    share = config.batch_size // accelerator.num_processes
     per_epoch = len(entries) // config.batch_size
     if per_epoch == 0:
         raise InputError(
