@@ -143,6 +143,20 @@ def data_to_kaldi(
     typer.echo(f"wrote {count} utterances to {out}")
 
 
+@data_app.command("to-shards")
+def data_to_shards(
+    manifest: Annotated[Path, typer.Argument(help="A JSON Lines manifest.")],
+    out: Annotated[Path, typer.Option(help="Folder for shard-000000.tar, ...")],
+    per_shard: Annotated[int, typer.Option(help="Utterances per shard.")] = 1000,
+) -> None:
+    """Pack a manifest into WebDataset-style tar shards (KEY.json + KEY.flac), for training."""
+    from polyspeech.data.manifest import read_manifest
+    from polyspeech.data.shards import write_shards
+
+    shards = write_shards(read_manifest(manifest), out, per_shard)
+    typer.echo(f"wrote {len(shards)} shards to {out}")
+
+
 @data_app.command("romanize")
 def data_romanize(
     manifests: Annotated[list[Path], typer.Argument(help="JSON Lines manifests.")],

@@ -12,11 +12,12 @@ and sample ids; nothing is caught and passed over.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from polyspeech.data.manifest import ManifestEntry, load_entry_audio, read_manifests
+from polyspeech.data.shards import is_shard, read_shards
 from polyspeech.errors import InputError, PolyspeechError
 from polyspeech.eval.metrics import bleu, cer
 from polyspeech.files import atomic_torch_save
@@ -139,6 +141,50 @@ def load_trainable_state(model: SpeechLlm, state: dict[str, torch.Tensor], sourc
             parameters[name].copy_(value)
 
 
+@dataclass
+class _ManifestSample:
+    entry: ManifestEntry
+
+    def audio(self) -> np.ndarray:
+        return load_entry_audio(self.entry)
+
+
+SHUFFLE_BUFFER = 512  # shard samples held back to shuffle a stream
+
+
+def global_batches(paths: list[Path], size: int, seed: int) -> Iterator[list]:
+    """Endless global batches of samples (``.entry``, ``.audio()``), epoch after epoch, the same
+    in every process. Manifests: a seeded permutation of all lines per epoch. Tar shards (all
+    paths ``.tar``): the shards in a seeded order, read as a stream through a seeded shuffle
+    buffer of 512 samples. A last incomplete batch of an epoch is left out."""
+    shards = [is_shard(p) for p in paths]
+    if any(shards) and not all(shards):
+        raise InputError("give either manifests or tar shards for training, not both")
+    if not all(shards):
+        samples = [_ManifestSample(e) for e in read_manifests(paths)]
+        if len(samples) < size:
+            raise InputError(f"{len(samples)} training lines: fewer than one batch ({size})")
+    for epoch in itertools.count():
+        rng = np.random.default_rng([seed, epoch])
+        if not all(shards):
+            order = rng.permutation(len(samples))
+            for first in range(0, len(order) - size + 1, size):
+                yield [samples[i] for i in order[first : first + size]]
+            continue
+        batch, buffer, produced = [], [], 0
+        stream = read_shards([paths[i] for i in rng.permutation(len(paths))])
+        for sample in itertools.chain(stream, [None] * SHUFFLE_BUFFER):
+            if sample is not None:
+                buffer.append(sample)
+            if buffer and (sample is None or len(buffer) > SHUFFLE_BUFFER):
+                batch.append(buffer.pop(int(rng.integers(len(buffer)))))
+            if len(batch) == size:
+                yield batch
+                batch, produced = [], produced + 1
+        if not produced:
+            raise InputError(f"the shards hold fewer samples than one batch ({size})")
+
+
 @torch.no_grad()
 def evaluate_dev(
     model: SpeechLlm, entries: list[ManifestEntry], tasks: dict[str, float], size: int
@@ -212,9 +258,7 @@ def train_speechllm(
     torch.manual_seed(config.seed)
     model = load_speechllm(base, trainable=True)
     trainable = make_trainable(model, config)
-    entries = list(read_manifests([Path(m) for m in train_manifests]))
-    if not entries:
-        raise InputError("no training lines in " + ", ".join(map(str, train_manifests)))
+    batches = global_batches([Path(p) for p in train_manifests], config.batch_size, config.seed)
     dev_entries = list(read_manifests([Path(dev_manifest)])) if dev_manifest else []
     optimizer = torch.optim.AdamW(
         trainable, lr=config.learning_rate, weight_decay=config.weight_decay
@@ -234,29 +278,21 @@ def train_speechllm(
     model.train()
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     eos = model.tokenizer.convert_tokens_to_ids("<|im_end|>")
-    per_epoch = len(entries) // config.batch_size
-    if per_epoch == 0:
-        raise InputError(
-            f"{len(entries)} training lines: fewer than one batch ({config.batch_size})"
-        )
+    for _ in range(step):  # a resumed run goes on with the batch it stopped before
+        next(batches)
     started = time.monotonic() - elapsed
     recent: list[float] = []
     done = step >= config.max_steps
     while not done:
-        epoch, place = divmod(step, per_epoch)
-        order = np.random.default_rng([config.seed, epoch]).permutation(len(entries))
-        first = place * config.batch_size
-        global_batch = [entries[i] for i in order[first : first + config.batch_size]]
-        mine = global_batch[
-            accelerator.process_index * share : (accelerator.process_index + 1) * share
-        ]
         offset = accelerator.process_index * share
+        items = next(batches)[offset : offset + share]
+        mine = [item.entry for item in items]
         tasks = [
             _task_of(e, config.tasks, np.random.default_rng([config.seed, step, offset + i]))
             for i, e in enumerate(mine)
         ]
         try:
-            clips = [load_entry_audio(e) for e in mine]
+            clips = [item.audio() for item in items]
             prompts = [model.prompt_ids("asr" if t == "asr" else "ast") for t in tasks]
             answers = [
                 model.tokenizer(_answer(e, t, model.multitask))["input_ids"] + [eos]

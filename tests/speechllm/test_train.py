@@ -11,6 +11,7 @@ import soundfile
 import soxr
 import torch
 
+from polyspeech.errors import InputError
 from polyspeech.speechllm.folder import load_speechllm
 from polyspeech.speechllm.train import SpeechLlmTrainConfig, TrainingError, train_speechllm
 from polyspeech.tts.espeak import get_espeak
@@ -185,3 +186,26 @@ def test_two_ddp_processes_take_the_same_steps_as_one(corpus, tmp_path):
     # gradient is near zero (measured 2.4e-5); the three steps moved weights by far more
     assert worst < 1e-4, (worst, moved)
     assert moved > 5e-3, moved
+
+
+def test_training_streams_tar_shards_and_resumes_in_the_stream(corpus, mooer_folder, tmp_path):
+    from polyspeech.data.manifest import read_manifest
+    from polyspeech.data.shards import write_shards
+    from polyspeech.speechllm.train import global_batches
+
+    shards = write_shards(read_manifest(corpus / "train.jsonl"), tmp_path / "shards", 3)
+    assert len(shards) == 3
+    stream = global_batches(shards, 4, seed=0)
+    epoch = [next(stream), next(stream)]  # 8 samples: two batches an epoch
+    assert sorted(s.entry.id for b in epoch for s in b) == [f"zh-{i}" for i in range(8)]
+    config = replace(CONFIG, max_steps=4, checkpoint_every=2)
+    summary = train_speechllm(shards, None, mooer_folder, tmp_path / "run", config)
+    assert summary["steps"] == 4
+    resumed = train_speechllm(
+        shards, None, mooer_folder, tmp_path / "run", replace(config, max_steps=6), resume=True
+    )
+    assert resumed["steps"] == 6
+    with pytest.raises(InputError, match="not both"):
+        train_speechllm(
+            [shards[0], corpus / "train.jsonl"], None, mooer_folder, tmp_path / "x", config
+        )
