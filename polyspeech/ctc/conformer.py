@@ -197,6 +197,32 @@ class ConformerCTC(nn.Module):
             lengths = (lengths - 3) // 2 + 1
         return lengths * self.config.upsampling if upsample else lengths
 
+    def encode(
+        self, features: torch.Tensor, lengths: torch.Tensor, lang: str | list[str] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last block's states (batch, frames, hidden) every 40 ms and their lengths, through
+        ``lang``'s adapter (see :meth:`forward`), or the shared base alone when ``lang`` is None."""
+        x = (features - self.feature_mean) / self.feature_std
+        x = self.subsampling(x[:, None])  # (batch, channels, frames', mels')
+        x = self.input_projection(x.permute(0, 2, 1, 3).flatten(2))
+        encoder_lengths = self.output_lengths(lengths, upsample=False)
+        frames = x.shape[1]
+        padding = torch.arange(frames, device=x.device)[None, :] >= encoder_lengths[:, None]
+        x = self.input_dropout(x + _sinusoids(frames, x.shape[2], x.device).to(x.dtype))
+        groups: dict[str, torch.Tensor | None] = {}
+        if isinstance(lang, str):
+            groups[lang] = None
+        elif lang is not None:
+            for code in dict.fromkeys(lang):
+                rows = [row for row, other in enumerate(lang) if other == code]
+                groups[code] = torch.tensor(rows, device=x.device)
+        for index, block in enumerate(self.blocks):
+            x = block(x, padding)
+            for code, rows in groups.items():
+                layer = self.adapters[code].layers[index]
+                x = x + layer(x) if rows is None else x.index_add(0, rows, layer(x[rows]))
+        return x, encoder_lengths
+
     def forward(
         self,
         features: torch.Tensor,
@@ -215,25 +241,8 @@ class ConformerCTC(nn.Module):
         tied heads, one language per row: then every row goes through its own adapter and the
         output spans all characters, with those of other languages masked out of the softmax.
         """
-        x = (features - self.feature_mean) / self.feature_std
-        x = self.subsampling(x[:, None])  # (batch, channels, frames', mels')
-        x = self.input_projection(x.permute(0, 2, 1, 3).flatten(2))
-        encoder_lengths = self.output_lengths(lengths, upsample=False)
+        x, encoder_lengths = self.encode(features, lengths, lang)
         frames = x.shape[1]
-        padding = torch.arange(frames, device=x.device)[None, :] >= encoder_lengths[:, None]
-        x = self.input_dropout(x + _sinusoids(frames, x.shape[2], x.device).to(x.dtype))
-        groups: dict[str, torch.Tensor | None] = {}
-        if isinstance(lang, str):
-            groups[lang] = None
-        else:
-            for code in dict.fromkeys(lang):
-                rows = [row for row, other in enumerate(lang) if other == code]
-                groups[code] = torch.tensor(rows, device=x.device)
-        for index, block in enumerate(self.blocks):
-            x = block(x, padding)
-            for code, rows in groups.items():
-                layer = self.adapters[code].layers[index]
-                x = x + layer(x) if rows is None else x.index_add(0, rows, layer(x[rows]))
         out_lengths = encoder_lengths
         if self.upsample is not None and upsample:
             x = self.upsample(x).reshape(x.shape[0], frames * self.config.upsampling, -1)

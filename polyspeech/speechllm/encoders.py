@@ -4,6 +4,8 @@
 - ``whisper``: a Hugging Face Whisper model's encoder (20 ms frames; clips padded to 30 s, as
   the encoder's positions require, and the states cut back to the clip).
 - ``wav2vec2``: a Hugging Face wav2vec2 / MMS model's transformer states (20 ms frames).
+- ``conformer``: the shared base of one of our CTC models (``builtin:ctc``'s folder: fbank,
+  40 ms frames, no language adapter), the frozen encoder of the trained demo.
 
 The paper compared such encoders; any of them can stand in for SAN-M by configuration.
 """
@@ -18,15 +20,16 @@ import torch
 from torch import nn
 
 from polyspeech.audio import SAMPLE_RATE
+from polyspeech.audio.features import fbank
 from polyspeech.errors import InputError
 from polyspeech.speechllm.frontend import ParaformerFrontend
 from polyspeech.speechllm.sanm import SanmEncoder
 
-ENCODER_TYPES = ("paraformer", "whisper", "wav2vec2")
+ENCODER_TYPES = ("paraformer", "whisper", "wav2vec2", "conformer")
 
 
-class _HfEncoder(nn.Module):
-    """A Hugging Face folder's encoder; saving copies the folder it came from."""
+class _FolderEncoder(nn.Module):
+    """An encoder from a model folder; saving copies the folder it came from."""
 
     def __init__(self, folder: str | Path) -> None:
         super().__init__()
@@ -57,7 +60,7 @@ class ParaformerSpeechEncoder(nn.Module):
         return self.sanm(features.to(device, dtype), lengths.to(device))
 
 
-class WhisperSpeechEncoder(_HfEncoder):
+class WhisperSpeechEncoder(_FolderEncoder):
     kind = "whisper"
 
     def __init__(self, folder: str | Path) -> None:
@@ -80,7 +83,7 @@ class WhisperSpeechEncoder(_HfEncoder):
         return states[:, : int(lengths.max())], lengths.to(states.device)
 
 
-class Wav2vec2SpeechEncoder(_HfEncoder):
+class Wav2vec2SpeechEncoder(_FolderEncoder):
     kind = "wav2vec2"
 
     def __init__(self, folder: str | Path) -> None:
@@ -103,10 +106,29 @@ class Wav2vec2SpeechEncoder(_HfEncoder):
         return states, out.to(states.device)
 
 
-def hf_encoder(kind: str, folder: Path) -> nn.Module:
-    """A Whisper or wav2vec2 encoder from a Hugging Face folder."""
+class ConformerSpeechEncoder(_FolderEncoder):
+    kind = "conformer"
+
+    def __init__(self, folder: str | Path) -> None:
+        super().__init__(folder)
+        from polyspeech.ctc.folder import load_conformer_base
+
+        self.conformer, _ = load_conformer_base(Path(folder))
+        self.output_size = self.conformer.config.hidden_size
+
+    def forward(self, clips: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        weight = self.conformer.feature_mean
+        features, lengths = _pad([torch.from_numpy(fbank(clip)) for clip in clips])
+        return self.conformer.encode(features.to(weight.device), lengths.to(weight.device))
+
+
+def folder_encoder(kind: str, folder: Path) -> nn.Module:
+    """A Whisper or wav2vec2 encoder from a Hugging Face folder, or a conformer from a CTC
+    model folder of ours."""
     if not (folder / "config.json").is_file():
         raise InputError(f"{folder}: no config.json for the {kind} encoder")
+    if kind == "conformer":
+        return ConformerSpeechEncoder(folder)
     if kind == "whisper":
         return WhisperSpeechEncoder(folder)
     if kind == "wav2vec2":

@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from polyspeech.errors import InputError
 from polyspeech.speechllm.adapter import AdapterConfig, FrameStackAdapter
-from polyspeech.speechllm.encoders import ParaformerSpeechEncoder, hf_encoder
+from polyspeech.speechllm.encoders import ParaformerSpeechEncoder, folder_encoder
 from polyspeech.speechllm.frontend import Cmvn, ParaformerFrontend, read_cmvn
 from polyspeech.speechllm.model import DecodingConfig, SpeechLlm
 from polyspeech.speechllm.sanm import SanmConfig, SanmEncoder
@@ -225,7 +225,7 @@ def _load_ours(folder: Path, dtype, merge_lora, trainable) -> SpeechLlm:
         path = folder / "encoder.safetensors"
         encoder = ParaformerSpeechEncoder(frontend, _sanm(_read(path), sanm_config, path))
     else:
-        encoder = hf_encoder(kind, folder / "encoder")
+        encoder = folder_encoder(kind, folder / "encoder")
     adapter = FrameStackAdapter(AdapterConfig(**config["adapter"]))
     load_strict(adapter, _read(folder / "adapter.safetensors"), folder / "adapter.safetensors")
     lora = folder / "lora" if (folder / "lora" / "adapter_config.json").is_file() else None

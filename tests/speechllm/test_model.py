@@ -152,7 +152,7 @@ def test_a_folder_missing_its_encoder_exits_2_with_one_line(cli, tmp_path):
     assert result.stderr.strip().count("\n") == 0 and "no am.mvn" in result.stderr
 
 
-def tiny_hf_encoder(kind, folder):
+def tiny_folder_encoder(kind, folder):
     from transformers import (
         Wav2Vec2Config,
         Wav2Vec2Model,
@@ -162,7 +162,16 @@ def tiny_hf_encoder(kind, folder):
     )
 
     torch.manual_seed(0)
-    if kind == "whisper":
+    if kind == "conformer":  # one of our CTC model folders
+        from polyspeech.ctc.conformer import ConformerCTC
+        from polyspeech.ctc.folder import save_conformer
+        from polyspeech.text.vocab import Vocabulary
+        from tests.conftest import TINY_CONFORMER
+
+        model = ConformerCTC(TINY_CONFORMER)
+        model.add_language("eng", 5)
+        save_conformer(folder, model, {"eng": Vocabulary.from_texts(["abc"])})
+    elif kind == "whisper":
         config = WhisperConfig(
             d_model=32,
             encoder_layers=2,
@@ -195,20 +204,22 @@ def tiny_hf_encoder(kind, folder):
         Wav2Vec2Model(config).save_pretrained(folder)
 
 
-@pytest.mark.parametrize("kind", ["whisper", "wav2vec2"])
-def test_a_whisper_or_wav2vec2_encoder_stands_in_by_configuration(kind, tmp_path, mooer_model):
+@pytest.mark.parametrize("kind", ["whisper", "wav2vec2", "conformer"])
+def test_another_encoder_stands_in_by_configuration(kind, tmp_path, mooer_model):
     from polyspeech.speechllm.adapter import AdapterConfig, FrameStackAdapter
-    from polyspeech.speechllm.encoders import hf_encoder
+    from polyspeech.speechllm.encoders import folder_encoder
     from polyspeech.speechllm.model import SpeechLlm
 
-    tiny_hf_encoder(kind, tmp_path / kind)
-    encoder = hf_encoder(kind, tmp_path / kind)
-    adapter = FrameStackAdapter(AdapterConfig(32, 32, stack=4, hidden_size=40))
+    tiny_folder_encoder(kind, tmp_path / kind)
+    encoder = folder_encoder(kind, tmp_path / kind)
+    adapter = FrameStackAdapter(AdapterConfig(encoder.output_size, 32, stack=4, hidden_size=40))
     model = SpeechLlm(encoder, adapter, mooer_model.llm, mooer_model.tokenizer).eval()
     audio = clips([1.1, 0.6])
     embedded = model.audio_embeddings(audio)
     if kind == "whisper":  # 10 ms mel frames, halved: 1.1 s is 55 states, 0.6 s 30
         states = [55, 30]
+    elif kind == "conformer":  # 10 ms fbank frames (25 ms windows), two stride-2 convolutions
+        states = [((1 + (len(c) - 400) // 160 - 1) // 2 - 1) // 2 for c in audio]
     else:  # the two convolutions: kernel 10 stride 5, then kernel 3 stride 2
         states = [((len(c) - 10) // 5 + 1 - 3) // 2 + 1 for c in audio]
     assert [len(e) for e in embedded] == [n // 4 for n in states]
