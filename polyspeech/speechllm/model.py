@@ -139,17 +139,11 @@ class SpeechLlm(nn.Module):
         return [embedded[i, :count] for i, count in enumerate(counts)]
 
     def inputs(
-        self, audio: list[torch.Tensor], prompt: list[int], answers: list[list[int]] | None = None
+        self, audio: list[torch.Tensor], prompt: list[int]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Left-padded input embeddings and their attention mask: audio, prompt (and answer)."""
-        table = self.llm.get_input_embeddings()
-        prompt_embedded = table(torch.tensor(prompt, device=self.device))
-        rows = []
-        for i, clip in enumerate(audio):
-            parts = [clip.to(prompt_embedded.dtype), prompt_embedded]
-            if answers is not None:
-                parts.append(table(torch.tensor(answers[i], device=self.device, dtype=torch.long)))
-            rows.append(torch.cat(parts))
+        """Left-padded input embeddings (audio, then prompt) and their attention mask."""
+        prompt_embedded = self.llm.get_input_embeddings()(torch.tensor(prompt, device=self.device))
+        rows = [torch.cat([clip.to(prompt_embedded.dtype), prompt_embedded]) for clip in audio]
         width = max(len(r) for r in rows)
         embeds = prompt_embedded.new_zeros(len(rows), width, prompt_embedded.shape[-1])
         mask = torch.zeros(len(rows), width, dtype=torch.long, device=self.device)
