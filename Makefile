@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo clean default-model evaluate-default new-language align-base align-model
+.PHONY: install test demo clean default-model evaluate-default new-language align-base align-model \
+	speechllm-model evaluate-speechllm
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -86,3 +87,24 @@ align-model: $(STAMP)
 		--out work/align_model --dtype float16
 	rm -rf polyspeech/assets/align && mkdir -p polyspeech/assets && cp -r work/align_model/model polyspeech/assets/align
 	$(BIN)/python recipes/align_model/keep_universal.py polyspeech/assets/align
+
+# The embedded speech LLM (builtin:speechllm): Chinese/English parallel speech, a new speech LLM on
+# builtin:ctc's frozen encoder (adapter, LM and tokenizer trained here), then its training curve.
+speechllm-model: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[train]'
+	$(BIN)/polyspeech data synth-parallel --per-lang 10000 --seed 0 --out work/speechllm-corpus --quiet
+	$(BIN)/polyspeech train speechllm work/speechllm-corpus/train.jsonl \
+		--dev work/speechllm-corpus/dev.jsonl --init recipes/speechllm/demo_init.json \
+		--config recipes/speechllm/demo_train.json --out work/speechllm --dtype float16
+	$(BIN)/python recipes/speechllm/plot_curve.py work/speechllm/training_log.json recipes/speechllm/curve.png
+	rm -rf polyspeech/assets/speechllm && mkdir -p polyspeech/assets && cp -r work/speechllm/model polyspeech/assets/speechllm
+
+# builtin:speechllm on the held-out grammar sentences (test) and hand-written pairs (test_sentences).
+SPEECHLLM_TEST := work/speechllm-corpus
+evaluate-speechllm: $(STAMP)
+	@for split in test test_sentences; do \
+		$(BIN)/polyspeech evaluate $(SPEECHLLM_TEST)/$$split.jsonl --model builtin:speechllm --quiet \
+			--json work/speechllm/$${split}_asr.json || exit 1; \
+		$(BIN)/polyspeech evaluate $(SPEECHLLM_TEST)/$$split.jsonl --model builtin:speechllm --quiet \
+			--task ast --json work/speechllm/$${split}_ast.json || exit 1; \
+	done

@@ -87,6 +87,25 @@ def data_synth(
     typer.echo(f"wrote {sum(counts.values())} clips to {out} ({summary})")
 
 
+@data_app.command("synth-parallel")
+def data_synth_parallel(
+    out: Annotated[Path, typer.Option(help="Folder for audio/ and the split manifests.")],
+    per_lang: Annotated[int, typer.Option(help="Clips per language (80/10/10 split).")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same files.")] = 0,
+    jobs: Annotated[int, typer.Option(help="Worker processes (default: all cores).")] = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Synthesise Chinese/English parallel speech (Chinese clips carry their English)."""
+    from polyspeech.data.synth import PARALLEL_LANGS, synthesize_parallel
+
+    with _progress(None, "synthesising", quiet) as advance:
+        counts = synthesize_parallel(out, per_lang, seed=seed, jobs=jobs or None, on_clip=advance)
+    summary = ", ".join(f"{name} {count}" for name, count in counts.items())
+    typer.echo(
+        f"wrote {sum(counts.values())} {'/'.join(PARALLEL_LANGS)} clips to {out} ({summary})"
+    )
+
+
 @data_app.command("validate")
 def data_validate(
     manifest: Annotated[Path, typer.Argument(help="A JSON Lines manifest.")],
@@ -303,6 +322,10 @@ def _recognise(
 def evaluate_command(
     manifest: Annotated[Path, typer.Argument(help="Manifest with reference texts.")],
     model: Annotated[str, typer.Option(help="Model folder or builtin name.")] = "builtin:ctc",
+    task: Annotated[
+        str,
+        typer.Option(help="asr (CER/WER of the text) or ast (BLEU/chrF of the translation)."),
+    ] = "asr",
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
     batch_size: BatchSize = 4,
     vad: Vad = True,
@@ -311,20 +334,31 @@ def evaluate_command(
     dtype: DType = "auto",
     quiet: Quiet = False,
 ) -> None:
-    """Score a model on a manifest: CER and WER per language (MER for cmn), macro, RTF."""
+    """Score a model on a manifest: CER and WER per language (MER for cmn), macro, RTF; or,
+    with --task ast, BLEU and chrF of a speech LLM's English translations."""
     import json
 
     from polyspeech import load
-    from polyspeech.eval.asr import evaluate_asr, format_table
+    from polyspeech.eval.evaluate import evaluate_asr, evaluate_translation, format_table
     from polyspeech.files import atomic_text_file
 
+    if task not in ("asr", "ast"):
+        raise InputError(f"unknown task {task!r} to score; use asr or ast")
+    if task == "ast" and lm is not None:
+        raise InputError("--lm is for CTC models; a speech LLM decodes with its own LM")
     recognizer = load(model, device=device, dtype=dtype)
     with _progress(None, "evaluating", quiet) as advance:
-        report = evaluate_asr(recognizer, manifest, batch_size, vad, lm, on_line=advance)
-    typer.echo(
-        "normalisation: NFKC, case folding, punctuation and symbols removed, "
-        "spaces collapsed (none between Chinese characters)"
-    )
+        if task == "asr":
+            report = evaluate_asr(recognizer, manifest, batch_size, vad, lm, on_line=advance)
+        else:
+            report = evaluate_translation(recognizer, manifest, batch_size, vad, on_line=advance)
+    if task == "asr":
+        typer.echo(
+            "normalisation: NFKC, case folding, punctuation and symbols removed, "
+            "spaces collapsed (none between Chinese characters)"
+        )
+    else:
+        typer.echo("scored as written: sacrebleu BLEU (13a tokens, case-sensitive) and chrF")
     typer.echo(format_table(report))
     if json_out is not None:
         with atomic_text_file(json_out) as stream:
@@ -542,13 +576,18 @@ def train_speechllm_command(
     manifests: TrainManifests,
     out: TrainOut,
     base: Annotated[
-        Path, typer.Option(help="The speech-LLM folder to train from (ours or MooER's).")
-    ],
+        Path | None, typer.Option(help="The speech-LLM folder to train from (ours or MooER's).")
+    ] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option(help="Instead of --base: JSON config of a new speech LLM to build and train."),
+    ] = None,
     dev: Annotated[
         Path | None, typer.Option("--dev", help="Dev manifest (loss, CER, BLEU).")
     ] = None,
     config: ConfigFile = None,
     resume: Resume = False,
+    dtype: SaveDtype = "float32",
     quiet: Quiet = False,
 ) -> None:
     """Train a speech LLM's adapter and LoRA (encoder frozen) on asr/ast manifests."""
@@ -556,14 +595,16 @@ def train_speechllm_command(
 
     from rich.logging import RichHandler
 
+    from polyspeech.speechllm.build import NewSpeechLlmConfig
     from polyspeech.speechllm.train import SpeechLlmTrainConfig, train_speechllm
 
     handler = RichHandler(console=_stderr, show_path=False)
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler])
     settings = SpeechLlmTrainConfig.from_json(config) if config else SpeechLlmTrainConfig()
+    new = NewSpeechLlmConfig.from_json(init) if init else None
     with _progress(settings.max_steps, "training", quiet) as advance:
         summary = train_speechllm(
-            manifests, dev, base, out, settings, resume, on_step=lambda step, loss: advance()
+            manifests, dev, base, out, settings, resume, lambda step, loss: advance(), new, dtype
         )
     last = summary["history"][-1] if summary["history"] else {}
     typer.echo(f"trained {summary['steps']} steps; last dev {last}")

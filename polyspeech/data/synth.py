@@ -10,6 +10,7 @@ train and dev never use.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ import soxr
 
 from polyspeech.audio import SAMPLE_RATE, write_flac
 from polyspeech.data.manifest import ManifestEntry, write_manifest
+from polyspeech.data.parallel import load_parallel_texts, pair_stream
 from polyspeech.data.texts import sentence_stream, text_languages
 from polyspeech.errors import DependencyError, InputError
 from polyspeech.text.normalize import normalize_text
@@ -71,6 +73,7 @@ class ClipPlan:
     peak: float  # peak level of the speech
     snr_db: float  # white noise below the speech power
     noise_seed: int
+    translation: str | None = None  # the English of a Chinese parallel sentence
 
 
 def split_of(text: str, lang: str) -> str:
@@ -89,6 +92,36 @@ def _quotas(per_lang: int) -> dict[str, int]:
     quotas = {name: round(per_lang * share) for name, share in SPLITS[1:]}
     quotas[SPLITS[0][0]] = per_lang - sum(quotas.values())
     return quotas
+
+
+def _draw_plan(
+    rng: np.random.Generator,
+    clip_id: str,
+    lang: str,
+    split: str,
+    text: str,
+    source: str,
+    translation: str | None = None,
+) -> ClipPlan:
+    """The rendering settings of one clip, drawn from ``rng``; test splits get test voices."""
+    variants = TEST_VARIANTS if split.startswith("test") else TRAIN_VARIANTS
+    variant = variants[int(rng.integers(len(variants)))]
+    return ClipPlan(
+        id=clip_id,
+        lang=lang,
+        split=split,
+        text=text,
+        source=source,
+        voice=f"{VOICES[lang]}+{variant}" if variant else VOICES[lang],
+        rate=int(rng.integers(130, 201)),
+        pitch=int(rng.integers(25, 76)),
+        lead=float(rng.uniform(0.1, 0.6)),
+        tail=float(rng.uniform(0.1, 0.6)),
+        peak=float(rng.uniform(0.2, 0.9)),
+        snr_db=float(rng.uniform(15.0, 40.0)),
+        noise_seed=int(rng.integers(2**63)),
+        translation=translation,
+    )
 
 
 def plan_corpus(langs: Sequence[str], per_lang: int, seed: int) -> list[ClipPlan]:
@@ -116,27 +149,62 @@ def plan_corpus(langs: Sequence[str], per_lang: int, seed: int) -> list[ClipPlan
                 continue
             seen.add(key)
             quotas[split] -= 1
-            variants = TEST_VARIANTS if split == "test" else TRAIN_VARIANTS
-            variant = variants[int(rng.integers(len(variants)))]
-            number = numbered[split]
+            clip_id = f"{lang}-{split}-{numbered[split]:06d}"
             numbered[split] += 1
-            plans.append(
-                ClipPlan(
-                    id=f"{lang}-{split}-{number:06d}",
-                    lang=lang,
-                    split=split,
-                    text=text,
-                    source=source,
-                    voice=f"{VOICES[lang]}+{variant}" if variant else VOICES[lang],
-                    rate=int(rng.integers(130, 201)),
-                    pitch=int(rng.integers(25, 76)),
-                    lead=float(rng.uniform(0.1, 0.6)),
-                    tail=float(rng.uniform(0.1, 0.6)),
-                    peak=float(rng.uniform(0.2, 0.9)),
-                    snr_db=float(rng.uniform(15.0, 40.0)),
-                    noise_seed=int(rng.integers(2**63)),
-                )
+            plans.append(_draw_plan(rng, clip_id, lang, split, text, source))
+    return plans
+
+
+PARALLEL_LANGS = ("cmn", "eng")
+SENTENCE_SHARE = 0.15  # of train and dev clips, spoken hand-written pairs
+
+
+def plan_parallel(per_lang: int, seed: int) -> list[ClipPlan]:
+    """Clips of the Chinese/English parallel text (:mod:`polyspeech.data.parallel`): per
+    language ``per_lang`` split 80/10/10 by a hash of the Chinese side, so a pair's two sides
+    share a split. Chinese clips carry the English as their translation. Train and dev draw
+    hand-written pairs (train repeats them in other voices) and grammar sentences; test holds
+    grammar sentences only, distinct, and the hand-written pairs of the test split are spoken
+    once each into ``test_sentences``: free-form text, for reporting apart."""
+    return [plan for lang in PARALLEL_LANGS for plan in _plan_parallel_lang(lang, per_lang, seed)]
+
+
+def _plan_parallel_lang(lang: str, per_lang: int, seed: int) -> list[ClipPlan]:
+    plans: list[ClipPlan] = []
+    rng = np.random.default_rng([seed, 1000 + PARALLEL_LANGS.index(lang)])
+    quotas = _quotas(per_lang)
+    numbered = dict.fromkeys([*quotas, "test_sentences"], 0)
+    seen: set[str] = set()
+    stream = pair_stream(rng, SENTENCE_SHARE)
+
+    def add(split: str, pair: tuple[str, str], source: str) -> None:
+        cmn, eng = pair
+        clip_id = f"{lang}-{split}-{numbered[split]:06d}"
+        numbered[split] += 1
+        text, translation = (cmn, eng) if lang == "cmn" else (eng, None)
+        plans.append(_draw_plan(rng, clip_id, lang, split, text, source, translation))
+
+    for attempt in itertools.count():
+        if not any(quotas.values()):
+            break
+        if attempt > 100 * per_lang + 1000:
+            raise InputError(
+                f"could not find {per_lang} distinct parallel sentences for {lang} "
+                f"(still missing {quotas}); ask for fewer with --per-lang"
             )
+        pair, source = next(stream)
+        key = normalize_text(pair[0], "cmn")
+        split = split_of(pair[0], "cmn")
+        if not quotas[split] or (split == "test" and source == "sentence"):
+            continue
+        if key in seen and not (split == "train" and source == "sentence"):
+            continue
+        seen.add(key)
+        quotas[split] -= 1
+        add(split, pair, source)
+    for pair in load_parallel_texts().pairs:
+        if split_of(pair[0], "cmn") == "test":
+            add("test_sentences", pair, "sentence")
     return plans
 
 
@@ -168,6 +236,7 @@ def render_clip(plan: ClipPlan, out: Path) -> ManifestEntry:
         lang=plan.lang,
         duration=len(signal) / SAMPLE_RATE,
         id=plan.id,
+        translation=plan.translation,
         extra={
             "voice": plan.voice,
             "rate": plan.rate,
@@ -210,12 +279,36 @@ def synthesize_corpus(
         raise InputError(
             f"no synthetic corpus for {', '.join(unknown)}; available: {', '.join(VOICES)}"
         )
+    _check_count(per_lang)
+    check_voices(langs)
+    return render_plans(plan_corpus(langs, per_lang, seed), Path(out), jobs, on_clip)
+
+
+def synthesize_parallel(
+    out: str | os.PathLike,
+    per_lang: int,
+    seed: int = 0,
+    jobs: int | None = None,
+    on_clip: Callable[[], None] | None = None,
+) -> dict[str, int]:
+    """Render the Chinese/English parallel corpus (:func:`plan_parallel`) under ``out``."""
+    _check_count(per_lang)
+    check_voices(PARALLEL_LANGS)
+    return render_plans(plan_parallel(per_lang, seed), Path(out), jobs, on_clip)
+
+
+def _check_count(per_lang: int) -> None:
     if per_lang < 1:
         raise InputError(f"--per-lang must be at least 1, got {per_lang}")
-    check_voices(langs)
-    out = Path(out)
-    plans = plan_corpus(langs, per_lang, seed)
+
+
+def render_plans(
+    plans: list[ClipPlan], out: Path, jobs: int | None, on_clip: Callable[[], None] | None
+) -> dict[str, int]:
+    """Speak ``plans`` into ``out`` and write one manifest per split; clips per split."""
     entries: dict[str, list[ManifestEntry]] = {name: [] for name, _ in SPLITS}
+    for plan in plans:
+        entries.setdefault(plan.split, [])
     # espeak-ng carries state from one utterance to the next (its output depends on what it
     # spoke before), so each fixed group of clips is spoken by a fresh process forked from a
     # server process that has not spoken: the audio depends on the plan alone, not on --jobs

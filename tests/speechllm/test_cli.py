@@ -91,3 +91,35 @@ def test_evaluate_scores_a_speech_llm_and_skips_its_missing_languages(
     report = json.loads((speech_file.parent / "r.json").read_text())
     assert list(report["per_lang"]) == ["eng"] and report["skipped"] == {"por": 1}
     assert report["per_lang"]["eng"]["cer"] > 0.5  # a random LLM does not transcribe
+
+
+def test_evaluate_scores_translations_with_bleu_and_chrf(cli, mooer_folder, speech_file):
+    manifest = speech_file.parent / "ast.jsonl"
+    lines = [
+        {"audio": speech_file.name, "text": "早上好", "lang": "cmn", "duration": 4.4,
+         "translation": "Good morning, how are you today? The market opens at nine."},
+        {"audio": speech_file.name, "text": "Good morning.", "lang": "eng", "duration": 4.4},
+    ]  # fmt: skip
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = speech_file.parent / "ast.json"
+    result = cli("evaluate", manifest, "--model", mooer_folder, "--task", "ast", "--json", out)
+    assert result.code == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["task"] == "ast" and report["skipped"] == {"eng": 1}
+    row = report["per_lang"]["cmn"]
+    assert row["n"] == 1 and 0 <= row["bleu"] < 10 and 0 <= row["chrf"] < 40  # random LLM
+    assert report["macro_bleu"] == row["bleu"] and "| cmn | 1 |" in result.stdout
+
+
+def test_evaluate_translation_mistakes_are_one_line_errors(
+    cli, mooer_folder, speech_file, conformer_folder
+):
+    manifest = speech_file.parent / "plain.jsonl"
+    line = {"audio": speech_file.name, "text": "早上好", "lang": "cmn", "duration": 4.4}
+    manifest.write_text(json.dumps(line) + "\n")
+    none = cli("evaluate", manifest, "--model", mooer_folder, "--task", "ast")
+    assert none.code == 2 and "no line with a translation" in none.stderr
+    ctc = cli("evaluate", manifest, "--model", conformer_folder[0], "--task", "ast")
+    assert ctc.code == 2 and "a CTC model only transcribes" in ctc.stderr
+    unknown = cli("evaluate", manifest, "--model", mooer_folder, "--task", "tts")
+    assert unknown.code == 2 and "unknown task 'tts'" in unknown.stderr

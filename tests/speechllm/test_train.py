@@ -209,3 +209,75 @@ def test_training_streams_tar_shards_and_resumes_in_the_stream(corpus, mooer_fol
         train_speechllm(
             [shards[0], corpus / "train.jsonl"], None, mooer_folder, tmp_path / "x", config
         )
+
+
+def test_a_new_speech_llm_is_built_from_an_init_config_and_trained_whole(
+    corpus, conformer_folder, tmp_path, cli
+):
+    folder, _ = conformer_folder
+    init = {
+        "encoder": str(folder),
+        "adapter_stack": 3,
+        "adapter_hidden": 24,
+        "vocab_size": 300,
+        "llm": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                "num_attention_heads": 4, "num_key_value_heads": 2},
+    }  # fmt: skip
+    (tmp_path / "init.json").write_text(json.dumps(init))
+    config = {"max_steps": 4, "batch_size": 4, "learning_rate": 3e-3, "warmup_steps": 1,
+              "train_lora": False, "train_llm": True, "checkpoint_every": 2,
+              "tasks": {"asr": 1.0, "ast": 1.0}}  # fmt: skip
+    (tmp_path / "train.json").write_text(json.dumps(config))
+    args = ["train", "speechllm", corpus / "train.jsonl", "--init", tmp_path / "init.json",
+            "--config", tmp_path / "train.json", "--out", tmp_path / "run", "--quiet"]  # fmt: skip
+    assert cli(*args, "--dtype", "float16").code == 0
+    base = load_speechllm(tmp_path / "run" / "base")
+    trained = load_speechllm(tmp_path / "run" / "model")
+    assert trained.adapter.config.stack == 3 and trained.languages == ["cmn", "eng"]
+    assert set(trained.tokenizer.convert_ids_to_tokens(trained.tokenizer("今天")["input_ids"]))
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["trainable"]
+    assert any(k.startswith("llm.") for k in state) and not any("lora_" in k for k in state)
+    assert not any(k.startswith("encoder.") for k in state)
+    moved = [
+        (a - b).abs().max().item()
+        for a, b in zip(base.llm.parameters(), trained.llm.parameters(), strict=True)
+    ]
+    assert min(moved) > 0  # every LLM weight trained
+    kept = [(a - b).abs().max().item() for a, b in zip(
+        base.encoder.parameters(), trained.encoder.parameters(), strict=True)]  # fmt: skip
+    assert max(kept) == 0.0
+    weights = tmp_path / "run" / "model" / "llm" / "model.safetensors"
+    from safetensors.torch import load_file
+
+    assert {v.dtype for v in load_file(weights).values()} == {torch.float16}
+    resumed = cli(*args, "--resume")  # starts from the same base: nothing new is built
+    assert resumed.code == 0 and "trained 4 steps" in resumed.stdout
+
+
+def test_init_config_mistakes_are_one_line_errors(corpus, mooer_folder, tmp_path, cli):
+    (tmp_path / "init.json").write_text(json.dumps({"adapter_stak": 3}))
+    (tmp_path / "both.json").write_text(json.dumps({"train_llm": True}))
+    run = ["train", "speechllm", corpus / "train.jsonl", "--out", tmp_path / "r", "--quiet"]
+    bad = cli(*run, "--init", tmp_path / "init.json")
+    assert bad.code == 2 and "not a speech-LLM init config" in bad.stderr
+    (tmp_path / "good.json").write_text("{}")
+    both = cli(*run, "--init", tmp_path / "good.json", "--base", mooer_folder)
+    assert both.code == 2 and "not both" in both.stderr
+    neither = cli(*run)
+    assert neither.code == 2 and "not both" in neither.stderr
+    lora_too = cli(*run, "--base", mooer_folder, "--config", tmp_path / "both.json")
+    assert lora_too.code == 2 and "set train_lora to false" in lora_too.stderr
+
+
+def test_cached_encoder_states_train_as_the_encoder_itself(corpus, mooer_folder, tmp_path):
+    plain = train_speechllm([corpus / "train.jsonl"], None, mooer_folder, tmp_path / "a", CONFIG)
+    cached = train_speechllm(
+        [corpus / "train.jsonl"], None, mooer_folder, tmp_path / "b",
+        replace(CONFIG, cache_encoder_states=True),
+    )  # fmt: skip
+    assert plain["steps"] == cached["steps"] == 6  # three epochs: clips come back from the cache
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["trainable"]
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["trainable"]
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst < 1e-4, worst
+    assert (tmp_path / "b" / "model" / "encoder.safetensors").is_file()  # saved as it came
