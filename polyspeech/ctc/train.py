@@ -32,6 +32,7 @@ from polyspeech.ctc.decode import greedy_decode, spans_to_text
 from polyspeech.ctc.folder import load_conformer_base, load_language_adapter, save_conformer
 from polyspeech.ctc.model import resolve_model_folder
 from polyspeech.data.manifest import ManifestEntry, load_entry_audio, read_manifests
+from polyspeech.distributed import agree
 from polyspeech.errors import InputError
 from polyspeech.eval.metrics import cer
 from polyspeech.files import atomic_torch_save
@@ -333,7 +334,14 @@ def train(
         pool = start_set if starting else train_set
         rng = np.random.default_rng([config.seed, epoch])
         batches = _batches(pool, batch_frames, rng)
-        shard = batches[accelerator.process_index :: accelerator.num_processes]
+        # every process takes as many batches: one with a batch more would wait for the others
+        usable = len(batches) - len(batches) % accelerator.num_processes
+        if not usable:
+            raise InputError(
+                f"{len(batches)} batch(es) of training data for {accelerator.num_processes} "
+                "processes: give more data or smaller batch_seconds"
+            )
+        shard = batches[accelerator.process_index : usable : accelerator.num_processes]
         for batch in shard:
             if pool is start_set and (start_done or step >= config.start_steps):
                 start_done = True
@@ -359,11 +367,12 @@ def train(
                 mean_loss = float(np.mean(recent_losses))
                 log.info("step %d loss %.3f (%.2f min)", step, mean_loss, elapsed / 60)
                 recent_losses.clear()
-                if pool is start_set and config.start_loss and mean_loss < config.start_loss:
+                below = bool(config.start_loss) and mean_loss < config.start_loss
+                if pool is start_set and agree(accelerator, below):
                     start_done = True
                     log.info("step %d: the start ends (loss under %s)", step, config.start_loss)
             out_of_time = config.max_minutes is not None and elapsed > 60 * config.max_minutes
-            done = step >= config.max_steps or out_of_time
+            done = step >= config.max_steps or agree(accelerator, out_of_time)
             if step % config.eval_every == 0 or done:
                 rates = evaluate_cer(inner, dev_set, vocabularies, accelerator.device)
                 if base is not None:
@@ -402,6 +411,7 @@ def train(
         summary = {
             "config": asdict(config),
             "langs": new_langs,
+            "processes": accelerator.num_processes,
             "steps": step,
             "minutes": round(elapsed / 60, 2),
             "history": history,

@@ -29,6 +29,7 @@ from torch import nn
 
 from polyspeech.data.manifest import ManifestEntry, load_entry_audio, read_manifests
 from polyspeech.data.shards import is_shard, read_shards
+from polyspeech.distributed import agree
 from polyspeech.errors import InputError, PolyspeechError
 from polyspeech.eval.metrics import bleu, cer
 from polyspeech.files import atomic_torch_save
@@ -400,7 +401,7 @@ def train_speechllm(
             log.info("step %d loss %.3f (%.2f min)", step, float(np.mean(recent)), elapsed / 60)
             recent.clear()
         out_of_time = config.max_minutes is not None and elapsed > 60 * config.max_minutes
-        done = step >= config.max_steps or _agree(accelerator, out_of_time)
+        done = step >= config.max_steps or agree(accelerator, out_of_time)
         evaluating = step % config.eval_every == 0 or done
         if dev_entries and accelerator.is_main_process and evaluating:
             report = evaluate_dev(model, dev_entries, config.tasks, config.dev_size)
@@ -434,11 +435,3 @@ def train_speechllm(
         save_speechllm(model.to(getattr(torch, dtype)), out / "model")
         (out / "training_log.json").write_text(json.dumps(summary, indent=1))
     return summary
-
-
-def _agree(accelerator, flag: bool) -> bool:
-    """True in every process once one of them says so (each process's clock differs)."""
-    if accelerator.num_processes == 1:
-        return flag
-    value = torch.tensor([float(flag)], device=accelerator.device)
-    return bool(accelerator.reduce(value, reduction="sum").item() > 0)

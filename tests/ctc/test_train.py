@@ -1,4 +1,8 @@
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 
 import torch
 from safetensors.torch import load_file
@@ -161,3 +165,26 @@ def test_bad_training_input_from_the_cli(tmp_path, cli):
         "fin",
     )
     assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_two_ddp_processes_train_in_step_and_stop_together(tiny_corpus, tmp_path):
+    """DDP over two CPU processes (gloo) trains through the start set and on to a loadable
+    model, and a time limit stops both processes at the same step."""
+    config = dataclasses.replace(TINY, max_steps=4, start_steps=2, start_loss=1000.0, log_every=1)
+    settings = dataclasses.asdict(config)
+    (tmp_path / "c.json").write_text(json.dumps(settings))
+    (tmp_path / "late.json").write_text(json.dumps(settings | {"max_minutes": 1e-6}))
+    launch = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+        "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "-m", "polyspeech", "train", "ctc", str(tiny_corpus / "train.jsonl"),
+        "--dev", str(tiny_corpus / "dev.jsonl"), "--quiet",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name, steps in (("c", 4), ("late", 1)):
+        out = tmp_path / name
+        command = [*launch, "--config", str(tmp_path / f"{name}.json"), "--out", str(out)]
+        subprocess.run(command, check=True, env=env, timeout=300)
+        log = json.loads((out / "training_log.json").read_text())
+        assert log["processes"] == 2 and log["steps"] == steps
+        assert CtcModel(out / "model").languages == ["eng", "fin", "spa"]

@@ -1,0 +1,28 @@
+"""Processes of one accelerate run decide together."""
+
+import os
+import subprocess
+import sys
+
+SCRIPT = """
+from accelerate import Accelerator
+from polyspeech.distributed import agree
+accelerator = Accelerator(cpu=True)
+rank = accelerator.process_index
+print(f"rank {rank}: {agree(accelerator, rank == 1)} {agree(accelerator, False)}", flush=True)
+"""
+
+
+def test_one_process_saying_so_is_enough_for_all(tmp_path):
+    script = tmp_path / "agree.py"
+    script.write_text(SCRIPT)
+    launch = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+        "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [*launch, str(script)], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
+    lines = sorted(line for line in done.stdout.splitlines() if line.startswith("rank"))
+    assert lines == ["rank 0: True False", "rank 1: True False"]
