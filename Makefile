@@ -98,6 +98,7 @@ speechllm-model: $(STAMP)
 		--config recipes/speechllm/demo_train.json --out work/speechllm --dtype float16
 	$(BIN)/python recipes/speechllm/plot_curve.py work/speechllm/training_log.json recipes/speechllm/curve.png
 	rm -rf polyspeech/assets/speechllm && mkdir -p polyspeech/assets && cp -r work/speechllm/model polyspeech/assets/speechllm
+	$(BIN)/python recipes/speechllm/pick_examples.py
 
 # builtin:speechllm on the held-out grammar sentences (test) and hand-written pairs (test_sentences).
 SPEECHLLM_TEST := work/speechllm-corpus

@@ -339,7 +339,7 @@ def evaluate_command(
     import json
 
     from polyspeech import load
-    from polyspeech.eval.evaluate import evaluate_asr, evaluate_translation, format_table
+    from polyspeech.eval.report import evaluate_asr, evaluate_translation, format_table
     from polyspeech.files import atomic_text_file
 
     if task not in ("asr", "ast"):
