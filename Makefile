@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: install test demo clean default-model evaluate-default new-language align-base align-model \
-	speechllm-model evaluate-speechllm
+	speechllm-model evaluate-speechllm lid-model
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,7 @@ $(BIN)/python:
 # torch first and pinned: here that is a local CPU wheel; a bare "torch" would pull a CUDA build.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev,lm]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,lm,plot]'
 	touch $@
 
 install: $(STAMP)
@@ -25,13 +25,18 @@ test: $(STAMP)
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; status=0; fi; exit $$status
 
 # The main job: the embedded default model transcribes the examples (held-out test clips of its
-# corpus) offline, with word times, then scores them against their texts with its character LMs.
+# corpus) offline, with word times, then scores them against their texts with its character LMs;
+# the embedded speech LLM translates the Chinese examples and scores its translations (BLEU).
 EXAMPLE_LANGS := eng deu fra spa rus cmn
 demo: $(STAMP)
 	@for lang in $(EXAMPLE_LANGS); do \
 		$(BIN)/polyspeech transcribe examples/$$lang.flac --lang $$lang --word-timestamps || exit 1; \
 	done
 	$(BIN)/polyspeech evaluate examples/examples.jsonl --lm builtin:ctc-lm
+	@for clip in examples/speechllm/cmn-*.flac; do \
+		echo "$$clip:"; $(BIN)/polyspeech translate $$clip || exit 1; \
+	done
+	$(BIN)/polyspeech evaluate examples/speechllm/examples.jsonl --model builtin:speechllm --task ast
 
 clean:
 	rm -rf $(VENV) work
@@ -91,7 +96,7 @@ align-model: $(STAMP)
 # The embedded speech LLM (builtin:speechllm): Chinese/English parallel speech, a new speech LLM on
 # builtin:ctc's frozen encoder (adapter, LM and tokenizer trained here), then its training curve.
 speechllm-model: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[train]'
+	$(BIN)/python -m pip install --quiet -e '.[plot]'
 	$(BIN)/polyspeech data synth-parallel --per-lang 10000 --seed 0 --out work/speechllm-corpus --quiet
 	$(BIN)/polyspeech train speechllm work/speechllm-corpus/train.jsonl \
 		--dev work/speechllm-corpus/dev.jsonl --init recipes/speechllm/demo_init.json \
@@ -109,3 +114,22 @@ evaluate-speechllm: $(STAMP)
 		$(BIN)/polyspeech evaluate $(SPEECHLLM_TEST)/$$split.jsonl --model builtin:speechllm --quiet \
 			--task ast --json work/speechllm/$${split}_ast.json || exit 1; \
 	done
+
+# The embedded language-ID model (builtin:lid): a head on builtin:ctc's frozen base, trained on
+# the synthetic corpus in all 14 of its languages (the default model's corpus and fin, hun); its
+# accuracy on the test splits, whole clips and their first 3 seconds, and the confusion matrix.
+lid-model: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[plot]'
+	$(BIN)/polyspeech data synth --langs $(MAIN_LANGS) --per-lang 1500 --seed 0 --out work/corpus --quiet
+	$(BIN)/polyspeech data synth --langs fin,hun --per-lang 1500 --seed 0 --out work/corpus-extra --quiet
+	$(BIN)/polyspeech train lid work/corpus/train.jsonl work/corpus-extra/train.jsonl \
+		--dev work/corpus/dev.jsonl --base builtin:ctc --config recipes/lid/config.json \
+		--out work/lid --dtype float16
+	rm -rf polyspeech/assets/lid && mkdir -p polyspeech/assets && cp -r work/lid/model polyspeech/assets/lid
+	@for split in corpus corpus-extra; do \
+		$(BIN)/polyspeech evaluate work/$$split/test.jsonl --task lid --quiet \
+			--json work/lid/$$split-test.json || exit 1; \
+		$(BIN)/polyspeech evaluate work/$$split/test.jsonl --task lid --max-seconds 3 --quiet \
+			--json work/lid/$$split-test_3s.json || exit 1; \
+	done
+	$(BIN)/python recipes/lid/plot_confusion.py work/lid/corpus-test.json recipes/lid/confusion.png

@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from memory import current_bytes, peak_bytes
+
+from polyspeech.eval.memory import current_bytes, peak_bytes
 
 CLASSES = 30
 SIZES = {  # frames, tokens

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
-from memory import peak_bytes
+
+from polyspeech.eval.memory import peak_bytes
 
 RUNS = [
     ("pipeline", "float32", 60),

@@ -45,6 +45,24 @@ def transcribe(audio, model="builtin:ctc", lang: str | None = None, **options) -
     return (load(model) if isinstance(model, str) else model).transcribe(audio, lang, **options)
 
 
+def identify(audio, model="builtin:lid", top_k: int = 3, **options):
+    """The ``top_k`` most probable languages of ``audio`` and of each of its VAD segments
+    (:class:`polyspeech.ctc.lid.Identification`); ``model`` is a loaded
+    :class:`polyspeech.ctc.lid.LidModel`, an MMS-LID or our LID folder, or a builtin name."""
+    from polyspeech.ctc.lid import LidModel
+
+    identifier = model if isinstance(model, LidModel) else LidModel(model)
+    return identifier.identify(audio, top_k, **options)
+
+
+def speak(text: str, lang: str | None = None, model=None, **options):
+    """``text`` spoken, 16 kHz float32 samples: by an MMS-TTS folder ``model``, or by
+    espeak-ng in ``lang`` (see :func:`polyspeech.tts.speak`)."""
+    from polyspeech.tts import speak as synthesise
+
+    return synthesise(text, lang, model, **options)
+
+
 __all__ = [
     "DependencyError",
     "InputError",
@@ -54,7 +72,9 @@ __all__ = [
     "Word",
     "__version__",
     "align",
+    "identify",
     "load",
     "load_audio",
+    "speak",
     "transcribe",
 ]

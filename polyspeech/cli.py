@@ -321,12 +321,30 @@ def _recognise(
 @app.command("evaluate")
 def evaluate_command(
     manifest: Annotated[Path, typer.Argument(help="Manifest with reference texts.")],
-    model: Annotated[str, typer.Option(help="Model folder or builtin name.")] = "builtin:ctc",
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Model folder or builtin name; repeat to compare models side by side "
+            "(default: builtin:ctc, builtin:speechllm for ast, builtin:lid for lid)."
+        ),
+    ] = None,
     task: Annotated[
         str,
-        typer.Option(help="asr (CER/WER of the text) or ast (BLEU/chrF of the translation)."),
+        typer.Option(
+            help="asr (CER/WER of the text), ast (BLEU/chrF of the translation) or lid "
+            "(accuracy of a language-ID model)."
+        ),
     ] = "asr",
+    max_seconds: Annotated[
+        float | None, typer.Option(help="lid: hear only each clip's first seconds.")
+    ] = None,
+    keep_case: Annotated[bool, typer.Option(help="asr: score with case kept.")] = False,
+    keep_punctuation: Annotated[
+        bool, typer.Option(help="asr: score with punctuation kept.")
+    ] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Also write a Markdown table here.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Also draw a PNG bar chart here.")] = None,
     batch_size: BatchSize = 4,
     vad: Vad = True,
     lm: LanguageModel = None,
@@ -334,35 +352,87 @@ def evaluate_command(
     dtype: DType = "auto",
     quiet: Quiet = False,
 ) -> None:
-    """Score a model on a manifest: CER and WER per language (MER for cmn), macro, RTF; or,
-    with --task ast, BLEU and chrF of a speech LLM's English translations."""
+    """Score models on a manifest: CER and WER per language (MER for cmn), macro, real-time
+    factor and peak memory; with --task ast BLEU and chrF of a speech LLM's English; with
+    --task lid the accuracy of a language-ID model."""
+    import gc
     import json
 
-    from polyspeech import load
-    from polyspeech.eval.report import evaluate_asr, evaluate_translation, format_table
+    from polyspeech.eval.memory import peak_bytes, reset_peak
+    from polyspeech.eval.report import format_comparison, format_table, plot_comparison
     from polyspeech.files import atomic_text_file
+    from polyspeech.text.normalize import describe_normalization
 
-    if task not in ("asr", "ast"):
-        raise InputError(f"unknown task {task!r} to score; use asr or ast")
-    if task == "ast" and lm is not None:
-        raise InputError("--lm is for CTC models; a speech LLM decodes with its own LM")
-    recognizer = load(model, device=device, dtype=dtype)
-    with _progress(None, "evaluating", quiet) as advance:
-        if task == "asr":
-            report = evaluate_asr(recognizer, manifest, batch_size, vad, lm, on_line=advance)
-        else:
-            report = evaluate_translation(recognizer, manifest, batch_size, vad, on_line=advance)
-    if task == "asr":
-        typer.echo(
-            "normalisation: NFKC, case folding, punctuation and symbols removed, "
-            "spaces collapsed (none between Chinese characters)"
-        )
+    if task not in ("asr", "ast", "lid"):
+        raise InputError(f"unknown task {task!r} to score; use asr, ast or lid")
+    if task != "asr" and (lm is not None or keep_case or keep_punctuation):
+        raise InputError("--lm, --keep-case and --keep-punctuation are for recognition (asr)")
+    if task != "lid" and max_seconds is not None:
+        raise InputError("--max-seconds is for language ID (task lid)")
+    names = model or [
+        {"asr": "builtin:ctc", "ast": "builtin:speechllm", "lid": "builtin:lid"}[task]
+    ]
+    if len(set(names)) < len(names):
+        raise InputError("a model is named twice; name each model once")
+    options = {
+        "batch_size": batch_size,
+        "vad": vad,
+        "lm": lm,
+        "max_seconds": max_seconds,
+        "fold_case": not keep_case,
+        "drop_punctuation": not keep_punctuation,
+        "device": device,
+        "dtype": dtype,
+    }
+    reports = {}
+    for name in names:
+        reset_peak()
+        with _progress(None, f"evaluating {name}", quiet) as advance:
+            report = _evaluate(name, manifest, task, options, advance)
+        reports[name] = {"model": name, **report, "peak_memory_bytes": peak_bytes()}
+        gc.collect()
+    if task == "lid":
+        heard = f"first {max_seconds:g} s" if max_seconds else "whole clips"
+        typer.echo(f"most probable language of each line against its lang ({heard})")
+    elif task == "asr":
+        typer.echo(f"normalisation: {describe_normalization(not keep_case, not keep_punctuation)}")
     else:
         typer.echo("scored as written: sacrebleu BLEU (13a tokens, case-sensitive) and chrF")
-    typer.echo(format_table(report))
+    if len(reports) == 1:
+        (report,) = reports.values()
+        typer.echo(format_table(report))
+        typer.echo(f"peak memory {report['peak_memory_bytes'] / 1e9:.2f} GB")
+    else:
+        typer.echo(format_comparison(reports))
     if json_out is not None:
+        combined = report if len(reports) == 1 else {"task": task, "models": list(reports.values())}
         with atomic_text_file(json_out) as stream:
-            json.dump(report, stream, indent=1)
+            json.dump(combined, stream, indent=1)
+    if markdown is not None:
+        with atomic_text_file(markdown) as stream:
+            stream.write(format_comparison(reports) + "\n")
+    if plot is not None:
+        plot_comparison(reports, plot)
+
+
+def _evaluate(name: str, manifest: Path, task: str, options: dict, advance) -> dict:
+    """One model's report (see :mod:`polyspeech.eval.report`)."""
+    from polyspeech import load
+    from polyspeech.ctc.lid import LidModel
+    from polyspeech.eval.report import evaluate_asr, evaluate_lid, evaluate_translation
+
+    if task == "lid":
+        identifier = LidModel(name, device=options["device"], precision=options["dtype"])
+        return evaluate_lid(identifier, manifest, options["max_seconds"], on_line=advance)
+    recognizer = load(name, device=options["device"], dtype=options["dtype"])
+    if task == "ast":
+        return evaluate_translation(
+            recognizer, manifest, options["batch_size"], options["vad"], on_line=advance
+        )
+    return evaluate_asr(
+        recognizer, manifest, options["batch_size"], options["vad"], options["lm"], advance,
+        options["fold_case"], options["drop_punctuation"],
+    )  # fmt: skip
 
 
 def _align_file(
@@ -473,6 +543,67 @@ def segment_command(
     )
 
 
+@app.command("identify")
+def identify_command(
+    files: Annotated[list[Path], typer.Argument(help="Audio files.")],
+    model: Annotated[str, typer.Option(help="Language-ID model folder or builtin name.")] = (
+        "builtin:lid"
+    ),
+    top_k: Annotated[int, typer.Option(help="How many languages to give.")] = 3,
+    segments: Annotated[
+        bool, typer.Option(help="Also the languages of each VAD segment (code-switching).")
+    ] = False,
+    json_lines: Annotated[bool, typer.Option("--json", help="One JSON line per file.")] = False,
+    vad: Vad = True,
+    device: Device = "cpu",
+    dtype: DType = "auto",
+) -> None:
+    """Identify the spoken language of audio files, most probable first."""
+    import json
+
+    from polyspeech.ctc.lid import LidModel
+
+    identifier = LidModel(model, device=device, precision=dtype)
+    for path in files:
+        found = identifier.identify(path, top_k=top_k, vad=vad)
+        if json_lines:
+            line = {"file": str(path), "languages": found.to_dict()["languages"]}
+            if segments:
+                line["segments"] = found.to_dict()["segments"]
+            typer.echo(json.dumps(line, ensure_ascii=False))
+            continue
+        ranked = ", ".join(f"{g.lang} {g.prob:.3f}" for g in found.languages) or "no speech"
+        typer.echo(f"{path}: {ranked}")
+        if segments:
+            for segment in found.segments:
+                best = segment.languages[0]
+                typer.echo(
+                    f"  {segment.start:8.2f} {segment.end:8.2f}  {best.lang} {best.prob:.3f}"
+                )
+
+
+@app.command("speak")
+def speak_command(
+    text: Annotated[str, typer.Argument(help="What to say.")],
+    output: Annotated[Path, typer.Option(help="The audio file to write (.wav or .flac, 16 kHz).")],
+    lang: Annotated[
+        str | None, typer.Option(help="Language (ISO 639); espeak-ng needs it.")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="An MMS-TTS (VITS) folder; default: espeak-ng.")
+    ] = None,
+    speaking_rate: Annotated[float, typer.Option(help="Above 1 faster, below slower.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="The same seed gives the same audio.")] = 0,
+) -> None:
+    """Speak text into an audio file with an MMS-TTS voice or espeak-ng."""
+    from polyspeech.audio import SAMPLE_RATE, write_audio
+    from polyspeech.tts import speak
+
+    samples = speak(text, lang, model, speaking_rate, seed)
+    write_audio(output, samples)
+    typer.echo(f"wrote {len(samples) / SAMPLE_RATE:.2f} s to {output}")
+
+
 @app.command("languages")
 def languages_command(
     model: Annotated[str, typer.Option(help="Model folder or builtin name.")] = "builtin:ctc",
@@ -484,15 +615,20 @@ def languages_command(
         typer.echo(lang)
 
 
-def _run_training(quiet: bool, **arguments) -> None:
+def _log_to_stderr() -> None:
+    """Training logs (loss, dev figures) go to stderr through rich, beside the progress bar."""
     import logging
 
     from rich.logging import RichHandler
 
-    from polyspeech.ctc.train import TrainConfig, train
-
     handler = RichHandler(console=_stderr, show_path=False)
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler])
+
+
+def _run_training(quiet: bool, **arguments) -> None:
+    from polyspeech.ctc.train import TrainConfig, train
+
+    _log_to_stderr()
     config_path = arguments.pop("config")
     config = TrainConfig.from_json(config_path) if config_path else TrainConfig()
     with _progress(config.max_steps, "training", quiet) as advance:
@@ -591,15 +727,10 @@ def train_speechllm_command(
     quiet: Quiet = False,
 ) -> None:
     """Train a speech LLM's adapter and LoRA (encoder frozen) on asr/ast manifests."""
-    import logging
-
-    from rich.logging import RichHandler
-
     from polyspeech.speechllm.build import NewSpeechLlmConfig
     from polyspeech.speechllm.train import SpeechLlmTrainConfig, train_speechllm
 
-    handler = RichHandler(console=_stderr, show_path=False)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler])
+    _log_to_stderr()
     settings = SpeechLlmTrainConfig.from_json(config) if config else SpeechLlmTrainConfig()
     new = NewSpeechLlmConfig.from_json(init) if init else None
     with _progress(settings.max_steps, "training", quiet) as advance:
@@ -608,6 +739,35 @@ def train_speechllm_command(
         )
     last = summary["history"][-1] if summary["history"] else {}
     typer.echo(f"trained {summary['steps']} steps; last dev {last}")
+
+
+@train_app.command("lid")
+def train_lid_command(
+    manifests: TrainManifests,
+    dev: DevManifest,
+    out: TrainOut,
+    base: Annotated[
+        str, typer.Option(help="The CTC model whose frozen shared base the head reads.")
+    ] = "builtin:ctc",
+    config: ConfigFile = None,
+    jobs: Jobs = 2,
+    dtype: SaveDtype = "float32",
+    quiet: Quiet = False,
+) -> None:
+    """Train a language-ID head on a CTC model's frozen base, for every language of the data."""
+    from polyspeech.ctc.lid_train import LidTrainConfig, train_lid
+
+    _log_to_stderr()
+    settings = LidTrainConfig.from_json(config) if config else LidTrainConfig()
+    with _progress(settings.max_steps, "training", quiet) as advance:
+        summary = train_lid(
+            manifests, dev, base, out, settings, jobs, dtype, lambda step, loss: advance()
+        )
+    last = summary["history"][-1]
+    typer.echo(
+        f"trained {summary['steps']} steps on {len(summary['labels'])} languages; dev accuracy "
+        f"{last['dev_accuracy']:.3f}, first 3 s {last['dev_accuracy_3s']:.3f}"
+    )
 
 
 @train_app.command("lm")

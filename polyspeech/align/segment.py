@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from polyspeech.audio import SAMPLE_RATE, write_flac
+from polyspeech.audio import SAMPLE_RATE, write_audio
 from polyspeech.data.manifest import ManifestEntry, write_manifest
 from polyspeech.results import Span
 
@@ -35,7 +35,7 @@ def write_segments(
         end = min(span.end + PAD, (span.end + after) / 2, total)
         clip = samples[round(start * SAMPLE_RATE) : round(end * SAMPLE_RATE)]
         path = out_dir / "audio" / f"{name}-{number:05d}.flac"
-        write_flac(path, clip)
+        write_audio(path, clip)
         low = span.score < min_score
         if low:
             flagged.append(number)

@@ -266,13 +266,23 @@ def audio_duration(path: str | os.PathLike) -> float:
     return len(load_audio(path)) / SAMPLE_RATE
 
 
-def write_flac(path: str | os.PathLike, samples: np.ndarray) -> None:
-    """Write 16 kHz samples as 16-bit FLAC; the file appears only when complete."""
+AUDIO_FORMATS = {".flac": "FLAC", ".wav": "WAV"}
+
+
+def write_audio(path: str | os.PathLike, samples: np.ndarray) -> None:
+    """Write 16 kHz samples as 16-bit FLAC or WAV (by the suffix); the file appears only when
+    complete."""
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".flac")
+    kind = AUDIO_FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise InputError(f"{path}: write .flac or .wav, not {path.suffix or 'no suffix'}")
+    if not path.parent.is_dir():
+        raise InputError(f"{path}: its folder does not exist")
+    prefix = f".{path.stem}."
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=path.suffix)
     os.close(handle)
     try:
-        soundfile.write(temporary, samples, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
+        soundfile.write(temporary, samples, SAMPLE_RATE, subtype="PCM_16", format=kind)
         os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)

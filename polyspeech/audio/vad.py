@@ -33,3 +33,12 @@ def speech_regions(samples: np.ndarray, max_seconds: float = 30.0) -> list[tuple
             speech_pad_ms=100,
         )
     return [(int(stamp["start"]), int(stamp["end"])) for stamp in stamps]
+
+
+def pieces(samples: np.ndarray, max_seconds: float, vad: bool) -> list[tuple[int, int]]:
+    """The pieces long audio is handled in: speech regions with ``vad``, else consecutive
+    windows of ``max_seconds`` (the last one shorter)."""
+    if vad:
+        return speech_regions(samples, max_seconds)
+    step = int(max_seconds * SAMPLE_RATE)
+    return [(start, min(start + step, len(samples))) for start in range(0, len(samples), step)]

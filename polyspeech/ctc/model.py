@@ -20,7 +20,7 @@ from polyspeech.audio.features import fbank
 from polyspeech.ctc.conformer import MODEL_TYPE
 from polyspeech.ctc.folder import adapter_path, load_conformer_base, load_language_adapter
 from polyspeech.ctc.quantize import quantize_linear_layers
-from polyspeech.ctc.wav2vec2 import load_wav2vec2_ctc, return_freed_memory
+from polyspeech.ctc.wav2vec2 import load_wav2vec2, return_freed_memory
 from polyspeech.errors import InputError
 from polyspeech.text.languages import to_iso639_3
 from polyspeech.text.vocab import Vocabulary, load_vocabularies
@@ -30,6 +30,7 @@ BUILTIN = {
     "builtin:ctc": ASSETS / "ctc",
     "builtin:align": ASSETS / "align",
     "builtin:speechllm": ASSETS / "speechllm",
+    "builtin:lid": ASSETS / "lid",
 }
 BUILTIN_LM = {"builtin:ctc-lm": ASSETS / "ctc-lm"}  # its character n-grams, one per language
 
@@ -127,7 +128,7 @@ class CtcModel:
             raise InputError(
                 f"{self.folder / 'config.json'}: not a CTC model ({config['architectures']})"
             )
-        model = load_wav2vec2_ctc(self.folder, dtype, quantize)
+        model = load_wav2vec2(self.folder, dtype, quantize)
         vocabularies = load_vocabularies(self.folder / "vocab.json")
         self._normalize = (
             json.loads((self.folder / "preprocessor_config.json").read_text()).get(

@@ -14,13 +14,14 @@ import torch
 
 
 def quantizable_linears(network: torch.nn.Module) -> list[str]:
-    """Names of the linear layers that get int8 weights: all but adapters and output layers."""
+    """Names of the linear layers that get int8 weights: all but adapters and output layers
+    (a CTC head, a classifier and its projection)."""
     return [
         name
         for name, module in network.named_modules()
         if type(module) is torch.nn.Linear
         and "adapter" not in name
-        and name.rsplit(".", 1)[-1] not in ("lm_head", "head")
+        and name.rsplit(".", 1)[-1] not in ("lm_head", "head", "classifier", "projector")
     ]
 
 

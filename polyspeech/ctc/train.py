@@ -91,9 +91,11 @@ def _features_of(entry: ManifestEntry) -> np.ndarray:
     return fbank(samples).astype(np.float16)
 
 
-def _load_split(
+def load_features(
     manifests: Sequence[Path], langs: set[str] | None, jobs: int, per_lang: int | None = None
 ) -> list[tuple[ManifestEntry, np.ndarray]]:
+    """The manifests' lines in ``langs`` (all if None; at most ``per_lang`` each) with their
+    fbank features, computed in ``jobs`` processes."""
     entries: list[ManifestEntry] = []
     kept: dict[str, int] = {}
     for entry in read_manifests(manifests):
@@ -258,10 +260,10 @@ def train(
     )
     torch.manual_seed(config.seed)
     wanted = set(langs) if langs else None
-    train_pairs = _load_split([Path(m) for m in train_manifests], wanted, jobs)
+    train_pairs = load_features([Path(m) for m in train_manifests], wanted, jobs)
     new_langs = sorted({entry.lang for entry, _ in train_pairs})
     # dev CER in the languages trained; others in the dev manifest are left out
-    dev_pairs = _load_split([Path(dev_manifest)], set(new_langs), jobs, config.dev_per_lang)
+    dev_pairs = load_features([Path(dev_manifest)], set(new_langs), jobs, config.dev_per_lang)
 
     if base is not None:
         model, vocabularies = load_conformer_base(base)

@@ -77,20 +77,27 @@ def _current_name(name: str) -> str:
     return name
 
 
-def load_wav2vec2_ctc(folder: Path, dtype: torch.dtype, quantize: bool = False) -> torch.nn.Module:
-    """``Wav2Vec2ForCTC`` from ``folder`` in ``dtype``, every weight from ``model.safetensors``
+def load_wav2vec2(
+    folder: Path,
+    dtype: torch.dtype,
+    quantize: bool = False,
+    architecture: str = "Wav2Vec2ForCTC",
+) -> torch.nn.Module:
+    """``architecture`` (``Wav2Vec2ForCTC``, or ``Wav2Vec2ForSequenceClassification`` for
+    MMS-LID) from ``folder`` in ``dtype``, every weight from ``model.safetensors``
     (strict: a missing, unexpected or misshapen weight is an error naming it). With
     ``quantize``, each big linear layer gets int8 weights as soon as its weights are read
     (:mod:`polyspeech.ctc.quantize`), so the model is never whole in ``dtype``. A folder with
     other weight files (sharded, ``pytorch_model.bin``) is read by transformers instead."""
+    import transformers
     from accelerate import init_empty_weights
-    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
 
+    model_class = getattr(transformers, architecture)
     weights = folder / "model.safetensors"
     if not weights.is_file():
-        return Wav2Vec2ForCTC.from_pretrained(folder, dtype=dtype)
+        return model_class.from_pretrained(folder, dtype=dtype)
     with init_empty_weights():
-        model = Wav2Vec2ForCTC(Wav2Vec2Config.from_pretrained(folder))
+        model = model_class(transformers.Wav2Vec2Config.from_pretrained(folder))
     model = model.to(dtype).to_empty(device="cpu")  # allocated, not yet touched
     targets = dict(model.named_parameters())
     names, filled = set(targets), set()

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from polyspeech.audio import SAMPLE_RATE, write_flac
+from polyspeech.audio import SAMPLE_RATE, write_audio
 from polyspeech.data.manifest import ManifestEntry, write_manifest
 from polyspeech.data.parallel import load_parallel_texts, pair_stream
 from polyspeech.data.texts import sentence_stream, text_languages
@@ -229,7 +229,7 @@ def render_clip(plan: ClipPlan, out: Path) -> ManifestEntry:
     signal = np.clip(signal + noise * np.sqrt(power / 10 ** (plan.snr_db / 10)), -1.0, 1.0)
     path = out / "audio" / plan.lang / f"{plan.id}.flac"
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_flac(path, signal)
+    write_audio(path, signal)
     return ManifestEntry(
         audio=str(path),
         text=plan.text,

@@ -1,7 +1,8 @@
 """Scoring a model on a manifest. Recognition: per-language CER and WER (MER for Chinese), macro
 averages and the real-time factor; texts are normalised with ``normalize_text`` for the line's
 language. Translation (lines with a ``translation``): per source language corpus BLEU and chrF
-of the English against the reference, on the texts as written (sacrebleu's standard)."""
+of the English against the reference, on the texts as written (sacrebleu's standard). Language
+ID: accuracy per language and the confusion matrix."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from collections.abc import Callable, Iterator
 
 from polyspeech.audio import SAMPLE_RATE
 from polyspeech.data.manifest import ManifestEntry, load_entry_audio, read_manifest
-from polyspeech.errors import InputError
+from polyspeech.errors import DependencyError, InputError
 from polyspeech.eval.metrics import bleu, cer, chrf, error_rate
-from polyspeech.text.normalize import normalize_text
+from polyspeech.text.normalize import describe_normalization, normalize_text
 
 
 class _Run:
@@ -53,12 +54,15 @@ def evaluate_asr(
     vad: bool = True,
     lm: str | os.PathLike | None = None,
     on_line: Callable[[], None] | None = None,
+    fold_case: bool = True,
+    drop_punctuation: bool = True,
 ) -> dict:
     """``model`` (a loaded CTC model or speech LLM) on ``manifest``: ``{"per_lang": {lang: {"n",
-    "cer", "wer"}}, "macro_cer", "macro_wer", "rtf", "skipped"}``.
+    "cer", "wer"}}, "macro_cer", "macro_wer", "rtf", "skipped", "normalization"}``.
 
     Rates are fractions. ``wer`` is MER for Chinese. Lines in languages the model lacks are
-    skipped and counted under ``skipped``.
+    skipped and counted under ``skipped``. Texts are normalised by :func:`normalize_text` with
+    ``fold_case`` and ``drop_punctuation``.
     """
     options: dict = {"batch_size": batch_size, "vad": vad}
     if lm is not None:
@@ -68,9 +72,10 @@ def evaluate_asr(
     refs: dict[str, list[str]] = defaultdict(list)
     hyps: dict[str, list[str]] = defaultdict(list)
     run = _Run(model, manifest, options, on_line)
+    rules = (fold_case, drop_punctuation)
     for entry, result in run.results(lambda entry: True):
-        refs[entry.lang].append(normalize_text(entry.text, entry.lang))
-        hyps[entry.lang].append(normalize_text(result.text, entry.lang))
+        refs[entry.lang].append(normalize_text(entry.text, entry.lang, *rules))
+        hyps[entry.lang].append(normalize_text(result.text, entry.lang, *rules))
     per_lang = {
         lang: {
             "n": len(refs[lang]),
@@ -87,6 +92,7 @@ def evaluate_asr(
         "macro_wer": sum(v["wer"] for v in per_lang.values()) / count,
         "rtf": run.rtf,
         "skipped": dict(run.skipped),
+        "normalization": describe_normalization(*rules),
     }
 
 
@@ -129,8 +135,63 @@ def evaluate_translation(
     }
 
 
+def evaluate_lid(
+    model,
+    manifest: str | os.PathLike,
+    max_seconds: float | None = None,
+    on_line: Callable[[], None] | None = None,
+) -> dict:
+    """A language-ID model on ``manifest``: each line's most probable language against its
+    ``lang``. ``{"per_lang": {lang: {"n", "accuracy"}}, "accuracy", "macro_accuracy",
+    "confusion": {true: {guessed: count}}, "rtf", "skipped"}``; with ``max_seconds``, only
+    each clip's first seconds are heard. Lines in languages the model lacks are skipped."""
+    confusion: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    skipped: dict[str, int] = defaultdict(int)
+    audio_seconds = compute_seconds = 0.0
+    for entry in read_manifest(manifest):
+        if entry.lang not in model.labels:
+            skipped[entry.lang] += 1
+            continue
+        samples = load_entry_audio(entry)
+        if max_seconds is not None:
+            samples = samples[: int(max_seconds * SAMPLE_RATE)]
+        started = time.perf_counter()
+        guessed = model.ranked(model.probabilities([samples])[0], 1)[0].lang
+        compute_seconds += time.perf_counter() - started
+        audio_seconds += len(samples) / SAMPLE_RATE
+        confusion[entry.lang][guessed] += 1
+        if on_line is not None:
+            on_line()
+    if not confusion:
+        raise InputError(f"{manifest}: no line in a language the model knows")
+    per_lang = {
+        lang: {"n": sum(row.values()), "accuracy": row[lang] / sum(row.values())}
+        for lang, row in sorted(confusion.items())
+    }
+    total = sum(v["n"] for v in per_lang.values())
+    return {
+        "task": "lid",
+        "per_lang": per_lang,
+        "accuracy": sum(confusion[lang][lang] for lang in per_lang) / total,
+        "macro_accuracy": sum(v["accuracy"] for v in per_lang.values()) / len(per_lang),
+        "confusion": {lang: dict(sorted(row.items())) for lang, row in sorted(confusion.items())},
+        "max_seconds": max_seconds,
+        "rtf": compute_seconds / audio_seconds if audio_seconds else 0.0,
+        "skipped": dict(skipped),
+    }
+
+
 def format_table(report: dict) -> str:
-    """A Markdown table of a report: rates in percent, or BLEU and chrF for translation."""
+    """A Markdown table of a report: rates in percent, BLEU and chrF for translation, accuracy
+    for language ID."""
+    if report["task"] == "lid":
+        lines = ["| lang | n | accuracy % |", "|---|---:|---:|"]
+        for lang, row in report["per_lang"].items():
+            lines.append(f"| {lang} | {row['n']} | {100 * row['accuracy']:.1f} |")
+        n = sum(r["n"] for r in report["per_lang"].values())
+        lines.append(f"| all | {n} | {100 * report['accuracy']:.1f} |")
+        lines.append(f"| macro | {n} | {100 * report['macro_accuracy']:.1f} |")
+        return "\n".join([*lines, *_footer(report)])
     if report["task"] == "ast":
         lines = ["| source lang | n | BLEU | chrF |", "|---|---:|---:|---:|"]
         for lang, row in report["per_lang"].items():
@@ -158,3 +219,66 @@ def _footer(report: dict) -> list[str]:
     if report["skipped"]:
         lines.append(f"skipped: {report['skipped']}")
     return lines
+
+
+_MEASURES = {  # per task: (key, label, scale) of what a comparison shows; the first is the main
+    "asr": [("cer", "CER %", 100), ("wer", "WER %", 100)],
+    "ast": [("bleu", "BLEU", 1), ("chrf", "chrF", 1)],
+    "lid": [("accuracy", "accuracy %", 100)],
+}
+
+
+def format_comparison(reports: dict[str, dict]) -> str:
+    """Several models' reports on one manifest side by side (Markdown): per language the main
+    measure (CER, BLEU or accuracy; WER/MER and chrF too), then macro, real-time factor and
+    peak memory."""
+    measures = _MEASURES[next(iter(reports.values()))["task"]]
+    names = list(reports)
+    header = ["lang", "n", *[f"{label} {name}" for _, label, _ in measures for name in names]]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    langs = sorted({lang for report in reports.values() for lang in report["per_lang"]})
+    for lang in langs:
+        rows = [reports[name]["per_lang"].get(lang) for name in names]
+        n = next(row["n"] for row in rows if row)
+        cells = [
+            f"{scale * row[key]:.1f}" if row else "-" for key, _, scale in measures for row in rows
+        ]
+        lines.append(f"| {lang} | {n} | " + " | ".join(cells) + " |")
+    macro = [
+        f"{scale * reports[name]['macro_' + key]:.1f}"
+        for key, _, scale in measures
+        for name in names
+    ]
+    lines.append("| macro | | " + " | ".join(macro) + " |")
+    lines.append("")
+    lines.append("| model | real-time factor | peak memory |")
+    lines.append("|---|---:|---:|")
+    for name in names:
+        peak = reports[name].get("peak_memory_bytes")
+        memory = f"{peak / 1e9:.2f} GB" if peak else "-"
+        lines.append(f"| {name} | {reports[name]['rtf']:.3f} | {memory} |")
+    return "\n".join(lines)
+
+
+def plot_comparison(reports: dict[str, dict], path: str | os.PathLike) -> None:
+    """A PNG bar chart of each model's main measure per language."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise DependencyError("plots need matplotlib: pip install 'polyspeech[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    key, label, scale = _MEASURES[next(iter(reports.values()))["task"]][0]
+    langs = sorted({lang for report in reports.values() for lang in report["per_lang"]})
+    figure, axes = plt.subplots(figsize=(max(6, 0.6 * len(langs) * len(reports)), 4))
+    width = 0.8 / len(reports)
+    for i, (name, report) in enumerate(reports.items()):
+        values = [scale * report["per_lang"].get(lang, {}).get(key, float("nan")) for lang in langs]
+        axes.bar([j + i * width for j in range(len(langs))], values, width, label=name)
+    axes.set_xticks([j + 0.4 - width / 2 for j in range(len(langs))], langs)
+    axes.set(ylabel=label, title=f"{label} per language")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from polyspeech.audio import SAMPLE_RATE, load_audio
-from polyspeech.audio.vad import speech_regions
+from polyspeech.audio.vad import pieces as audio_pieces
 from polyspeech.errors import InputError
 from polyspeech.results import Result, Segment, Word
 from polyspeech.text.languages import is_written_without_spaces
@@ -272,11 +272,7 @@ class SpeechLlm(nn.Module):
         times. ``lang`` (ISO 639) guides that alignment and the joining of the pieces."""
         rate = sample_rate if isinstance(audio, np.ndarray) else None
         samples = load_audio(audio, source_rate=rate)
-        step = int(CHUNK * SAMPLE_RATE)
-        if vad:
-            pieces = speech_regions(samples, CHUNK)
-        else:
-            pieces = [(s, min(s + step, len(samples))) for s in range(0, len(samples), step)]
+        pieces = audio_pieces(samples, CHUNK, vad)
         segments: list[Segment] = []
         for first in range(0, len(pieces), batch_size):
             group = pieces[first : first + batch_size]

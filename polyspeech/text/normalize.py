@@ -29,16 +29,30 @@ def _casefold(text: str, lang: str | None) -> str:
     return text.casefold()
 
 
-def normalize_text(text: str, lang: str | None = None) -> str:
-    """Return ``text`` normalised for comparison; ``lang`` (any ISO 639 code) selects the rules."""
+def normalize_text(
+    text: str, lang: str | None = None, fold_case: bool = True, drop_punctuation: bool = True
+) -> str:
+    """Return ``text`` normalised for comparison; ``lang`` (any ISO 639 code) selects the rules.
+    ``fold_case`` and ``drop_punctuation`` (both the default) can be turned off for scoring."""
     code = to_iso639_3(lang) if lang else None
     text = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES)
-    text = _casefold(text, code)
+    if fold_case:
+        text = _casefold(text, code)
     text = _WORD_APOSTROPHE.sub("\0", text)  # protect apostrophes inside words
+    removed = "PSZC" if drop_punctuation else "ZC"
     text = "".join(
-        " " if unicodedata.category(char)[0] in "PSZC" and char != "\0" else char for char in text
+        " " if unicodedata.category(char)[0] in removed and char != "\0" else char for char in text
     )
     text = " ".join(text.replace("\0", "'").split())
     if code and is_written_without_spaces(code):
         text = _SPACE_NEXT_TO_UNSPACED.sub("", text)
     return text
+
+
+def describe_normalization(fold_case: bool = True, drop_punctuation: bool = True) -> str:
+    """The normalisation :func:`normalize_text` applies with these options, in words."""
+    steps = ["NFKC"]
+    steps.append("case folding" if fold_case else "case kept")
+    steps.append("punctuation and symbols removed" if drop_punctuation else "punctuation kept")
+    steps.append("spaces collapsed (none between Chinese characters)")
+    return ", ".join(steps)

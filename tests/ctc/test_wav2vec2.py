@@ -4,7 +4,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from polyspeech.ctc.model import CtcModel
-from polyspeech.ctc.wav2vec2 import load_wav2vec2_ctc, read_safetensors
+from polyspeech.ctc.wav2vec2 import load_wav2vec2, read_safetensors
 from polyspeech.errors import InputError
 from tests.conftest import sine
 from tests.ctc.test_model import make_mms_folder
@@ -61,4 +61,4 @@ def test_weights_that_do_not_fit_are_errors_naming_them(tmp_path, change):
         message = r"lm_head\.bias has shape \(3,\), the model needs \(7,\)"
     save_file(weights, folder / "model.safetensors")
     with pytest.raises(InputError, match=message):
-        load_wav2vec2_ctc(folder, torch.float32)
+        load_wav2vec2(folder, torch.float32)

@@ -1,0 +1,223 @@
+"""Language identification: which languages are spoken, with probabilities, for a file or for
+each of its VAD segments (code-switching shows as segments in different languages).
+
+Two kinds of model folder:
+
+- MMS-LID's, as Meta publishes it (``facebook/mms-lid-4017`` and smaller): a Hugging Face
+  ``Wav2Vec2ForSequenceClassification`` (``config.json`` with ``id2label`` of ISO 639-3 codes,
+  ``model.safetensors``, ``preprocessor_config.json``).
+- Ours (``model_type`` ``polyspeech-conformer-lid``): the shared base of one of our CTC models
+  and a small head over its 40 ms states (one transformer layer, mean and standard deviation
+  over time, a linear layer), ``polyspeech train lid`` trains the head on a frozen base.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from polyspeech.audio import SAMPLE_RATE, load_audio
+from polyspeech.audio.features import fbank
+from polyspeech.audio.vad import pieces
+from polyspeech.ctc.conformer import ConformerConfig, ConformerCTC
+from polyspeech.ctc.model import resolve_model_folder, resolve_precision
+from polyspeech.errors import InputError
+from polyspeech.text.languages import to_iso639_3
+
+LID_MODEL_TYPE = "polyspeech-conformer-lid"
+PIECE = 30.0  # seconds: the longest piece one decision covers
+SHORTEST = 0.25  # seconds: a shorter piece (a window's remainder) is too short to tell
+
+
+@dataclass(frozen=True)
+class LidHeadConfig:
+    hidden_size: int = 192  # the base's width
+    num_heads: int = 4
+    feed_forward_size: int = 384
+    dropout: float = 0.1
+
+
+class LidHead(nn.Module):
+    """(batch, frames, hidden) states and their lengths -> (batch, languages) logits."""
+
+    def __init__(self, config: LidHeadConfig, labels: int) -> None:
+        super().__init__()
+        self.layer = nn.TransformerEncoderLayer(
+            config.hidden_size,
+            config.num_heads,
+            config.feed_forward_size,
+            config.dropout,
+            batch_first=True,
+            norm_first=True,
+        )
+        self.output = nn.Linear(2 * config.hidden_size, labels)
+
+    def forward(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        frames = torch.arange(states.shape[1], device=states.device)
+        padding = frames[None, :] >= lengths[:, None]
+        x = self.layer(states, src_key_padding_mask=padding)
+        keep = (~padding)[..., None].to(x.dtype)
+        count = keep.sum(1).clamp(min=1)
+        mean = (x * keep).sum(1) / count
+        std = torch.sqrt(((x - mean[:, None]) ** 2 * keep).sum(1) / count + 1e-5)
+        return self.output(torch.cat([mean, std], dim=-1))
+
+
+class ConformerLid(nn.Module):
+    """fbank (batch, frames, mels) -> logits: a CTC model's shared base, then the LID head."""
+
+    def __init__(self, base: ConformerConfig, head: LidHeadConfig, labels: int) -> None:
+        super().__init__()
+        self.base = ConformerCTC(base)
+        self.head = LidHead(head, labels)
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        states, state_lengths = self.base.encode(features, lengths)
+        return self.head(states, state_lengths)
+
+
+def lid_config(base: ConformerConfig, head: LidHeadConfig, labels: list[str]) -> dict:
+    return {
+        "model_type": LID_MODEL_TYPE,
+        "base": base.to_dict(),
+        "head": asdict(head),
+        "labels": labels,
+    }
+
+
+@dataclass
+class LanguageProb:
+    lang: str
+    prob: float
+
+
+@dataclass
+class IdentifiedSegment:
+    start: float
+    end: float
+    languages: list[LanguageProb]
+
+
+@dataclass
+class Identification:
+    """The most probable languages of a file (its segments' probabilities weighted by their
+    durations), most probable first, and those of each segment. No speech: no languages."""
+
+    languages: list[LanguageProb]
+    segments: list[IdentifiedSegment] = field(default_factory=list)
+    duration: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class LidModel:
+    """``identify(audio)``; ``probabilities(clips)`` for clips of up to 30 s."""
+
+    family = "lid"
+
+    def __init__(self, folder: str | Path, device: str = "cpu", precision: str = "auto") -> None:
+        self.folder = resolve_model_folder(folder)
+        self.device = torch.device(device)
+        config = json.loads((self.folder / "config.json").read_text())
+        self.precision = resolve_precision(precision, device)
+        if config.get("model_type") == LID_MODEL_TYPE:
+            self.labels = list(config["labels"])
+            self._network: nn.Module = ConformerLid(
+                ConformerConfig.from_dict(config["base"]),
+                LidHeadConfig(**config["head"]),
+                len(self.labels),
+            )
+            weights = self.folder / "model.safetensors"
+            from polyspeech.speechllm.folder import load_strict
+
+            load_strict(self._network, load_file(weights), weights)
+            self._network.float()
+            self.precision = "float32"  # a small model: nothing to gain from int8 or bf16
+        elif "Wav2Vec2ForSequenceClassification" in config.get("architectures", []):
+            self._network = self._load_mms_lid(config)
+        else:
+            raise InputError(
+                f"{self.folder / 'config.json'}: not a language-ID model (expected model_type "
+                f"{LID_MODEL_TYPE!r} or a Wav2Vec2ForSequenceClassification)"
+            )
+        self._network.to(self.device).eval()
+
+    def _load_mms_lid(self, config: dict) -> nn.Module:
+        from polyspeech.ctc.quantize import quantize_linear_layers
+        from polyspeech.ctc.wav2vec2 import load_wav2vec2
+
+        id2label = config.get("id2label") or {}
+        if not id2label:
+            raise InputError(f"{self.folder / 'config.json'}: no id2label (the languages)")
+        self.labels = [to_iso639_3(id2label[str(i)]) for i in range(len(id2label))]
+        dtype = torch.bfloat16 if self.precision == "bfloat16" else torch.float32
+        quantize = self.precision == "int8"
+        network = load_wav2vec2(self.folder, dtype, quantize, "Wav2Vec2ForSequenceClassification")
+        if quantize:
+            quantize_linear_layers(network)
+            network.float()
+        processor = self.folder / "preprocessor_config.json"
+        self._normalize = (
+            json.loads(processor.read_text()).get("do_normalize", True)
+            if processor.is_file()
+            else True
+        )
+        return network
+
+    @property
+    def languages(self) -> list[str]:
+        return sorted(self.labels)
+
+    @torch.inference_mode()
+    def probabilities(self, clips: list[np.ndarray]) -> np.ndarray:
+        """(clips, labels) probabilities, one clip (16 kHz, at most 30 s) at a time."""
+        rows = []
+        for clip in clips:
+            if isinstance(self._network, ConformerLid):
+                features = torch.from_numpy(fbank(clip))[None].to(self.device)
+                lengths = torch.tensor([features.shape[1]], device=self.device)
+                logits = self._network(features, lengths)
+            else:
+                audio = torch.from_numpy(clip)
+                if self._normalize:
+                    audio = (audio - audio.mean()) / torch.sqrt(audio.var() + 1e-7)
+                weight = next(self._network.parameters())
+                logits = self._network(audio[None].to(self.device, weight.dtype)).logits
+            rows.append(torch.softmax(logits.float(), dim=-1)[0].cpu().numpy())
+        return np.stack(rows) if rows else np.zeros((0, len(self.labels)), np.float32)
+
+    def ranked(self, probabilities: np.ndarray, top_k: int) -> list[LanguageProb]:
+        order = np.argsort(-probabilities)[:top_k]
+        return [LanguageProb(self.labels[i], round(float(probabilities[i]), 4)) for i in order]
+
+    def identify(
+        self, audio, top_k: int = 3, vad: bool = True, sample_rate: int = SAMPLE_RATE
+    ) -> Identification:
+        """The ``top_k`` languages of ``audio`` (any length) and of each VAD piece of at most
+        30 s (without VAD, of each 30 s window; a last one under 0.25 s is left out)."""
+        if top_k < 1:
+            raise InputError(f"--top-k must be at least 1, got {top_k}")
+        rate = sample_rate if isinstance(audio, np.ndarray) else None
+        samples = load_audio(audio, source_rate=rate)
+        spans = pieces(samples, PIECE, vad)
+        spans = [(s, e) for s, e in spans if e - s >= SHORTEST * SAMPLE_RATE]
+        probabilities = self.probabilities([samples[s:e] for s, e in spans])
+        duration = round(len(samples) / SAMPLE_RATE, 3)
+        if not spans:
+            return Identification([], [], duration)
+        weights = np.array([e - s for s, e in spans], np.float64)
+        overall = (probabilities * weights[:, None]).sum(0) / weights.sum()
+        segments = [
+            IdentifiedSegment(
+                round(s / SAMPLE_RATE, 3), round(e / SAMPLE_RATE, 3), self.ranked(p, top_k)
+            )
+            for (s, e), p in zip(spans, probabilities, strict=True)
+        ]
+        return Identification(self.ranked(overall, top_k), segments, duration)

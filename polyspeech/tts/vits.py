@@ -1,0 +1,56 @@
+"""MMS-TTS voices: a Hugging Face ``VitsModel`` folder (``config.json``, ``model.safetensors``,
+``vocab.json``, ``tokenizer_config.json``), one language per folder as Meta publishes them
+(``facebook/mms-tts-<lang>``). A tokenizer marked ``is_uroman`` reads Latin letters: the text is
+romanised with uroman first, as the checkpoint was trained."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import soxr
+import torch
+
+from polyspeech.audio import SAMPLE_RATE
+from polyspeech.errors import InputError
+from polyspeech.text.romanize import romanize
+
+
+class VitsVoice:
+    def __init__(self, folder: str | Path) -> None:
+        from transformers import VitsModel, VitsTokenizer
+        from transformers.utils import logging as transformers_logging
+
+        self.folder = Path(folder)
+        config = self.folder / "config.json"
+        if not config.is_file():
+            raise InputError(f"{self.folder}: not a TTS model folder (no config.json)")
+        if json.loads(config.read_text()).get("model_type") != "vits":
+            raise InputError(f"{config}: not a VITS (MMS-TTS) model")
+        transformers_logging.disable_progress_bar()
+        self.tokenizer = VitsTokenizer.from_pretrained(self.folder)
+        self.model = VitsModel.from_pretrained(self.folder).eval()
+
+    @torch.inference_mode()
+    def speak(
+        self, text: str, lang: str | None = None, speaking_rate: float = 1.0, seed: int = 0
+    ) -> np.ndarray:
+        """16 kHz float32 samples; ``seed`` fixes VITS's noise (the same seed, the same audio),
+        ``speaking_rate`` > 1 speaks faster."""
+        if getattr(self.tokenizer, "is_uroman", False):
+            text = romanize(text, lang)
+        inputs = self.tokenizer(text, return_tensors="pt")
+        if inputs["input_ids"].shape[1] == 0:
+            raise InputError(f"{self.folder}: nothing in {text[:40]!r} that this voice can read")
+        self.model.speaking_rate = speaking_rate
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        try:
+            waveform = self.model(**inputs).waveform[0].float().numpy()
+        finally:
+            torch.random.set_rng_state(generator_state)
+        rate = self.model.config.sampling_rate
+        if rate != SAMPLE_RATE:
+            waveform = soxr.resample(waveform, rate, SAMPLE_RATE, quality="HQ")
+        return np.clip(waveform, -1.0, 1.0).astype(np.float32)

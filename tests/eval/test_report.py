@@ -1,0 +1,47 @@
+"""`polyspeech evaluate` reports: several models side by side, Markdown, PNG, normalisation."""
+
+import json
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "examples.jsonl"
+
+
+def test_two_models_side_by_side_in_json_markdown_and_a_chart(tmp_path, cli, conformer_folder):
+    tiny = str(conformer_folder[0])
+    out = {name: tmp_path / name for name in ("r.json", "r.md", "r.png")}
+    result = cli(
+        "evaluate", EXAMPLES, "--model", "builtin:ctc", "--model", tiny, "--json", out["r.json"],
+        "--markdown", out["r.md"], "--plot", out["r.png"], "--quiet",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    report = json.loads(out["r.json"].read_text())
+    assert report["task"] == "asr" and [m["model"] for m in report["models"]] == [
+        "builtin:ctc",
+        tiny,
+    ]
+    ctc, untrained = report["models"]
+    assert len(ctc["per_lang"]) == 6 and set(untrained["per_lang"]) == {"cmn", "eng"}
+    assert untrained["skipped"] == {"deu": 1, "fra": 1, "rus": 1, "spa": 1}
+    assert ctc["per_lang"]["eng"]["cer"] < untrained["per_lang"]["eng"]["cer"]
+    assert all(m["peak_memory_bytes"] > 50e6 for m in report["models"])
+    table = out["r.md"].read_text()
+    assert f"| CER % builtin:ctc | CER % {tiny} |" in table and "| deu | 1 |" in table
+    assert "| deu | 1 | " in result.stdout and "peak memory" in result.stdout
+    assert out["r.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_normalisation_options_are_applied_and_printed(tmp_path, cli):
+    plain, kept = tmp_path / "plain.json", tmp_path / "kept.json"
+    assert cli("evaluate", EXAMPLES, "--json", plain, "--quiet").code == 0
+    result = cli(
+        "evaluate", EXAMPLES, "--keep-case", "--keep-punctuation", "--json", kept, "--quiet"
+    )
+    assert result.code == 0, result.stderr
+    assert "normalisation: NFKC, case kept, punctuation kept" in result.stdout
+    a, b = json.loads(plain.read_text()), json.loads(kept.read_text())
+    assert a["normalization"].startswith("NFKC, case folding, punctuation and symbols removed")
+    assert b["macro_cer"] > a["macro_cer"]  # greedy CTC output has no case or punctuation
+    twice = cli("evaluate", EXAMPLES, "--model", "builtin:ctc", "--model", "builtin:ctc")
+    assert twice.code == 2 and "named twice" in twice.stderr
+    wrong = cli("evaluate", EXAMPLES, "--task", "lid", "--keep-case")
+    assert wrong.code == 2 and "are for recognition (asr)" in wrong.stderr

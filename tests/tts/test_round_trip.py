@@ -1,0 +1,41 @@
+"""Round trip: text spoken by `speak` (espeak-ng, no model) and transcribed by the embedded
+default model (builtin:ctc, greedy) comes back within CER 15%, per main language. The text is
+five hand-written sentences per language from the corpus's test split (never trained on)."""
+
+import pytest
+
+import polyspeech
+from polyspeech.data.synth import split_of
+from polyspeech.data.texts import load_texts
+from polyspeech.eval.metrics import cer
+from polyspeech.text.normalize import normalize_text
+
+# builtin:ctc misses the CTC issue's accuracy targets in these (round trip measured 2026-12-02:
+# cmn 42.9%, fra 33.2%, eng 21.1%, rus 19.9%); strict, so a better model shows up here
+SHORT_OF_TARGET = {"cmn", "fra", "eng", "rus"}
+MAIN_LANGS = "cmn deu eng fra ind ita nld por rus spa swh tur".split()
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    return polyspeech.load("builtin:ctc")
+
+
+@pytest.mark.parametrize(
+    "lang",
+    [
+        pytest.param(lang, marks=pytest.mark.xfail(strict=True, reason="builtin:ctc accuracy"))
+        if lang in SHORT_OF_TARGET
+        else lang
+        for lang in MAIN_LANGS
+    ],
+)
+def test_spoken_text_comes_back(default_model, lang):
+    sentences = [s for s in load_texts(lang).sentences if split_of(s, lang) == "test"][:5]
+    assert len(sentences) == 5
+    refs, hyps = [], []
+    for sentence in sentences:
+        result = default_model.transcribe(polyspeech.speak(sentence, lang), lang=lang)
+        refs.append(normalize_text(sentence, lang))
+        hyps.append(normalize_text(result.text, lang))
+    assert cer(refs, hyps).rate <= 0.15, hyps
