@@ -1,4 +1,5 @@
-"""Training a speech LLM (MooER's recipe): the encoder frozen, the adapter and LoRA trained.
+"""Training a speech LLM (MooER's recipe): the encoder frozen, the adapter and LoRA trained (or,
+for a new LM built here, the whole LM).
 
 Each sample draws its task (asr or ast) by the configured ratios from a generator seeded by the
 step and its place in the global batch, so one process and several see the same samples with
