@@ -16,6 +16,7 @@ from importlib import resources
 
 import numpy as np
 
+from polyspeech.data.texts import read_sections
 from polyspeech.errors import InputError
 
 _SLOT = re.compile(r"\{(\w+)\}")
@@ -36,18 +37,7 @@ def load_parallel_texts() -> ParallelTexts:
     pairs: list[Pair] = []
     templates: list[Pair] = []
     slots: dict[str, list[Pair]] = {}
-    section = None
-    for number, raw in enumerate(resource.read_text(encoding="utf-8").splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1].strip()
-            if section.startswith("slot "):
-                slots.setdefault(section[5:].strip(), [])
-            elif section not in ("pairs", "templates"):
-                raise InputError(f"{resource}:{number}: unknown section [{section}]")
-            continue
+    for number, section, line in read_sections(resource, ("pairs", "templates")):
         fields = [field.strip() for field in line.split("\t")]
         if len(fields) != 2 or not all(fields):
             raise InputError(f"{resource}:{number}: expected Chinese, a tab, English")
@@ -58,10 +48,8 @@ def load_parallel_texts() -> ParallelTexts:
             if sorted(_SLOT.findall(pair[0])) != sorted(_SLOT.findall(pair[1])):
                 raise InputError(f"{resource}:{number}: the two sides name different slots")
             templates.append(pair)
-        elif section is not None:
-            slots[section[5:].strip()].append(pair)
         else:
-            raise InputError(f"{resource}:{number}: text before the first section")
+            slots.setdefault(section[5:].strip(), []).append(pair)
     for template in templates:
         for slot in _SLOT.findall(template[0]):
             if not slots.get(slot):

@@ -67,6 +67,25 @@ class LanguageTexts:
     slots: dict[str, tuple[str, ...]]
 
 
+def read_sections(resource, names: tuple[str, ...]) -> Iterator[tuple[int, str, str]]:
+    """``(line number, section, line)`` for each item of a hand-written text file: sections
+    ``[name]`` of ``names`` or ``[slot NAME]``, one item a line, ``#`` comments and blank lines
+    skipped. An unknown section or text before the first is an error naming the line."""
+    section = None
+    for number, raw in enumerate(resource.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1].strip()
+            if not section.startswith("slot ") and section not in names:
+                raise InputError(f"{resource}:{number}: unknown section [{section}]")
+        elif section is None:
+            raise InputError(f"{resource}:{number}: text before the first section")
+        else:
+            yield number, section, line
+
+
 @functools.cache
 def load_texts(lang: str) -> LanguageTexts:
     """Parse ``texts/<lang>.txt``; an :class:`InputError` names a malformed line."""
@@ -78,25 +97,13 @@ def load_texts(lang: str) -> LanguageTexts:
     sentences: list[str] = []
     templates: list[str] = []
     slots: dict[str, list[str]] = {}
-    section = None
-    for number, raw in enumerate(resource.read_text(encoding="utf-8").splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1].strip()
-            if section.startswith("slot "):
-                slots.setdefault(section[5:].strip(), [])
-            elif section not in ("sentences", "templates"):
-                raise InputError(f"{resource}:{number}: unknown section [{section}]")
-        elif section == "sentences":
+    for _, section, line in read_sections(resource, ("sentences", "templates")):
+        if section == "sentences":
             sentences.append(line)
         elif section == "templates":
             templates.append(line)
-        elif section is not None:
-            slots[section[5:].strip()].append(line)
         else:
-            raise InputError(f"{resource}:{number}: text before the first section")
+            slots.setdefault(section[5:].strip(), []).append(line)
     builtin = {"first_name", "last_name", "number"}
     for template in templates:
         for slot in _SLOT.findall(template):
