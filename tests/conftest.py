@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from dataclasses import dataclass
 
@@ -46,6 +47,19 @@ def sine(frequency: float, seconds: float, rate: int, amplitude: float = 0.5) ->
     """A float32 sine tone."""
     t = np.arange(round(seconds * rate)) / rate
     return (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
+
+
+def two_process_launch() -> list[str]:
+    """``accelerate launch`` of two DDP processes on CPU (gloo), on a port free now: tests that
+    launch one after another must not meet a previous run's rendezvous on the default port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+        "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(port),
+    ]  # fmt: skip
 
 
 def dominant_frequency(samples: np.ndarray, rate: int) -> float:

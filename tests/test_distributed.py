@@ -2,7 +2,8 @@
 
 import os
 import subprocess
-import sys
+
+from tests.conftest import two_process_launch
 
 SCRIPT = """
 import sys
@@ -19,10 +20,7 @@ Path(sys.argv[1], f"rank{rank}").write_text(said)
 def test_one_process_saying_so_is_enough_for_all(tmp_path):
     script = tmp_path / "agree.py"
     script.write_text(SCRIPT)
-    launch = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
-        "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-    ]  # fmt: skip
+    launch = two_process_launch()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([*launch, str(script), str(tmp_path)], env=env, timeout=120, check=True)
     lines = sorted(path.read_text() for path in tmp_path.glob("rank*"))  # each its own file

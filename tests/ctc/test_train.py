@@ -2,7 +2,6 @@ import dataclasses
 import json
 import os
 import subprocess
-import sys
 
 import torch
 from safetensors.torch import load_file
@@ -12,7 +11,7 @@ from polyspeech.ctc.folder import load_conformer_base, load_language_adapter
 from polyspeech.ctc.model import CtcModel
 from polyspeech.data.manifest import read_manifest, write_manifest
 from polyspeech.text.vocab import Vocabulary, load_vocabularies
-from tests.conftest import TINY_CONFORMER
+from tests.conftest import TINY_CONFORMER, two_process_launch
 
 TINY = training.TrainConfig(
     max_steps=6,
@@ -175,9 +174,7 @@ def test_two_ddp_processes_train_in_step_and_stop_together(tiny_corpus, tmp_path
     (tmp_path / "c.json").write_text(json.dumps(settings))
     (tmp_path / "late.json").write_text(json.dumps(settings | {"max_minutes": 1e-6}))
     launch = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
-        "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "-m", "polyspeech", "train", "ctc", str(tiny_corpus / "train.jsonl"),
+        *two_process_launch(), "-m", "polyspeech", "train", "ctc", str(tiny_corpus / "train.jsonl"),
         "--dev", str(tiny_corpus / "dev.jsonl"), "--quiet",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

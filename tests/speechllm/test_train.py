@@ -15,6 +15,7 @@ from polyspeech.errors import InputError
 from polyspeech.speechllm.folder import load_speechllm
 from polyspeech.speechllm.train import SpeechLlmTrainConfig, TrainingError, train_speechllm
 from polyspeech.tts.espeak import get_espeak
+from tests.conftest import two_process_launch
 from tests.speechllm.conftest import build_mooer_folder
 
 PAIRS = [
@@ -168,10 +169,7 @@ def test_two_ddp_processes_take_the_same_steps_as_one(corpus, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, *common, "--out", str(tmp_path / "one")], check=True, env=env)
     # --multi_gpu on a machine without GPUs: DDP over CPU processes with gloo
-    launch = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
-        "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-    ]  # fmt: skip
+    launch = two_process_launch()
     subprocess.run([*launch, *common, "--out", str(tmp_path / "two")], check=True, env=env)
     for run, processes in (("one", 1), ("two", 2)):
         log = json.loads((tmp_path / run / "training_log.json").read_text())
