@@ -220,7 +220,16 @@ Task = Annotated[
 def transcribe_command(
     files: Annotated[list[Path] | None, typer.Argument(help="Audio files.")] = None,
     model: Annotated[str, typer.Option(help="Model folder or builtin name.")] = "builtin:ctc",
-    lang: Annotated[str | None, typer.Option(help="Language (ISO 639-3 or -1).")] = None,
+    lang: Annotated[
+        str | None,
+        typer.Option(
+            help="Language (ISO 639-3 or -1), or auto: identified per segment (the default of "
+            "a CTC model of several languages)."
+        ),
+    ] = None,
+    lid_model: Annotated[
+        str, typer.Option(help="The language-ID model of --lang auto (folder or builtin name).")
+    ] = "builtin:lid",
     manifest: Annotated[
         Path | None, typer.Option(help="Transcribe a manifest's lines, each in its lang.")
     ] = None,
@@ -239,7 +248,7 @@ def transcribe_command(
     """Transcribe audio files (or a manifest) with a CTC model or a speech LLM."""
     _recognise(
         files, model, lang, manifest, task, output_format, output_dir, word_timestamps,
-        batch_size, vad, lm, device, dtype,
+        batch_size, vad, lm, device, dtype, lid_model,
     )  # fmt: skip
 
 
@@ -266,11 +275,12 @@ def translate_command(
 
 def _recognise(
     files, model, lang, manifest, task, output_format, output_dir, word_timestamps, batch_size,
-    vad, lm, device, dtype,
+    vad, lm, device, dtype, lid_model="builtin:lid",
 ) -> None:  # fmt: skip
     import json
 
     from polyspeech import load
+    from polyspeech.ctc.transcribe import AUTO
     from polyspeech.data.manifest import load_entry_audio, read_manifest
     from polyspeech.speechllm.model import TASKS
     from polyspeech.writers import WRITERS, write_result
@@ -289,9 +299,14 @@ def _recognise(
 
     def run(audio, language):
         if recognizer.family == "ctc":
-            return recognizer.transcribe(audio, language, batch_size, vad, lm)
+            return recognizer.transcribe(audio, language, batch_size, vad, lm, lid=lid_model)
         return recognizer.transcribe(
-            audio, language, task, batch_size, vad, word_timestamps=word_timestamps
+            audio,
+            None if language == AUTO else language,  # a speech LLM needs no language named
+            task,
+            batch_size,
+            vad,
+            word_timestamps=word_timestamps,
         )
 
     if manifest is not None:

@@ -20,15 +20,18 @@ class Segment:
     text: str
     words: list[Word] = field(default_factory=list)
     translation: str | None = None  # speech translation (into English), when asked for
+    language: str | None = None
+    language_probability: float | None = None  # when the language was identified
 
 
 @dataclass
 class Result:
     text: str
-    language: str | None
+    language: str | None  # identified: the language of most of the speech
     segments: list[Segment] = field(default_factory=list)
     duration: float = 0.0
     translation: str | None = None
+    language_probability: float | None = None  # identified: the file's probability of it
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -42,6 +45,8 @@ class Result:
                 s["text"],
                 [Word(**w) for w in s["words"]],
                 s.get("translation"),
+                s.get("language"),
+                s.get("language_probability"),
             )
             for s in data["segments"]
         ]
@@ -51,6 +56,7 @@ class Result:
             segments,
             data.get("duration", 0.0),
             data.get("translation"),
+            data.get("language_probability"),
         )
 
 

@@ -17,31 +17,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from polyspeech.ctc.conformer import ConformerConfig, ConformerCTC, LanguageAdapter
-from polyspeech.errors import InputError
 from polyspeech.text.vocab import Vocabulary, load_vocabularies, save_vocabularies
+from polyspeech.weights import load_strict
 
 
 def adapter_path(folder: Path, lang: str) -> Path:
     return folder / f"adapter.{lang}.safetensors"
-
-
-def _load_strict(module: torch.nn.Module, path: Path) -> None:
-    state = load_file(path)
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise InputError(
-            f"{path}: weights do not match the model (missing {missing[:3]}, "
-            f"unexpected {unexpected[:3]})"
-        )
-    for key, tensor in state.items():
-        if tensor.shape != expected[key].shape:
-            raise InputError(
-                f"{path}: {key} has shape {tuple(tensor.shape)}, "
-                f"the model needs {tuple(expected[key].shape)}"
-            )
-    module.load_state_dict({key: tensor.float() for key, tensor in state.items()})
 
 
 def save_conformer(
@@ -78,7 +59,7 @@ def load_conformer_base(folder: Path) -> tuple[ConformerCTC, dict[str, Vocabular
     """The shared base (no adapters yet) and the vocabularies of every language."""
     config = ConformerConfig.from_dict(json.loads((folder / "config.json").read_text()))
     model = ConformerCTC(config)
-    _load_strict(model, folder / "model.safetensors")
+    load_strict(model, load_file(folder / "model.safetensors"), folder / "model.safetensors")
     vocabularies = load_vocabularies(folder / "vocab.json")
     return model, {lang: vocab for lang, vocab in vocabularies.items() if lang is not None}
 
@@ -88,5 +69,6 @@ def load_language_adapter(
 ) -> LanguageAdapter:
     """Read ``adapter.<lang>.safetensors`` into a new adapter of ``model``."""
     adapter = LanguageAdapter(model.config, len(vocabulary))
-    _load_strict(adapter, adapter_path(folder, lang))
+    path = adapter_path(folder, lang)
+    load_strict(adapter, load_file(path), path)
     return adapter

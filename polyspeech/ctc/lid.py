@@ -7,8 +7,9 @@ Two kinds of model folder:
   ``Wav2Vec2ForSequenceClassification`` (``config.json`` with ``id2label`` of ISO 639-3 codes,
   ``model.safetensors``, ``preprocessor_config.json``).
 - Ours (``model_type`` ``polyspeech-conformer-lid``): the shared base of one of our CTC models
-  and a small head over its 40 ms states (one transformer layer, mean and standard deviation
-  over time, a linear layer), ``polyspeech train lid`` trains the head on a frozen base.
+  (its ``model.safetensors`` as is) and, in ``head.safetensors``, a small head over its 40 ms
+  states (one transformer layer, mean and standard deviation over time, a linear layer);
+  ``polyspeech train lid`` trains the head on a frozen base.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from polyspeech.ctc.conformer import ConformerConfig, ConformerCTC
 from polyspeech.ctc.model import resolve_model_folder, resolve_precision
 from polyspeech.errors import InputError
 from polyspeech.text.languages import to_iso639_3
+from polyspeech.weights import load_strict
 
 LID_MODEL_TYPE = "polyspeech-conformer-lid"
 PIECE = 30.0  # seconds: the longest piece one decision covers
@@ -134,10 +136,11 @@ class LidModel:
                 LidHeadConfig(**config["head"]),
                 len(self.labels),
             )
-            weights = self.folder / "model.safetensors"
-            from polyspeech.speechllm.folder import load_strict
-
-            load_strict(self._network, load_file(weights), weights)
+            for part, name in ((self._network.base, "model"), (self._network.head, "head")):
+                weights = self.folder / f"{name}.safetensors"
+                if not weights.is_file():
+                    raise InputError(f"{weights}: missing; our LID folder needs it")
+                load_strict(part, load_file(weights), weights)
             self._network.float()
             self.precision = "float32"  # a small model: nothing to gain from int8 or bf16
         elif "Wav2Vec2ForSequenceClassification" in config.get("architectures", []):

@@ -3,7 +3,8 @@
 The base's 40 ms states of every clip are computed once and kept (float16); only the head
 trains, on random crops as well as whole clips so that short clips are identified too. Dev
 accuracy is measured on whole clips and on their first 3 seconds. The written folder holds the
-base and the head (:mod:`polyspeech.ctc.lid`).
+base's weights file exactly as the CTC folder has it (so git stores a shipped copy once) and the
+head (:mod:`polyspeech.ctc.lid`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 from safetensors.torch import save_file
 
 from polyspeech.ctc.folder import load_conformer_base
-from polyspeech.ctc.lid import ConformerLid, LidHead, LidHeadConfig, lid_config
+from polyspeech.ctc.lid import LidHead, LidHeadConfig, lid_config
 from polyspeech.ctc.model import resolve_model_folder
 from polyspeech.ctc.train import load_features
 from polyspeech.errors import InputError
@@ -163,10 +164,7 @@ def train_lid(
             }
             history.append(report)
             log.info("step %d dev %s", step, report)
-    model = ConformerLid(network.config, settings, len(labels))
-    model.base.load_state_dict(network.state_dict())
-    model.head.load_state_dict(head.state_dict())
-    _save(model, lid_config(network.config, settings, labels), out, dtype)
+    _save(folder, head, lid_config(network.config, settings, labels), out, dtype)
     summary = {
         "config": asdict(config),
         "base": str(folder),
@@ -179,17 +177,19 @@ def train_lid(
     return summary
 
 
-def _save(model: ConformerLid, config: dict, out: str | os.PathLike, dtype: str) -> None:
-    """``out/model`` (config.json, model.safetensors), appearing only when complete."""
+def _save(base: Path, head: LidHead, config: dict, out: str | os.PathLike, dtype: str) -> None:
+    """``out/model``: config.json, the base's model.safetensors copied, head.safetensors in
+    ``dtype``; it appears only when complete."""
     folder = Path(out) / "model"
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".model."))
     try:
         (staging / "config.json").write_text(json.dumps(config, indent=1))
+        shutil.copyfile(base / "model.safetensors", staging / "model.safetensors")
         weights = {
-            k: v.to(getattr(torch, dtype)).contiguous() for k, v in model.state_dict().items()
+            k: v.to(getattr(torch, dtype)).contiguous() for k, v in head.state_dict().items()
         }
-        save_file(weights, staging / "model.safetensors")
+        save_file(weights, staging / "head.safetensors")
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(staging, folder)
     except BaseException:

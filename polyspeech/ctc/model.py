@@ -95,6 +95,7 @@ class CtcModel:
         self._cache: OrderedDict[str, object] = OrderedDict()
         self._cache_size = cache_size
         self._active: str | None = None
+        self._identifiers: dict[str, object] = {}  # LID models by name, loaded when first needed
         config = json.loads((self.folder / "config.json").read_text())
         model_type = config.get("model_type")
         if not (self.folder / "vocab.json").is_file():
@@ -147,14 +148,26 @@ class CtcModel:
         vad: bool = True,
         lm: str | Path | None = None,
         sample_rate: int = SAMPLE_RATE,
+        lid="builtin:lid",
     ):
         """Transcribe ``audio`` (anything :func:`polyspeech.load_audio` takes; an array's rate
         is ``sample_rate``); returns a :class:`polyspeech.results.Result` with segments and
-        timed words. See :func:`polyspeech.ctc.transcribe.transcribe` for the options."""
-        from polyspeech.ctc.transcribe import transcribe  # it imports this module
+        timed words. ``lang`` ``auto`` (the default of a model of several languages) has
+        ``lid`` (a LID folder, builtin name or :class:`polyspeech.ctc.lid.LidModel`) identify
+        each segment's language. See :func:`polyspeech.ctc.transcribe.transcribe`."""
+        from polyspeech.ctc.lid import LidModel
+        from polyspeech.ctc.transcribe import AUTO, transcribe  # they import this module
 
         rate = sample_rate if isinstance(audio, np.ndarray) else None
-        return transcribe(self, load_audio(audio, source_rate=rate), lang, batch_size, vad, lm)
+        samples = load_audio(audio, source_rate=rate)
+        identifier = None
+        if lang == AUTO or (lang is None and len(self.languages) > 1):
+            if not isinstance(lid, LidModel):
+                if str(lid) not in self._identifiers:
+                    self._identifiers[str(lid)] = LidModel(lid, device=str(self.device))
+                lid = self._identifiers[str(lid)]
+            identifier = lid
+        return transcribe(self, samples, lang, batch_size, vad, lm, identifier)
 
     @property
     def languages(self) -> list[str]:

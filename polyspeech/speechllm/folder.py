@@ -35,6 +35,7 @@ from polyspeech.speechllm.encoders import ParaformerSpeechEncoder, folder_encode
 from polyspeech.speechllm.frontend import Cmvn, ParaformerFrontend, read_cmvn
 from polyspeech.speechllm.model import DecodingConfig, SpeechLlm
 from polyspeech.speechllm.sanm import SanmConfig, SanmEncoder
+from polyspeech.weights import load_strict
 
 CONFIG = "polyspeech.json"
 FAMILY = "speechllm"
@@ -79,29 +80,6 @@ def _strip(weights: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Ten
     """The weights under ``prefix`` without it, if any are; else all of them."""
     inside = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
     return inside or weights
-
-
-def load_strict(module: torch.nn.Module, weights: dict[str, torch.Tensor], source: Path) -> None:
-    """Load every weight of ``module`` from ``weights``; anything missing, left over or of
-    another shape is an error naming the weights and ``source``."""
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    problems = []
-    if missing:
-        problems.append(f"missing {len(missing)} weight(s): {', '.join(missing[:5])}")
-    if unexpected:
-        problems.append(f"unexpected {len(unexpected)} weight(s): {', '.join(unexpected[:5])}")
-    for name in sorted(set(expected) & set(weights)):
-        if expected[name].shape != weights[name].shape:
-            problems.append(
-                f"{name} has shape {tuple(weights[name].shape)}, the model needs "
-                f"{tuple(expected[name].shape)}"
-            )
-            break
-    if problems:
-        raise InputError(f"{source}: {'; '.join(problems)}")
-    module.load_state_dict(weights, strict=True)
 
 
 def _llm(folder: Path, lora: Path | None, dtype: torch.dtype, merge_lora: bool, trainable: bool):

@@ -5,10 +5,14 @@ import itertools
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
 
 import polyspeech
+from polyspeech.audio import load_audio
 from polyspeech.eval.metrics import cer
+from polyspeech.results import Result
 from polyspeech.text.normalize import normalize_text
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -51,7 +55,30 @@ def test_the_library_call_gives_timed_words_inside_the_clip(default_model):
     assert all(a.end <= b.start for a, b in itertools.pairwise(words))
 
 
-def test_no_flags_transcribes_a_file(cli):
-    result = cli("transcribe", EXAMPLES / "spa.flac")
+def test_no_flags_transcribes_a_file_in_the_language_identified(cli):
+    result = cli("transcribe", EXAMPLES / "spa.flac", "--output-format", "json")
     assert result.code == 0, result.stderr
-    assert result.stdout.strip()  # one file: its text alone (the language is guessed)
+    found = json.loads(result.stdout)
+    assert found["language"] == "spa" and found["language_probability"] > 0.5
+    assert all(segment["language"] == "spa" for segment in found["segments"])
+
+
+def test_auto_routes_each_segment_of_a_file_that_switches_language(default_model, tmp_path, cli):
+    """Three examples one after another, 1.5 s apart: each VAD segment is identified on its own
+    and recognised with its language's adapter, as it would be with that language named."""
+    gap = np.zeros(24000, np.float32)
+    order = ["spa", "deu", "cmn"]
+    pieces = [load_audio(EXAMPLES / f"{lang}.flac") for lang in order]
+    joined = np.concatenate([pieces[0], gap, pieces[1], gap, pieces[2]])
+    soundfile.write(tmp_path / "mixed.flac", joined, 16000)
+    result = cli("transcribe", tmp_path / "mixed.flac", "--output-format", "json")
+    assert result.code == 0, result.stderr
+    found = Result.from_dict(json.loads(result.stdout))
+    ends = np.cumsum([len(p) + len(gap) for p in pieces]) / 16000
+    for lang, start, end in zip(order, [0, *ends[:2]], ends, strict=True):
+        routed = [s for s in found.segments if start <= s.start < end]
+        named = default_model.transcribe(joined, lang).segments
+        assert routed and [s.language for s in routed] == [lang] * len(routed)
+        assert [s.text for s in routed] == [s.text for s in named if start <= s.start < end]
+        assert all(0.5 < s.language_probability <= 1 for s in routed)
+    assert found.language in order

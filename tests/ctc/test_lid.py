@@ -9,6 +9,7 @@ import torch
 
 from polyspeech.ctc.lid import LidModel
 from polyspeech.ctc.lid_train import LidTrainConfig, train_lid
+from polyspeech.ctc.model import resolve_model_folder
 from polyspeech.data.manifest import load_entry_audio, read_manifest, write_manifest
 from polyspeech.errors import InputError
 from tests.conftest import sine
@@ -71,6 +72,8 @@ def test_the_head_learns_its_languages_and_the_folder_loads(trained_lid, tiny_co
     assert summary["labels"] == ["eng", "fin", "spa"]
     assert [h["step"] for h in summary["history"]] == [75, 150]
     assert 0.0 <= summary["history"][-1]["dev_accuracy_3s"] <= 1.0
+    base = resolve_model_folder("builtin:ctc") / "model.safetensors"
+    assert (out / "model" / "model.safetensors").read_bytes() == base.read_bytes()  # stored once
     model = LidModel(out / "model")
     entries = list(read_manifest(tiny_corpus / "train.jsonl"))
     probabilities = model.probabilities([load_entry_audio(e) for e in entries])

@@ -75,3 +75,77 @@ def test_vad_finds_each_utterance_and_never_bridges_a_pause(tiny_corpus):
     for s, e in spans:  # each utterance heard
         assert any(start < e and end > s for start, end in regions), (s, e)
     assert all(end - start <= 30 * 16000 for start, end in regions)
+
+
+class PitchModel(LoudnessModel):
+    """Two languages: "eng" spells loud frames "a", "spa" spells them "b"."""
+
+    folder = "pitch-ctc"
+
+    @property
+    def languages(self):
+        return ["eng", "spa"]
+
+    def __init__(self):
+        super().__init__()
+        self.vocab = Vocabulary.from_texts(["ab"])
+
+    def resolve_language(self, lang):
+        return lang
+
+    def log_probs(self, clips, lang):
+        self.calls.append(lang)
+        out = []
+        for clip in clips:
+            frames = clip[: len(clip) // 640 * 640].reshape(-1, 640)
+            loud = np.abs(frames).max(axis=1) > 0.1
+            probs = np.full((len(frames), len(self.vocab)), 1e-4)
+            probs[loud, self.vocab.mapping()["a" if lang == "eng" else "b"]] = 1.0
+            probs[~loud, self.vocab.mapping()["|"]] = 1.0
+            out.append(np.log(probs / probs.sum(axis=1, keepdims=True)))
+        return out
+
+
+class PitchIdentifier:
+    """A stand-in LID model: a 440 Hz piece is English (0.9), a higher one Spanish (0.6), and
+    it knows a language the recogniser lacks, whose share is left out."""
+
+    folder = "pitch-lid"
+
+    def __init__(self, labels=("fin", "eng", "spa")):
+        self.labels = list(labels)
+
+    def probabilities(self, clips):
+        rows = []
+        for clip in clips:
+            spectrum = np.abs(np.fft.rfft(clip))
+            low = np.fft.rfftfreq(len(clip), 1 / 16000)[spectrum.argmax()] < 600
+            share = {"fin": 0.5, "eng": 0.45 if low else 0.2, "spa": 0.05 if low else 0.3}
+            rows.append([share.get(label, 0.0) for label in self.labels])
+        return np.array(rows)
+
+
+def test_auto_routes_each_piece_to_the_language_identified():
+    import pytest
+
+    from polyspeech.errors import InputError
+
+    rate = 16000
+    audio = np.zeros(int(90.5 * rate), np.float32)
+    pitches = {(1.0, 2.0): 440, (31.0, 33.0): 880, (61.0, 62.0): 440, (90.0, 90.4): 880}
+    for (start, end), frequency in pitches.items():
+        audio[round(start * rate) : round(end * rate)] = sine(frequency, end - start, rate)
+    model = PitchModel()
+    result = transcribe(model, audio, "auto", vad=False, identifier=PitchIdentifier())
+    found = [(s.text, s.language, s.language_probability) for s in result.segments]
+    # the last window is 0.5 s, too short to tell: it takes the file's language, English
+    # (0.9 in 60 s, 0.4 in 30.5 s: 0.7315), and spells its high tone "a"
+    assert found == [("a", "eng", 0.9), ("b", "spa", 0.6), ("a", "eng", 0.9), ("a", "eng", 0.7315)]
+    assert result.language == "eng" and result.language_probability == 0.7315
+    assert result.text == "a b a a"
+    assert sorted(model.calls) == ["eng", "spa"]  # each language's pieces batched together
+    with pytest.raises(InputError, match="pitch-lid: this language-ID model knows none of"):
+        transcribe(model, audio, "auto", vad=False, identifier=PitchIdentifier(["fin", "deu"]))
+    named = transcribe(model, audio, "spa", vad=False)
+    assert named.text == "b b b b" and {s.language for s in named.segments} == {"spa"}
+    assert named.language_probability is None

@@ -12,9 +12,10 @@ import torch
 from funasr.frontends.wav_frontend import WavFrontend
 from funasr.models.sanm.encoder import SANMEncoder
 
-from polyspeech.speechllm.folder import load_strict, write_cmvn
+from polyspeech.speechllm.folder import write_cmvn
 from polyspeech.speechllm.frontend import Cmvn, ParaformerFrontend, read_cmvn, stack_low_frame_rate
 from polyspeech.speechllm.sanm import SanmConfig, SanmEncoder
+from polyspeech.weights import load_strict
 from tests.conftest import sine
 
 
