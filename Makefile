@@ -13,7 +13,7 @@ $(BIN)/python:
 # torch first and pinned: here that is a local CPU wheel; a bare "torch" would pull a CUDA build.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev,lm,plot]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,lm,plot,serve,scale]'
 	touch $@
 
 install: $(STAMP)

@@ -154,20 +154,35 @@ class CtcModel:
         is ``sample_rate``); returns a :class:`polyspeech.results.Result` with segments and
         timed words. ``lang`` ``auto`` (the default of a model of several languages) has
         ``lid`` (a LID folder, builtin name or :class:`polyspeech.ctc.lid.LidModel`) identify
-        each segment's language. See :func:`polyspeech.ctc.transcribe.transcribe`."""
-        from polyspeech.ctc.lid import LidModel
-        from polyspeech.ctc.transcribe import AUTO, transcribe  # they import this module
-
+        each segment's language. See :func:`polyspeech.ctc.transcribe.transcribe_many`."""
         rate = sample_rate if isinstance(audio, np.ndarray) else None
         samples = load_audio(audio, source_rate=rate)
+        return self.transcribe_many([samples], [lang], batch_size, vad, lm, lid)[0]
+
+    def transcribe_many(
+        self,
+        files: list[np.ndarray],
+        langs: list[str | None],
+        batch_size: int = 4,
+        vad: bool = True,
+        lm: str | Path | None = None,
+        lid="builtin:lid",
+    ) -> list:
+        """Several files (16 kHz float32 samples) at once, their pieces batched together: see
+        :func:`polyspeech.ctc.transcribe.transcribe_many`."""
+        from polyspeech.ctc.lid import LidModel
+        from polyspeech.ctc.transcribe import AUTO, transcribe_many  # they import this module
+
+        several = len(self.languages) > 1
+        langs = [AUTO if lang is None and several else lang for lang in langs]
         identifier = None
-        if lang == AUTO or (lang is None and len(self.languages) > 1):
+        if AUTO in langs:
             if not isinstance(lid, LidModel):
                 if str(lid) not in self._identifiers:
                     self._identifiers[str(lid)] = LidModel(lid, device=str(self.device))
                 lid = self._identifiers[str(lid)]
             identifier = lid
-        return transcribe(self, samples, lang, batch_size, vad, lm, identifier)
+        return transcribe_many(self, files, langs, batch_size, vad, lm, identifier)
 
     @property
     def languages(self) -> list[str]:

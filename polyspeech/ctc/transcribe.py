@@ -54,6 +54,8 @@ def identify_pieces(
             f"{identifier.folder}: this language-ID model knows none of the languages of "
             f"{model.folder} ({', '.join(model.languages)}); choose one with --lang"
         )
+    if not windows:
+        return [], {}
     columns = [identifier.labels.index(lang) for lang in known]
     probabilities = identifier.probabilities([samples[s:e] for s, e in windows])[:, columns]
     probabilities /= probabilities.sum(axis=1, keepdims=True)
@@ -69,22 +71,22 @@ def identify_pieces(
 
 def window_log_probs(
     model: CtcModel,
-    samples: np.ndarray,
-    windows: list[tuple[int, int]],
+    pieces: list[tuple[np.ndarray, int, int]],
     context: int,
     lang: str | None,
     batch_size: int,
-) -> Iterator[tuple[int, np.ndarray]]:
-    """For each window (start, end in samples), its start and the log-probabilities of its own
-    frames: the window runs with ``context`` samples either side, whose frames are cut off."""
-    for first in range(0, len(windows), batch_size):
-        group = windows[first : first + batch_size]
-        clips = [samples[max(0, s - context) : e + context] for s, e in group]
-        for (start, end), log_probs in zip(group, model.log_probs(clips, lang), strict=True):
+) -> Iterator[np.ndarray]:
+    """For each piece (samples, start, end), the log-probabilities of its own frames: it runs
+    with ``context`` samples either side, whose frames are cut off. Pieces may come from
+    different files; they run in batches of ``batch_size``."""
+    for first in range(0, len(pieces), batch_size):
+        group = pieces[first : first + batch_size]
+        clips = [samples[max(0, s - context) : e + context] for samples, s, e in group]
+        for (_, start, end), log_probs in zip(group, model.log_probs(clips, lang), strict=True):
             lead = (start - max(0, start - context)) / SAMPLE_RATE
             first_frame = round(lead / model.frame_shift)
             last_frame = first_frame + round((end - start) / SAMPLE_RATE / model.frame_shift)
-            yield start, log_probs[first_frame:last_frame]
+            yield log_probs[first_frame:last_frame]
 
 
 def stitched_log_probs(
@@ -101,9 +103,9 @@ def stitched_log_probs(
     ``with_best`` appends one more column: each frame's best log-probability over all classes.
     """
     pieces = []
-    windows = _windows(len(samples))
+    windows = [(samples, start, end) for start, end in _windows(len(samples))]
     context = int(CONTEXT * SAMPLE_RATE)
-    for _, log_probs in window_log_probs(model, samples, windows, context, lang, batch_size):
+    for log_probs in window_log_probs(model, windows, context, lang, batch_size):
         kept = log_probs if columns is None else log_probs[:, columns]
         if with_best:
             kept = np.concatenate([kept, log_probs.max(axis=1, keepdims=True)], axis=1)
@@ -113,46 +115,53 @@ def stitched_log_probs(
     return np.concatenate(pieces) if pieces else np.zeros((0, width), np.float32)
 
 
-def transcribe(
+def transcribe_many(
     model: CtcModel,
-    samples: np.ndarray,
-    lang: str | None,
+    files: list[np.ndarray],
+    langs: list[str | None],
     batch_size: int = 4,
     vad: bool = True,
     lm: str | os.PathLike | None = None,
     identifier: LidModel | None = None,
-) -> Result:
-    """Transcribe 16 kHz mono samples of any length; one segment per piece with speech, with
-    its language (and, when identified, that language's probability).
+) -> list[Result]:
+    """Transcribe several files (16 kHz mono samples, any length) together: their pieces are
+    batched by language across the files. One segment per piece with speech, with its language
+    (and, when identified, that language's probability).
 
-    With an ``identifier`` (language ``auto``), it names each piece's language
-    (:func:`identify_pieces`); the result's language is the one of the most speech, and its
-    probability the file's. Without, every piece is in ``lang``.
+    A file in language ``auto`` has ``identifier`` name each of its pieces' languages
+    (:func:`identify_pieces`); its result's language is the one of the most speech, with the
+    file's probability of it. Other files have every piece in their ``lang``.
     """
     context = 0 if vad else int(CONTEXT * SAMPLE_RATE)
-    windows = speech_regions(samples, WINDOW) if vad else _windows(len(samples))
-    duration = round(len(samples) / SAMPLE_RATE, 3)
-    routed = identifier is not None
-    if routed and not windows:
-        return Result("", None, [], duration)
-    if routed:
-        chosen, overall = identify_pieces(model, identifier, samples, windows)
-    else:
-        chosen = [(model.resolve_language(lang), None)] * len(windows)
-    by_language: dict[str | None, list[tuple[int, int]]] = defaultdict(list)
-    if not routed:  # its decoder is made, and a missing LM found, even for a file of silence
-        by_language[model.resolve_language(lang)] = []
-    for window, (language, _) in zip(windows, chosen, strict=True):
-        by_language[language].append(window)
-    probability = {start: p for (start, _), (_, p) in zip(windows, chosen, strict=True)}
-    segments: dict[int, Segment] = {}
+    plans = []  # per file: its windows, each with its language and that language's probability
+    by_language: dict[str | None, list[tuple[int, int, int]]] = defaultdict(list)
+    for index, (samples, lang) in enumerate(zip(files, langs, strict=True)):
+        windows = speech_regions(samples, WINDOW) if vad else _windows(len(samples))
+        if lang == AUTO:
+            if identifier is None:
+                raise InputError("language auto needs a language-ID model")
+            chosen, overall = identify_pieces(model, identifier, samples, windows)
+        else:
+            language = model.resolve_language(lang)
+            by_language[language] += []  # its decoder is made, and a missing LM found, now
+            chosen, overall = [(language, None)] * len(windows), None
+        plans.append((windows, chosen, overall))
+        for (start, end), (language, _) in zip(windows, chosen, strict=True):
+            by_language[language].append((index, start, end))
+    probability = {
+        (index, start): p
+        for index, (windows, chosen, _) in enumerate(plans)
+        for (start, _), (_, p) in zip(windows, chosen, strict=True)
+    }
+    segments: list[dict[int, Segment]] = [{} for _ in files]
     shift = model.frame_shift
-    for language, group in by_language.items():
+    for language, pieces in by_language.items():
         by_character = language is not None and is_written_without_spaces(language)
         decoder = make_decoder(model.vocabulary(language), by_character, lm, language)
         joiner = "" if by_character else " "
-        for start, log_probs in window_log_probs(
-            model, samples, group, context, language, batch_size
+        runs = [(files[index], start, end) for index, start, end in pieces]
+        for (index, start, _), log_probs in zip(
+            pieces, window_log_probs(model, runs, context, language, batch_size), strict=True
         ):
             offset = start / SAMPLE_RATE
             words = [
@@ -165,18 +174,33 @@ def transcribe(
                 for span in decoder.words(log_probs)
             ]
             if words:
-                text = joiner.join(word.text for word in words)
-                segments[start] = Segment(
-                    words[0].start, words[-1].end, text, words, None, language, probability[start]
+                segments[index][start] = Segment(
+                    words[0].start,
+                    words[-1].end,
+                    joiner.join(word.text for word in words),
+                    words,
+                    None,
+                    language,
+                    probability[index, start],
                 )
-    ordered = [segments[start] for start in sorted(segments)]
-    if not routed:
-        return Result(_joined(ordered), model.resolve_language(lang), ordered, duration)
-    speech: dict[str, float] = defaultdict(float)
-    for (start, end), (language, _) in zip(windows, chosen, strict=True):
-        speech[language] += end - start
-    language = max(speech, key=speech.__getitem__)
-    return Result(_joined(ordered), language, ordered, duration, None, round(overall[language], 4))
+    results = []
+    for samples, lang, (windows, chosen, overall), found in zip(
+        files, langs, plans, segments, strict=True
+    ):
+        ordered = [found[start] for start in sorted(found)]
+        duration = round(len(samples) / SAMPLE_RATE, 3)
+        if lang != AUTO:
+            results.append(
+                Result(_joined(ordered), model.resolve_language(lang), ordered, duration)
+            )
+            continue
+        speech: dict[str, float] = defaultdict(float)
+        for (start, end), (language, _) in zip(windows, chosen, strict=True):
+            speech[language] += end - start
+        language = max(speech, key=speech.__getitem__) if speech else None
+        probability = round(overall[language], 4) if speech else None
+        results.append(Result(_joined(ordered), language, ordered, duration, None, probability))
+    return results
 
 
 def _joined(segments: list[Segment]) -> str:

@@ -2,7 +2,7 @@ import numpy as np
 
 from polyspeech.audio import load_audio
 from polyspeech.audio.vad import speech_regions
-from polyspeech.ctc.transcribe import transcribe
+from polyspeech.ctc.transcribe import transcribe_many
 from polyspeech.data.manifest import read_manifest
 from polyspeech.text.vocab import Vocabulary
 from tests.conftest import sine
@@ -48,7 +48,7 @@ def test_words_keep_their_times_across_windows():
     for start, end in bursts:
         audio[round(start * rate) : round(end * rate)] = sine(440, end - start, rate)
     model = LoudnessModel()
-    result = transcribe(model, audio, "eng", batch_size=2, vad=False)
+    result = transcribe_many(model, [audio], ["eng"], batch_size=2, vad=False)[0]
     times = [(w.start, w.end) for s in result.segments for w in s.words]
     # the burst across the 30 s window edge comes back as two words that meet at the edge
     expected = [(1.0, 1.52), (29.2, 30.0), (30.0, 30.8), (44.0, 44.4), (60.04, 61.0)]
@@ -136,7 +136,7 @@ def test_auto_routes_each_piece_to_the_language_identified():
     for (start, end), frequency in pitches.items():
         audio[round(start * rate) : round(end * rate)] = sine(frequency, end - start, rate)
     model = PitchModel()
-    result = transcribe(model, audio, "auto", vad=False, identifier=PitchIdentifier())
+    result = transcribe_many(model, [audio], ["auto"], vad=False, identifier=PitchIdentifier())[0]
     found = [(s.text, s.language, s.language_probability) for s in result.segments]
     # the last window is 0.5 s, too short to tell: it takes the file's language, English
     # (0.9 in 60 s, 0.4 in 30.5 s: 0.7315), and spells its high tone "a"
@@ -145,7 +145,29 @@ def test_auto_routes_each_piece_to_the_language_identified():
     assert result.text == "a b a a"
     assert sorted(model.calls) == ["eng", "spa"]  # each language's pieces batched together
     with pytest.raises(InputError, match="pitch-lid: this language-ID model knows none of"):
-        transcribe(model, audio, "auto", vad=False, identifier=PitchIdentifier(["fin", "deu"]))
-    named = transcribe(model, audio, "spa", vad=False)
+        transcribe_many(
+            model, [audio], ["auto"], vad=False, identifier=PitchIdentifier(["fin", "deu"])
+        )[0]
+    named = transcribe_many(model, [audio], ["spa"], vad=False)[0]
     assert named.text == "b b b b" and {s.language for s in named.segments} == {"spa"}
     assert named.language_probability is None
+
+
+def test_files_transcribed_together_come_back_as_each_alone():
+    rate = 16000
+    files = []
+    for bursts in ([(1.0, 2.0), (40.0, 41.0)], [(5.0, 6.5)], []):
+        audio = np.zeros(45 * rate, np.float32)
+        for start, end in bursts:
+            audio[round(start * rate) : round(end * rate)] = sine(440, end - start, rate)
+        files.append(audio)
+    model = PitchModel()
+    langs = ["eng", "spa", "eng"]
+    together = transcribe_many(model, files, langs, batch_size=8, vad=False)
+    assert model.calls == ["eng", "spa"]  # four eng windows in one batch, the spa ones in another
+    alone = [
+        transcribe_many(model, [audio], [lang], vad=False)[0]
+        for audio, lang in zip(files, langs, strict=True)
+    ]
+    assert together == alone
+    assert [r.text for r in together] == ["a a", "b", ""]
