@@ -132,4 +132,5 @@ lid-model: $(STAMP)
 		$(BIN)/polyspeech evaluate work/$$split/test.jsonl --task lid --max-seconds 3 --quiet \
 			--json work/lid/$$split-test_3s.json || exit 1; \
 	done
-	$(BIN)/python recipes/lid/plot_confusion.py work/lid/corpus-test.json recipes/lid/confusion.png
+	$(BIN)/python recipes/lid/plot_confusion.py recipes/lid/confusion.png \
+		work/lid/corpus-test.json work/lid/corpus-extra-test.json

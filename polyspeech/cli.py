@@ -619,6 +619,55 @@ def speak_command(
     typer.echo(f"wrote {len(samples) / SAMPLE_RATE:.2f} s to {output}")
 
 
+@app.command("serve")
+def serve_command(
+    model: Annotated[
+        list[str],
+        typer.Option(
+            help="A model to serve, as NAME=MODEL or MODEL (named by itself): a CTC model, a "
+            "speech LLM or an MMS-TTS folder, or a builtin name. Repeat for several."
+        ),
+    ],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            envvar="POLYSPEECH_API_KEY",
+            help="Require this key (Authorization: Bearer KEY) on /v1/; repeat for several.",
+        ),
+    ] = None,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest upload, MB.")] = 25.0,
+    max_audio_seconds: Annotated[float, typer.Option(help="Longest audio, seconds.")] = 1800.0,
+    request_timeout: Annotated[
+        float, typer.Option(help="Seconds from a request's arrival to its answer.")
+    ] = 300.0,
+    max_batch: Annotated[
+        int, typer.Option(help="Requests computed together (1: no batching).")
+    ] = 16,
+    max_wait_ms: Annotated[
+        float, typer.Option(help="How long a lone request waits for company, ms.")
+    ] = 10.0,
+    max_queue: Annotated[
+        int, typer.Option(help="Requests waiting at most; more get 503 with Retry-After.")
+    ] = 64,
+    device: Device = "cpu",
+    dtype: DType = "auto",
+) -> None:
+    """Serve models over HTTP: OpenAI's audio API, alignments, /v1/models, /health, /metrics."""
+    import uvicorn
+
+    from polyspeech.serve.app import ServeSettings, check_served, create_app, load_served
+
+    models = dict(load_served(spec, device, dtype) for spec in model)
+    check_served(models)
+    settings = ServeSettings(
+        max_upload_mb, max_audio_seconds, request_timeout, max_batch, max_wait_ms, max_queue,
+        list(api_key or []),
+    )  # fmt: skip
+    uvicorn.run(create_app(models, settings), host=host, port=port, log_level="warning")
+
+
 @app.command("languages")
 def languages_command(
     model: Annotated[str, typer.Option(help="Model folder or builtin name.")] = "builtin:ctc",

@@ -1,7 +1,7 @@
-"""The confusion matrix of a language-ID evaluation (``polyspeech evaluate --task lid --json``)
-as a PNG: rows the spoken language, columns the one identified, shares of each row.
+"""The confusion matrix of language-ID evaluations (``polyspeech evaluate --task lid --json``),
+their counts added up, as a PNG: rows the spoken language, columns the one identified.
 
-python recipes/lid/plot_confusion.py work/lid/test.json recipes/lid/confusion.png
+python recipes/lid/plot_confusion.py recipes/lid/confusion.png work/lid/a.json work/lid/b.json
 """
 
 import json
@@ -14,9 +14,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 
-def main(report_path: str, png_path: str) -> None:
-    report = json.load(open(report_path))
-    confusion = report["confusion"]
+def main(png_path: str, *report_paths: str) -> None:
+    reports = [json.load(open(path)) for path in report_paths]
+    confusion: dict[str, dict[str, int]] = {}
+    for report in reports:
+        for spoken, row in report["confusion"].items():
+            for identified, count in row.items():
+                confusion.setdefault(spoken, {}).setdefault(identified, 0)
+                confusion[spoken][identified] += count
     langs = sorted(set(confusion) | {g for row in confusion.values() for g in row})
     counts = np.array([[confusion.get(t, {}).get(g, 0) for g in langs] for t in langs], float)
     shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
@@ -31,11 +36,13 @@ def main(report_path: str, png_path: str) -> None:
                 colour = "white" if shares[i, j] > 0.5 else "black"
                 count = int(counts[i, j])
                 axes.text(j, i, count, ha="center", va="center", color=colour, fontsize=7)
-    heard = f"first {report['max_seconds']:g} s" if report.get("max_seconds") else "whole clips"
-    axes.set_title(f"builtin:lid, test split ({heard}): accuracy {100 * report['accuracy']:.1f}%")
+    seconds = reports[0].get("max_seconds")
+    heard = f"first {seconds:g} s" if seconds else "whole clips"
+    accuracy = np.trace(counts) / counts.sum()
+    axes.set_title(f"builtin:lid, test splits ({heard}): accuracy {100 * accuracy:.1f}%")
     figure.tight_layout()
     figure.savefig(png_path, dpi=110)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:])
