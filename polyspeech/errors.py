@@ -9,5 +9,9 @@ class InputError(PolyspeechError):
     """The input (a file, a text, an option) is unusable; the message names it and says why."""
 
 
+class AudioTooLong(InputError):
+    """Audio over a length limit (a server's, or the caller's ``max_duration``)."""
+
+
 class DependencyError(PolyspeechError):
     """Something polyspeech needs from the system (espeak-ng, a voice) is missing."""

@@ -19,7 +19,7 @@ import numpy as np
 import soundfile
 import soxr
 
-from polyspeech.errors import InputError
+from polyspeech.errors import AudioTooLong, InputError
 
 SAMPLE_RATE = 16000
 
@@ -72,7 +72,7 @@ def _open_bytes(source: AudioSource, name: str) -> BinaryIO:
 
 def _check_length(seconds: float, max_duration: float | None, name: str) -> None:
     if max_duration is not None and seconds > max_duration:
-        raise InputError(
+        raise AudioTooLong(
             f"{name}: audio is {seconds:.1f} s long, over the limit of {max_duration:g} s"
         )
 

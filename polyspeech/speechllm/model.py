@@ -272,27 +272,51 @@ class SpeechLlm(nn.Module):
         times. ``lang`` (ISO 639) guides that alignment and the joining of the pieces."""
         rate = sample_rate if isinstance(audio, np.ndarray) else None
         samples = load_audio(audio, source_rate=rate)
-        pieces = audio_pieces(samples, CHUNK, vad)
-        segments: list[Segment] = []
+        return self.transcribe_many(
+            [samples], [lang], task, batch_size, vad, word_timestamps, aligner
+        )[0]
+
+    def transcribe_many(
+        self,
+        files: list[np.ndarray],
+        langs: list[str | None],
+        task: str = "asr",
+        batch_size: int = 8,
+        vad: bool = True,
+        word_timestamps: bool = False,
+        aligner="builtin:align",
+    ) -> list[Result]:
+        """Several files (16 kHz float32 samples) at once, their pieces answered together in
+        batches; one :class:`Result` each, as :meth:`transcribe` gives it."""
+        pieces = [
+            (index, start, end)
+            for index, samples in enumerate(files)
+            for start, end in audio_pieces(samples, CHUNK, vad)
+        ]
+        segments: list[list[Segment]] = [[] for _ in files]
         for first in range(0, len(pieces), batch_size):
             group = pieces[first : first + batch_size]
-            answers = self.answer([samples[s:e] for s, e in group], task)
-            for (start, end), (text, translation) in zip(group, answers, strict=True):
+            answers = self.answer([files[i][s:e] for i, s, e in group], task)
+            for (index, start, end), (text, translation) in zip(group, answers, strict=True):
                 if text or translation:
                     main = translation if task == "ast" else text
                     extra = translation if task == "asr+ast" else None
-                    segments.append(
+                    segments[index].append(
                         Segment(start / SAMPLE_RATE, end / SAMPLE_RATE, main or "", [], extra)
                     )
-        if word_timestamps and task != "ast":
-            self._time_words(samples, segments, lang, aligner)
-        joiner = "" if lang is not None and is_written_without_spaces(lang) else " "
-        joined = joiner.join(s.text for s in segments if s.text)
-        translation = None
-        if task == "asr+ast":
-            translation = " ".join(s.translation for s in segments if s.translation)
-        language = "eng" if task == "ast" else lang
-        return Result(joined, language, segments, round(len(samples) / SAMPLE_RATE, 3), translation)
+        results = []
+        for samples, lang, found in zip(files, langs, segments, strict=True):
+            if word_timestamps and task != "ast":
+                self._time_words(samples, found, lang, aligner)
+            joiner = "" if lang is not None and is_written_without_spaces(lang) else " "
+            joined = joiner.join(s.text for s in found if s.text)
+            translation = None
+            if task == "asr+ast":
+                translation = " ".join(s.translation for s in found if s.translation)
+            language = "eng" if task == "ast" else lang
+            duration = round(len(samples) / SAMPLE_RATE, 3)
+            results.append(Result(joined, language, found, duration, translation))
+        return results
 
     @staticmethod
     def _time_words(samples: np.ndarray, segments: list[Segment], lang, aligner) -> None:

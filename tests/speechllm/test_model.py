@@ -56,6 +56,16 @@ def test_a_file_is_answered_the_same_alone_and_in_a_batch_of_8(mooer_model):
     assert len({text for text, _ in batch}) > 1  # the answers depend on the audio
 
 
+def test_files_transcribed_together_come_back_as_each_alone(mooer_model):
+    files = [np.concatenate(clips([1.3, 0.8], seed=4)), *clips([2.2, 0.6], seed=5)]
+    together = mooer_model.transcribe_many(files, ["eng", "cmn", None], "asr+ast", vad=False)
+    alone = [
+        mooer_model.transcribe(f, lang, "asr+ast", vad=False)
+        for f, lang in zip(files, ["eng", "cmn", None], strict=True)
+    ]
+    assert together == alone and all(r.segments for r in together)
+
+
 def test_the_answer_is_no_longer_than_the_audio_allows(mooer_model, monkeypatch):
     monkeypatch.setattr(
         mooer_model, "decoding", mooer_model.decoding.__class__(tokens_per_second=2.0)

@@ -1,0 +1,282 @@
+"""The HTTP API on a real server on 127.0.0.1, called with the official openai client."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2 as httpx
+import numpy as np
+import openai
+import pytest
+import soundfile
+
+from polyspeech.ctc.model import BUILTIN
+from polyspeech.results import Result, Segment
+from polyspeech.serve.app import ServeSettings, create_app, load_served
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def running(app):
+    """``app`` served by uvicorn on a free port of 127.0.0.1, in a thread; yields its URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def client(url: str, key: str = "none") -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def served():
+    models = dict(
+        load_served(spec) for spec in ["ctc=builtin:ctc", "builtin:speechllm", "builtin:align"]
+    )
+    settings = ServeSettings(max_upload_mb=1.0, max_audio_seconds=20.0, api_keys=["key-1"])
+    with running(create_app(models, settings)) as url:
+        yield url, models
+
+
+def test_transcriptions_in_every_format_match_the_library(served):
+    url, models = served
+    api = client(url, "key-1")
+    path = EXAMPLES / "deu.flac"
+    expected = models["ctc"].transcribe(path, "deu")
+    with path.open("rb") as audio:
+        plain = api.audio.transcriptions.create(model="ctc", file=audio, language="de")
+    assert plain.text == expected.text and expected.text
+    with path.open("rb") as audio:
+        text = api.audio.transcriptions.create(
+            model="ctc", file=audio, language="deu", response_format="text"
+        )
+    assert text == expected.text + "\n"
+    for response_format in ("srt", "vtt"):
+        with path.open("rb") as audio:
+            subtitles = api.audio.transcriptions.create(
+                model="ctc", file=audio, language="deu", response_format=response_format
+            )
+        assert expected.text.split()[0] in subtitles and "-->" in subtitles
+    with path.open("rb") as audio:
+        verbose = api.audio.transcriptions.create(
+            model="ctc", file=audio, response_format="verbose_json",
+            timestamp_granularities=["word", "segment"],
+        )  # fmt: skip
+    # no language given: identified (builtin:lid), the name as OpenAI gives it, and our code
+    assert verbose.language == "german" and verbose.language_code == "deu"
+    assert verbose.text == expected.text and verbose.duration == expected.duration
+    words = [w for s in expected.segments for w in s.words]
+    assert [(w.word, w.start, w.end) for w in verbose.words] == [
+        (w.text, w.start, w.end) for w in words
+    ]
+    assert [s.text for s in verbose.segments] == [s.text for s in expected.segments]
+
+
+def test_translations_come_from_the_speech_llm(served):
+    url, models = served
+    path = sorted((EXAMPLES / "speechllm").glob("cmn-*.flac"))[0]
+    expected = models["builtin:speechllm"].transcribe(path, task="ast")
+    with path.open("rb") as audio:
+        found = client(url, "key-1").audio.translations.create(
+            model="builtin:speechllm", file=audio
+        )
+    assert found.text == expected.text and found.text
+
+
+def test_speech_alignments_models_health_and_metrics(served):
+    url, _ = served
+    api = client(url, "key-1")
+    spoken = api.audio.speech.create(
+        model="espeak", voice="en", input="good morning to you", response_format="wav"
+    )
+    samples, rate = soundfile.read(io.BytesIO(spoken.content))
+    assert rate == 16000 and len(samples) > 0.5 * rate
+    headers = {"Authorization": "Bearer key-1"}
+    row = json.loads((EXAMPLES / "examples.jsonl").read_text().splitlines()[0])
+    with (EXAMPLES / row["audio"]).open("rb") as audio:
+        aligned = httpx.post(
+            f"{url}/v1/audio/alignments", headers=headers, files={"file": audio},
+            data={"model": "builtin:align", "text": row["text"], "language": row["lang"]},
+        )  # fmt: skip
+    assert aligned.status_code == 200, aligned.text
+    spans = aligned.json()["spans"]
+    assert [s["text"] for s in spans] == row["text"].split()
+    assert all(0 <= s["start"] < s["end"] <= row["duration"] for s in spans)
+    assert {m.id for m in api.models.list()} == {"ctc", "builtin:speechllm", "builtin:align",
+                                                 "espeak"}  # fmt: skip
+    assert httpx.get(f"{url}/health").json()["status"] == "ok"  # no key needed off /v1/
+    metrics = httpx.get(f"{url}/metrics").text
+    assert 'polyspeech_requests_total{endpoint="/v1/audio/alignments",status="200"}' in metrics
+
+
+def test_every_error_path_answers_in_openais_shape(served, tmp_path):
+    url, _ = served
+    api = client(url, "key-1")
+    example = (EXAMPLES / "spa.flac").read_bytes()
+
+    def post(data, files=None, headers=None):
+        headers = {"Authorization": "Bearer key-1", **(headers or {})}
+        answer = httpx.post(
+            f"{url}/v1/audio/transcriptions", data=data, files=files, headers=headers
+        )
+        error = answer.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"} and error["message"]
+        return answer.status_code, error
+
+    with pytest.raises(openai.AuthenticationError):
+        client(url, "key-2").audio.transcriptions.create(model="ctc", file=("a.flac", example))
+    with pytest.raises(openai.NotFoundError, match="model 'whisper-1' is not served here"):
+        api.audio.transcriptions.create(model="whisper-1", file=("a.flac", example))
+    # a model named by a path of the server's is not loaded from it
+    folder = str(BUILTIN["builtin:ctc"])
+    assert post({"model": folder}, {"file": ("a.flac", example)})[0] == 404
+    # a path where the upload should be is not read
+    status, error = post({"model": "ctc", "file": "/etc/passwd"})
+    assert status == 400 and "file upload" in error["message"]
+    assert post({"model": "ctc"})[0] == 400
+    status, error = post({"model": "ctc", "response_format": "docx"}, {"file": ("a.flac", example)})
+    assert status == 400 and error["param"] == "response_format"
+    assert post({"model": "ctc", "language": "xx"}, {"file": ("a.flac", example)})[0] == 400
+    assert post({"model": "ctc", "temperature": "3"}, {"file": ("a.flac", example)})[0] == 400
+    status, error = post({"model": "builtin:speechllm", "language": "zh"},
+                         {"file": ("a.txt", b"not audio at all")})  # fmt: skip
+    assert status == 415 and "a.txt" in error["message"]
+    long = io.BytesIO()
+    soundfile.write(long, np.zeros(21 * 16000, np.float32), 16000, format="FLAC")
+    status, error = post({"model": "ctc"}, {"file": ("long.flac", long.getvalue())})
+    assert status == 413 and "over the limit of 20 s" in error["message"]
+    status, error = post({"model": "ctc"}, {"file": ("big.wav", b"\0" * (2 * 2**20))})
+    assert status == 413 and "over the limit of 1 MB" in error["message"]
+    with pytest.raises(openai.BadRequestError, match="model 'ctc' cannot do this"):
+        api.audio.translations.create(model="ctc", file=("a.flac", example))
+    assert httpx.get(f"{url}/health").json()["status"] == "ok"
+
+
+class SlowModel:
+    """A stand-in recogniser that takes ``seconds`` per batch, records its batch sizes, and
+    fails on a file of exactly 1234 samples."""
+
+    family = "ctc"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.batches = seconds, []
+
+    def transcribe_many(self, files, langs, batch_size):
+        self.batches.append(len(files))
+        time.sleep(self.seconds)
+        if any(len(f) == 1234 for f in files):
+            raise RuntimeError("this one breaks")
+        return [Result(f"{len(f)}", "eng", [Segment(0.0, 1.0, f"{len(f)}")]) for f in files]
+
+
+def wav(frames: int) -> bytes:
+    out = io.BytesIO()
+    soundfile.write(out, np.zeros(frames, np.float32), 16000, format="WAV")
+    return out.getvalue()
+
+
+def test_concurrent_requests_are_batched_and_a_failing_one_fails_alone():
+    model = SlowModel(0.3)
+    with running(create_app({"slow": model}, ServeSettings(max_batch=8))) as url:
+        api = client(url)
+        sizes = [1000 + i for i in range(7)] + [1234]
+
+        def ask(frames):
+            try:
+                return api.audio.transcriptions.create(model="slow", file=("a.wav", wav(frames)))
+            except openai.InternalServerError as error:
+                return error
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(ask, sizes))
+    assert [a.text for a in answers[:7]] == [str(s) for s in sizes[:7]]
+    assert isinstance(answers[7], openai.InternalServerError)
+    assert max(model.batches) > 1  # they were computed together, then one by one after the error
+    assert sum(model.batches) > len(sizes)
+
+
+def test_a_full_queue_answers_503_with_retry_after_and_a_slow_answer_504():
+    settings = ServeSettings(max_batch=1, max_queue=1, request_timeout=5.0)
+    with running(create_app({"slow": SlowModel(1.0)}, settings)) as url:
+
+        def ask(_):
+            return httpx.post(
+                f"{url}/v1/audio/transcriptions", data={"model": "slow"},
+                files={"file": ("a.wav", wav(1000))}, timeout=30,
+            )  # fmt: skip
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(ask, range(4)))
+    codes = sorted(a.status_code for a in answers)
+    assert 200 in codes and 503 in codes, codes
+    busy = next(a for a in answers if a.status_code == 503)
+    assert int(busy.headers["retry-after"]) >= 1 and busy.json()["error"]["code"] == "overloaded"
+    settings = ServeSettings(request_timeout=0.2)
+    with running(create_app({"slow": SlowModel(1.0)}, settings)) as url:
+        answer = httpx.post(
+            f"{url}/v1/audio/transcriptions", data={"model": "slow"},
+            files={"file": ("a.wav", wav(1000))}, timeout=30,
+        )  # fmt: skip
+        assert answer.status_code == 504 and answer.json()["error"]["code"] == "timeout"
+        assert httpx.get(f"{url}/health").status_code == 200
+
+
+def test_the_serve_command_starts_a_server(tmp_path, cli):
+    port = free_port()
+    env = {**os.environ, "POLYSPEECH_API_KEY": "k"}
+    command = [sys.executable, "-m", "polyspeech", "serve", "--model", "ctc=builtin:ctc",
+               "--port", str(port)]  # fmt: skip
+    server = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.stderr.read()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        api = client(f"http://127.0.0.1:{port}", "k")
+        with (EXAMPLES / "spa.flac").open("rb") as audio:
+            found = api.audio.transcriptions.create(model="ctc", file=audio, language="es")
+        assert found.text
+    finally:
+        server.terminate()
+        server.wait(30)
+    for args, problem in (
+        (["--model", "espeak=builtin:ctc"], "is the server's espeak-ng voice"),
+        (["--model", str(tmp_path / "none")], "model folder not found"),
+    ):
+        result = cli("serve", *args)
+        assert result.code == 2 and problem in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
