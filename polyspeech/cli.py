@@ -374,9 +374,12 @@ def evaluate_command(
     import json
 
     from polyspeech.eval.memory import peak_bytes, reset_peak
-    from polyspeech.eval.report import format_comparison, format_table, plot_comparison
+    from polyspeech.eval.report import format_comparison, format_table, plot_comparison, pyplot
     from polyspeech.files import atomic_text_file
     from polyspeech.text.normalize import describe_normalization
+
+    if plot is not None:
+        pyplot()  # matplotlib missing: said now, not after the evaluation
 
     if task not in ("asr", "ast", "lid"):
         raise InputError(f"unknown task {task!r} to score; use asr, ast or lid")

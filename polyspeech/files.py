@@ -13,11 +13,24 @@ from typing import IO
 @contextmanager
 def atomic_text_file(path: str | os.PathLike) -> Iterator[IO[str]]:
     """A UTF-8 text stream whose file appears under ``path`` only when the block completes."""
+    with _atomic(path, "w", "utf-8") as stream:
+        yield stream
+
+
+@contextmanager
+def atomic_binary_file(path: str | os.PathLike) -> Iterator[IO[bytes]]:
+    """A binary stream whose file appears under ``path`` only when the block completes."""
+    with _atomic(path, "wb", None) as stream:
+        yield stream
+
+
+@contextmanager
+def _atomic(path: str | os.PathLike, mode: str, encoding: str | None) -> Iterator[IO]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        with os.fdopen(handle, mode, encoding=encoding) as stream:
             yield stream
         os.replace(temporary, path)
     except BaseException:

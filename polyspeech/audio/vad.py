@@ -1,14 +1,23 @@
 """Voice activity detection with silero-vad (its package ships the model): speech regions of at
-most 30 s, the units long audio is transcribed in."""
+most 30 s, the units long audio is transcribed in.
+
+Several files are detected together: silero's network is recurrent over 32 ms chunks, and a
+chunk costs about as much alone as in a batch, so files of similar length run side by side, one
+row each (rows do not interact), and silero's own rules turn each row's probabilities into
+regions.
+"""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from polyspeech.audio.io import SAMPLE_RATE
+
+CHUNK = 512  # samples silero-vad hears at a time at 16 kHz
 
 
 @functools.cache
@@ -18,27 +27,65 @@ def _silero():
     return load_silero_vad()
 
 
-def speech_regions(samples: np.ndarray, max_seconds: float = 30.0) -> list[tuple[int, int]]:
-    """``(start, end)`` sample indices of speech, each at most ``max_seconds`` long."""
-    from silero_vad import get_speech_timestamps
+def _groups(lengths: list[int]) -> list[list[int]]:
+    """Indices of files to detect together: by length, longest first, each group's files at
+    least half as long as its longest (so padding at most doubles the work)."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
+    groups: list[list[int]] = []
+    for index in order:
+        if groups and 2 * lengths[index] >= lengths[groups[-1][0]]:
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+    return groups
 
+
+@torch.inference_mode()
+def _probabilities(files: list[np.ndarray]) -> list[list[float]]:
+    """Per file, silero's speech probability of each 512-sample chunk (the last zero-padded)."""
     model = _silero()
+    chunks = [-(-len(samples) // CHUNK) for samples in files]
+    width = max(chunks) * CHUNK
+    batch = torch.zeros(len(files), width)
+    for row, samples in enumerate(files):
+        batch[row, : len(samples)] = torch.from_numpy(samples)
     model.reset_states()
-    with torch.inference_mode():
-        stamps = get_speech_timestamps(
-            torch.from_numpy(samples),
-            model,
-            sampling_rate=SAMPLE_RATE,
-            max_speech_duration_s=max_seconds,
-            speech_pad_ms=100,
-        )
-    return [(int(stamp["start"]), int(stamp["end"])) for stamp in stamps]
+    columns = [model(batch[:, i : i + CHUNK], SAMPLE_RATE)[:, 0] for i in range(0, width, CHUNK)]
+    table = torch.stack(columns, dim=1) if columns else torch.zeros(len(files), 0)
+    return [table[row, :count].tolist() for row, count in enumerate(chunks)]
 
 
-def pieces(samples: np.ndarray, max_seconds: float, vad: bool) -> list[tuple[int, int]]:
-    """The pieces long audio is handled in: speech regions with ``vad``, else consecutive
-    windows of ``max_seconds`` (the last one shorter)."""
+def speech_regions(
+    files: Sequence[np.ndarray], max_seconds: float = 30.0
+) -> list[list[tuple[int, int]]]:
+    """Per file, ``(start, end)`` sample indices of speech, each at most ``max_seconds`` long."""
+    from silero_vad.utils_vad import get_speech_timestamps_from_probs
+
+    regions: list[list[tuple[int, int]]] = [[] for _ in files]
+    for group in _groups([len(samples) for samples in files]):
+        voiced = [i for i in group if len(files[i])]
+        if not voiced:
+            continue
+        for index, probabilities in zip(
+            voiced, _probabilities([files[i] for i in voiced]), strict=True
+        ):
+            stamps = get_speech_timestamps_from_probs(
+                probabilities,
+                sampling_rate=SAMPLE_RATE,
+                max_speech_duration_s=max_seconds,
+                speech_pad_ms=100,
+                audio_length_samples=len(files[index]),
+            )
+            regions[index] = [(int(s["start"]), int(s["end"])) for s in stamps]
+    return regions
+
+
+def pieces(
+    files: Sequence[np.ndarray], max_seconds: float, vad: bool
+) -> list[list[tuple[int, int]]]:
+    """Per file, the pieces long audio is handled in: speech regions with ``vad``, else
+    consecutive windows of ``max_seconds`` (the last one shorter)."""
     if vad:
-        return speech_regions(samples, max_seconds)
+        return speech_regions(files, max_seconds)
     step = int(max_seconds * SAMPLE_RATE)
-    return [(start, min(start + step, len(samples))) for start in range(0, len(samples), step)]
+    return [[(s, min(s + step, len(f))) for s in range(0, len(f), step)] for f in files]

@@ -209,7 +209,7 @@ class LidModel:
             raise InputError(f"--top-k must be at least 1, got {top_k}")
         rate = sample_rate if isinstance(audio, np.ndarray) else None
         samples = load_audio(audio, source_rate=rate)
-        spans = pieces(samples, PIECE, vad)
+        spans = pieces([samples], PIECE, vad)[0]
         spans = [(s, e) for s, e in spans if e - s >= SHORTEST * SAMPLE_RATE]
         probabilities = self.probabilities([samples[s:e] for s, e in spans])
         duration = round(len(samples) / SAMPLE_RATE, 3)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from polyspeech.audio import SAMPLE_RATE
-from polyspeech.audio.vad import speech_regions
+from polyspeech.audio.vad import pieces
 from polyspeech.ctc.decode import make_decoder
 from polyspeech.ctc.lid import LidModel
 from polyspeech.ctc.model import CtcModel
@@ -32,11 +32,6 @@ WINDOW = 30.0  # seconds of audio a window keeps
 CONTEXT = 2.0  # seconds of audio either side, run and then cut off
 AUTO = "auto"  # the language: identified per piece
 SHORTEST_IDENTIFIED = 1.0  # seconds: a shorter piece takes the language of the whole file
-
-
-def _windows(length: int) -> list[tuple[int, int]]:
-    step = int(WINDOW * SAMPLE_RATE)
-    return [(start, min(start + step, length)) for start in range(0, length, step)]
 
 
 def identify_pieces(
@@ -103,7 +98,7 @@ def stitched_log_probs(
     ``with_best`` appends one more column: each frame's best log-probability over all classes.
     """
     pieces = []
-    windows = [(samples, start, end) for start, end in _windows(len(samples))]
+    windows = [(samples, start, end) for start, end in pieces([samples], WINDOW, False)[0]]
     context = int(CONTEXT * SAMPLE_RATE)
     for log_probs in window_log_probs(model, windows, context, lang, batch_size):
         kept = log_probs if columns is None else log_probs[:, columns]
@@ -135,8 +130,9 @@ def transcribe_many(
     context = 0 if vad else int(CONTEXT * SAMPLE_RATE)
     plans = []  # per file: its windows, each with its language and that language's probability
     by_language: dict[str | None, list[tuple[int, int, int]]] = defaultdict(list)
-    for index, (samples, lang) in enumerate(zip(files, langs, strict=True)):
-        windows = speech_regions(samples, WINDOW) if vad else _windows(len(samples))
+    for index, (samples, lang, windows) in enumerate(
+        zip(files, langs, pieces(files, WINDOW, vad), strict=True)
+    ):
         if lang == AUTO:
             if identifier is None:
                 raise InputError("language auto needs a language-ID model")
@@ -155,13 +151,13 @@ def transcribe_many(
     }
     segments: list[dict[int, Segment]] = [{} for _ in files]
     shift = model.frame_shift
-    for language, pieces in by_language.items():
+    for language, spans in by_language.items():
         by_character = language is not None and is_written_without_spaces(language)
         decoder = make_decoder(model.vocabulary(language), by_character, lm, language)
         joiner = "" if by_character else " "
-        runs = [(files[index], start, end) for index, start, end in pieces]
+        runs = [(files[index], start, end) for index, start, end in spans]
         for (index, start, _), log_probs in zip(
-            pieces, window_log_probs(model, runs, context, language, batch_size), strict=True
+            spans, window_log_probs(model, runs, context, language, batch_size), strict=True
         ):
             offset = start / SAMPLE_RATE
             words = [

@@ -260,14 +260,24 @@ def format_comparison(reports: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_comparison(reports: dict[str, dict], path: str | os.PathLike) -> None:
-    """A PNG bar chart of each model's main measure per language."""
+def pyplot():
+    """matplotlib's pyplot, drawing to files; a clear error where matplotlib is missing."""
     try:
         import matplotlib
     except ImportError:
         raise DependencyError("plots need matplotlib: pip install 'polyspeech[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_comparison(reports: dict[str, dict], path: str | os.PathLike) -> None:
+    """A PNG bar chart of each model's main measure per language, written whole or not at
+    all."""
+    from polyspeech.files import atomic_binary_file
+
+    plt = pyplot()
 
     key, label, scale = _MEASURES[next(iter(reports.values()))["task"]][0]
     langs = sorted({lang for report in reports.values() for lang in report["per_lang"]})
@@ -280,5 +290,6 @@ def plot_comparison(reports: dict[str, dict], path: str | os.PathLike) -> None:
     axes.set(ylabel=label, title=f"{label} per language")
     axes.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    with atomic_binary_file(path) as stream:
+        figure.savefig(stream, dpi=110, format="png")
     plt.close(figure)

@@ -290,8 +290,8 @@ class SpeechLlm(nn.Module):
         batches; one :class:`Result` each, as :meth:`transcribe` gives it."""
         pieces = [
             (index, start, end)
-            for index, samples in enumerate(files)
-            for start, end in audio_pieces(samples, CHUNK, vad)
+            for index, spans in enumerate(audio_pieces(files, CHUNK, vad))
+            for start, end in spans
         ]
         segments: list[list[Segment]] = [[] for _ in files]
         for first in range(0, len(pieces), batch_size):

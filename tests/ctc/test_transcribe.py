@@ -68,13 +68,37 @@ def test_vad_finds_each_utterance_and_never_bridges_a_pause(tiny_corpus):
         spans.append((position, position + len(clip)))
         pieces += [clip, gap]
         position += len(clip) + len(gap)
-    regions = speech_regions(np.concatenate(pieces))
+    regions = speech_regions([np.concatenate(pieces)])[0]
     slack = 3200  # 0.2 s
     for start, end in regions:  # each region inside one utterance
         assert any(s - slack <= start and end <= e + slack for s, e in spans), (start, end)
     for s, e in spans:  # each utterance heard
         assert any(start < e and end > s for start, end in regions), (s, e)
     assert all(end - start <= 30 * 16000 for start, end in regions)
+
+
+def test_files_detected_together_get_silero_vads_own_regions(tiny_corpus):
+    """Batched detection against silero-vad's own get_speech_timestamps, file by file: files
+    of several lengths (and so several groups), one of them empty."""
+    import torch
+    from silero_vad import get_speech_timestamps, load_silero_vad
+
+    clips = [load_audio(e.audio) for e in list(read_manifest(tiny_corpus / "train.jsonl"))[:6]]
+    files = [clips[0], np.concatenate(clips[1:4]), np.zeros(0, np.float32), *clips[4:], clips[1]]
+    reference = load_silero_vad()
+    expected = [
+        [
+            (s["start"], s["end"])
+            for s in get_speech_timestamps(
+                torch.from_numpy(f), reference, max_speech_duration_s=4.0, speech_pad_ms=100
+            )
+        ]
+        if len(f)
+        else []
+        for f in files
+    ]
+    assert speech_regions(files, 4.0) == expected
+    assert sum(map(len, expected)) > len(files)  # the 4 s limit cut the long file
 
 
 class PitchModel(LoudnessModel):

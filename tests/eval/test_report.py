@@ -8,7 +8,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "examples.jsonl"
 
 def test_two_models_side_by_side_in_json_markdown_and_a_chart(tmp_path, cli, conformer_folder):
     tiny = str(conformer_folder[0])
-    out = {name: tmp_path / name for name in ("r.json", "r.md", "r.png")}
+    out = {name: tmp_path / "new" / name for name in ("r.json", "r.md", "r.png")}  # made
     result = cli(
         "evaluate", EXAMPLES, "--model", "builtin:ctc", "--model", tiny, "--json", out["r.json"],
         "--markdown", out["r.md"], "--plot", out["r.png"], "--quiet",
@@ -28,6 +28,7 @@ def test_two_models_side_by_side_in_json_markdown_and_a_chart(tmp_path, cli, con
     assert f"| CER % builtin:ctc | CER % {tiny} |" in table and "| deu | 1 |" in table
     assert "| deu | 1 | " in result.stdout and "peak memory" in result.stdout
     assert out["r.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["r.json", "r.md", "r.png"]
 
 
 def test_normalisation_options_are_applied_and_printed(tmp_path, cli):
