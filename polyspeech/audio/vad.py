@@ -50,7 +50,16 @@ def _probabilities(files: list[np.ndarray]) -> list[list[float]]:
     for row, samples in enumerate(files):
         batch[row, : len(samples)] = torch.from_numpy(samples)
     model.reset_states()
-    columns = [model(batch[:, i : i + CHUNK], SAMPLE_RATE)[:, 0] for i in range(0, width, CHUNK)]
+    # its operations are tiny: a second thread only costs (measured: 8 files of 3-4 s took
+    # 0.25 s on two threads, 0.17 s on one)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        columns = [
+            model(batch[:, i : i + CHUNK], SAMPLE_RATE)[:, 0] for i in range(0, width, CHUNK)
+        ]
+    finally:
+        torch.set_num_threads(threads)
     table = torch.stack(columns, dim=1) if columns else torch.zeros(len(files), 0)
     return [table[row, :count].tolist() for row, count in enumerate(chunks)]
 

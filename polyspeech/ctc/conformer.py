@@ -237,9 +237,11 @@ class ConformerCTC(nn.Module):
         the layer, still a copy of each frame into two, turns the 40 ms model into an equal
         20 ms one.
 
-        ``lang`` is one language for the whole batch, scored over its own characters; or, with
-        tied heads, one language per row: then every row goes through its own adapter and the
-        output spans all characters, with those of other languages masked out of the softmax.
+        ``lang`` is one language for the whole batch, scored over its own characters; or one
+        language per row: then every row goes through its own adapter; with tied heads the
+        output spans all characters, with those of other languages masked out of the softmax,
+        else each row has its language's output layer, and the columns past its vocabulary
+        are padding (-1e4 before the softmax).
         """
         x, encoder_lengths = self.encode(features, lengths, lang)
         frames = x.shape[1]
@@ -247,8 +249,14 @@ class ConformerCTC(nn.Module):
         if self.upsample is not None and upsample:
             x = self.upsample(x).reshape(x.shape[0], frames * self.config.upsampling, -1)
             out_lengths = self.output_lengths(lengths)
-        if not isinstance(lang, str):
-            assert self.shared_head is not None, "one language per row needs tied heads"
+        if not isinstance(lang, str) and self.shared_head is None:
+            # each row through its language's output layer, padded to the widest with -1e4
+            widths = {code: self.adapters[code].head.out_features for code in lang}
+            logits = x.new_full((*x.shape[:2], max(widths.values())), -1e4)
+            for code in widths:
+                rows = torch.tensor([r for r, c in enumerate(lang) if c == code], device=x.device)
+                logits[rows, :, : widths[code]] = self.adapters[code].head(x[rows])
+        elif not isinstance(lang, str):
             own = torch.zeros(len(lang), self.shared_head.out_features, dtype=torch.bool)
             for row, code in enumerate(lang):
                 own[row, self._head_rows[code]] = True

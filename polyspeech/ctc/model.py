@@ -236,6 +236,35 @@ class CtcModel:
             self._apply_wav2vec2_adapter(lang, self._cache[lang])
         self._active = lang
 
+    def _mixed_log_probs(self, batch: list[np.ndarray], codes: list[str | None]) -> list:
+        distinct = list(dict.fromkeys(codes))
+        if self._conformer is None or len(distinct) == 1 or len(distinct) > self._cache_size:
+            found: list = [None] * len(batch)
+            for code in distinct:
+                rows = [row for row, other in enumerate(codes) if other == code]
+                for row, log_probs in zip(
+                    rows, self.log_probs([batch[row] for row in rows], code), strict=True
+                ):
+                    found[row] = log_probs
+            return found
+        for code in distinct:
+            self._activate(code)  # into the cache, which holds them all
+        self._conformer.adapters = torch.nn.ModuleDict({c: self._cache[c] for c in distinct})
+        self._active = None
+        features = [torch.from_numpy(fbank(samples)) for samples in batch]
+        lengths = torch.tensor([len(f) for f in features])
+        padded = torch.nn.utils.rnn.pad_sequence(features, batch_first=True)
+        log_probs, out_lengths = self._conformer(
+            padded.to(self.device, self.dtype), lengths.to(self.device), codes
+        )
+        return [
+            log_probs[row, : int(out_lengths[row]), : len(self._vocabularies[code])]
+            .float()
+            .cpu()
+            .numpy()
+            for row, code in enumerate(codes)
+        ]
+
     def _apply_wav2vec2_adapter(self, lang: str, weights: dict[str, torch.Tensor]) -> None:
         model = self._network
         expected = {
@@ -260,14 +289,22 @@ class CtcModel:
                 getattr(model.get_submodule(module), name).copy_(tensor)
 
     @torch.inference_mode()
-    def log_probs(self, batch: list[np.ndarray], lang: str | None) -> list[np.ndarray]:
+    def log_probs(
+        self, batch: list[np.ndarray], lang: str | list[str | None] | None
+    ) -> list[np.ndarray]:
         """Per clip (16 kHz float32), log-probabilities of shape (frames, vocabulary).
+
+        ``lang`` is the batch's language or a list, one per clip: a conformer then runs the
+        batch at once, each row through its own adapter; a wav2vec2 model one language at a
+        time (its adapter is copied into the network).
 
         On a CPU a wav2vec2 model takes the clips one at a time: padding them to one length
         and masking the padding in attention costs more there than a batch saves (measured
         on a 12-layer wav2vec2, 60 s of speech in VAD pieces: 28.1 s in batches of 4,
         23.7 s one at a time).
         """
+        if isinstance(lang, list):
+            return self._mixed_log_probs(batch, [self.resolve_language(code) for code in lang])
         code = self.resolve_language(lang)
         self._activate(code)
         if self._conformer is None and self.device.type == "cpu" and len(batch) > 1:

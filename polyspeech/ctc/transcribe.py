@@ -68,16 +68,17 @@ def window_log_probs(
     model: CtcModel,
     pieces: list[tuple[np.ndarray, int, int]],
     context: int,
-    lang: str | None,
+    langs: list[str | None],
     batch_size: int,
 ) -> Iterator[np.ndarray]:
-    """For each piece (samples, start, end), the log-probabilities of its own frames: it runs
-    with ``context`` samples either side, whose frames are cut off. Pieces may come from
-    different files; they run in batches of ``batch_size``."""
+    """For each piece (samples, start, end) in its language, the log-probabilities of its own
+    frames: it runs with ``context`` samples either side, whose frames are cut off. Pieces may
+    come from different files and languages; they run in batches of ``batch_size``."""
     for first in range(0, len(pieces), batch_size):
         group = pieces[first : first + batch_size]
         clips = [samples[max(0, s - context) : e + context] for samples, s, e in group]
-        for (_, start, end), log_probs in zip(group, model.log_probs(clips, lang), strict=True):
+        found = model.log_probs(clips, langs[first : first + batch_size])
+        for (_, start, end), log_probs in zip(group, found, strict=True):
             lead = (start - max(0, start - context)) / SAMPLE_RATE
             first_frame = round(lead / model.frame_shift)
             last_frame = first_frame + round((end - start) / SAMPLE_RATE / model.frame_shift)
@@ -97,17 +98,20 @@ def stitched_log_probs(
     ``columns`` keeps only those classes, so a large vocabulary costs no more than it needs;
     ``with_best`` appends one more column: each frame's best log-probability over all classes.
     """
-    pieces = []
+    kept_pieces = []
     windows = [(samples, start, end) for start, end in pieces([samples], WINDOW, False)[0]]
     context = int(CONTEXT * SAMPLE_RATE)
-    for log_probs in window_log_probs(model, windows, context, lang, batch_size):
+    langs = [lang] * len(windows)
+    for log_probs in window_log_probs(model, windows, context, langs, batch_size):
         kept = log_probs if columns is None else log_probs[:, columns]
         if with_best:
             kept = np.concatenate([kept, log_probs.max(axis=1, keepdims=True)], axis=1)
-        pieces.append(kept)
+        kept_pieces.append(kept)
     width = len(model.vocabulary(lang)) if columns is None else len(columns)
     width += int(with_best)
-    return np.concatenate(pieces) if pieces else np.zeros((0, width), np.float32)
+    if not kept_pieces:
+        return np.zeros((0, width), np.float32)
+    return np.concatenate(kept_pieces)
 
 
 def transcribe_many(
@@ -119,9 +123,9 @@ def transcribe_many(
     lm: str | os.PathLike | None = None,
     identifier: LidModel | None = None,
 ) -> list[Result]:
-    """Transcribe several files (16 kHz mono samples, any length) together: their pieces are
-    batched by language across the files. One segment per piece with speech, with its language
-    (and, when identified, that language's probability).
+    """Transcribe several files (16 kHz mono samples, any length) together: their pieces run
+    in shared batches, whatever their files and languages, longest first. One segment per
+    piece with speech, with its language (and, when identified, that language's probability).
 
     A file in language ``auto`` has ``identifier`` name each of its pieces' languages
     (:func:`identify_pieces`); its result's language is the one of the most speech, with the
@@ -129,7 +133,8 @@ def transcribe_many(
     """
     context = 0 if vad else int(CONTEXT * SAMPLE_RATE)
     plans = []  # per file: its windows, each with its language and that language's probability
-    by_language: dict[str | None, list[tuple[int, int, int]]] = defaultdict(list)
+    decoders = {}  # by language, made before any audio runs (a missing LM is found first)
+    runs: list[tuple[int, int, int, str | None, float | None]] = []
     for index, (samples, lang, windows) in enumerate(
         zip(files, langs, pieces(files, WINDOW, vad), strict=True)
     ):
@@ -138,47 +143,39 @@ def transcribe_many(
                 raise InputError("language auto needs a language-ID model")
             chosen, overall = identify_pieces(model, identifier, samples, windows)
         else:
-            language = model.resolve_language(lang)
-            by_language[language] += []  # its decoder is made, and a missing LM found, now
-            chosen, overall = [(language, None)] * len(windows), None
+            named = model.resolve_language(lang)
+            chosen, overall = [(named, None)] * len(windows), None
+            if named not in decoders:  # even for a file of silence
+                decoders[named] = _decoder(model, named, lm)
         plans.append((windows, chosen, overall))
-        for (start, end), (language, _) in zip(windows, chosen, strict=True):
-            by_language[language].append((index, start, end))
-    probability = {
-        (index, start): p
-        for index, (windows, chosen, _) in enumerate(plans)
-        for (start, _), (_, p) in zip(windows, chosen, strict=True)
-    }
+        for (start, end), (language, probability) in zip(windows, chosen, strict=True):
+            if language not in decoders:
+                decoders[language] = _decoder(model, language, lm)
+            runs.append((index, start, end, language, probability))
+    runs.sort(key=lambda run: run[1] - run[2])  # longest first: batches of similar lengths
     segments: list[dict[int, Segment]] = [{} for _ in files]
     shift = model.frame_shift
-    for language, spans in by_language.items():
-        by_character = language is not None and is_written_without_spaces(language)
-        decoder = make_decoder(model.vocabulary(language), by_character, lm, language)
-        joiner = "" if by_character else " "
-        runs = [(files[index], start, end) for index, start, end in spans]
-        for (index, start, _), log_probs in zip(
-            spans, window_log_probs(model, runs, context, language, batch_size), strict=True
-        ):
-            offset = start / SAMPLE_RATE
-            words = [
-                Word(
-                    span.text,
-                    round(offset + span.start_frame * shift, 3),
-                    round(offset + (span.end_frame + 1) * shift, 3),
-                    round(span.score, 4),
-                )
-                for span in decoder.words(log_probs)
-            ]
-            if words:
-                segments[index][start] = Segment(
-                    words[0].start,
-                    words[-1].end,
-                    joiner.join(word.text for word in words),
-                    words,
-                    None,
-                    language,
-                    probability[index, start],
-                )
+    found = window_log_probs(
+        model, [(files[i], s, e) for i, s, e, _, _ in runs], context,
+        [language for *_, language, _ in runs], batch_size,
+    )  # fmt: skip
+    for (index, start, _, language, probability), log_probs in zip(runs, found, strict=True):
+        offset = start / SAMPLE_RATE
+        words = [
+            Word(
+                span.text,
+                round(offset + span.start_frame * shift, 3),
+                round(offset + (span.end_frame + 1) * shift, 3),
+                round(span.score, 4),
+            )
+            for span in decoders[language].words(log_probs)
+        ]
+        if words:
+            joiner = "" if language is not None and is_written_without_spaces(language) else " "
+            text = joiner.join(word.text for word in words)
+            segments[index][start] = Segment(
+                words[0].start, words[-1].end, text, words, None, language, probability
+            )
     results = []
     for samples, lang, (windows, chosen, overall), found in zip(
         files, langs, plans, segments, strict=True
@@ -197,6 +194,11 @@ def transcribe_many(
         probability = round(overall[language], 4) if speech else None
         results.append(Result(_joined(ordered), language, ordered, duration, None, probability))
     return results
+
+
+def _decoder(model: CtcModel, language: str | None, lm: str | os.PathLike | None):
+    by_character = language is not None and is_written_without_spaces(language)
+    return make_decoder(model.vocabulary(language), by_character, lm, language)
 
 
 def _joined(segments: list[Segment]) -> str:

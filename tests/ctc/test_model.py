@@ -67,6 +67,22 @@ def test_batches_on_the_cpu_match_clips_one_at_a_time(tmp_path):
         np.testing.assert_allclose(got, model.log_probs([clip], "eng")[0], atol=1e-6)
 
 
+def test_a_batch_of_several_languages_matches_one_language_at_a_time(conformer_folder, tmp_path):
+    model = CtcModel(conformer_folder[0], precision="float32")
+    clips = [sine(f, d, 16000) for f, d in ((300, 0.9), (500, 1.3), (700, 0.6), (900, 1.1))]
+    langs = ["eng", "cmn", "eng", "cmn"]
+    mixed = model.log_probs(clips, langs)
+    for clip, lang, found in zip(clips, langs, mixed, strict=True):
+        (alone,) = model.log_probs([clip], lang)
+        assert found.shape == alone.shape == (alone.shape[0], len(model.vocabulary(lang)))
+        np.testing.assert_allclose(found, alone, atol=1e-4)
+    # a wav2vec2 (MMS) model runs such a batch one language at a time
+    mms = CtcModel(make_mms_folder(tmp_path / "mms"), precision="float32")
+    mixed = mms.log_probs(clips[:2], ["eng", "fra"])
+    for clip, lang, found in zip(clips[:2], ["eng", "fra"], mixed, strict=True):
+        np.testing.assert_allclose(found, mms.log_probs([clip], lang)[0], atol=1e-5)
+
+
 def test_switching_languages_reads_only_adapters(conformer_folder, monkeypatch):
     folder, _ = conformer_folder
     model = CtcModel(folder, cache_size=1)

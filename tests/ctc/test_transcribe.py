@@ -102,7 +102,7 @@ def test_files_detected_together_get_silero_vads_own_regions(tiny_corpus):
 
 
 class PitchModel(LoudnessModel):
-    """Two languages: "eng" spells loud frames "a", "spa" spells them "b"."""
+    """Two languages, one per clip: "eng" spells loud frames "a", "spa" spells them "b"."""
 
     folder = "pitch-ctc"
 
@@ -117,10 +117,10 @@ class PitchModel(LoudnessModel):
     def resolve_language(self, lang):
         return lang
 
-    def log_probs(self, clips, lang):
-        self.calls.append(lang)
+    def log_probs(self, clips, langs):
+        self.calls.append(langs)
         out = []
-        for clip in clips:
+        for clip, lang in zip(clips, langs, strict=True):
             frames = clip[: len(clip) // 640 * 640].reshape(-1, 640)
             loud = np.abs(frames).max(axis=1) > 0.1
             probs = np.full((len(frames), len(self.vocab)), 1e-4)
@@ -167,7 +167,7 @@ def test_auto_routes_each_piece_to_the_language_identified():
     assert found == [("a", "eng", 0.9), ("b", "spa", 0.6), ("a", "eng", 0.9), ("a", "eng", 0.7315)]
     assert result.language == "eng" and result.language_probability == 0.7315
     assert result.text == "a b a a"
-    assert sorted(model.calls) == ["eng", "spa"]  # each language's pieces batched together
+    assert model.calls == [["eng", "spa", "eng", "eng"]]  # one batch, each piece in its language
     with pytest.raises(InputError, match="pitch-lid: this language-ID model knows none of"):
         transcribe_many(
             model, [audio], ["auto"], vad=False, identifier=PitchIdentifier(["fin", "deu"])
@@ -188,7 +188,8 @@ def test_files_transcribed_together_come_back_as_each_alone():
     model = PitchModel()
     langs = ["eng", "spa", "eng"]
     together = transcribe_many(model, files, langs, batch_size=8, vad=False)
-    assert model.calls == ["eng", "spa"]  # four eng windows in one batch, the spa ones in another
+    # one batch of the six windows, each in its file's language, the 30 s ones first
+    assert model.calls == [["eng", "spa", "eng", "eng", "spa", "eng"]]
     alone = [
         transcribe_many(model, [audio], [lang], vad=False)[0]
         for audio, lang in zip(files, langs, strict=True)
