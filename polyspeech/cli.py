@@ -622,6 +622,42 @@ def speak_command(
     typer.echo(f"wrote {len(samples) / SAMPLE_RATE:.2f} s to {output}")
 
 
+@app.command("batch")
+def batch_command(
+    manifest: Annotated[Path, typer.Argument(help="A JSON Lines manifest (ids unique).")],
+    out: Annotated[Path, typer.Option(help="Folder for the part-*.jsonl result shards.")],
+    model: Annotated[str, typer.Option(help="Model folder or builtin name.")] = "builtin:ctc",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="A Ray cluster's address (auto, ray://host:10001); without it a local Ray "
+            "runtime starts.",
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Files per model batch (and per shard).")] = 16,
+    actors: Annotated[
+        int | None, typer.Option(help="Model replicas (default: one per GPU, else per 2 CPUs).")
+    ] = None,
+    dtype: DType = "auto",
+    quiet: Quiet = False,
+) -> None:
+    """Transcribe a manifest on Ray: resumable, every id once in the output shards."""
+    from polyspeech.data.manifest import read_manifest
+    from polyspeech.scale.ray_batch import batch_transcribe
+
+    total = sum(1 for _ in read_manifest(manifest))
+    with _progress(total, "transcribing", quiet) as advance:
+        summary = batch_transcribe(
+            manifest, model, out, ray_address, batch_size, actors, dtype,
+            lambda count: [advance() for _ in range(count)],
+        )  # fmt: skip
+    typer.echo(
+        f"{summary['total']} files: {summary['run']} transcribed now, {summary['skipped']} "
+        f"done before, {summary['errors']} with errors; results in {out}"
+    )
+
+
 @app.command("serve")
 def serve_command(
     model: Annotated[

@@ -37,7 +37,7 @@ class ScriptedModel:
                     probs[frame] = (1 - p) / (len(VOCAB) - 1)
                     probs[frame, index[char]] = p
             out.append(np.log(probs))
-        self.asked.add(lang)
+        self.asked.update(lang if isinstance(lang, list) else [lang])  # one per clip, or all
         return out
 
 

@@ -1,0 +1,101 @@
+"""`polyspeech batch` on a local Ray cluster (2 CPUs) over the synthetic corpus."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import psutil
+import pytest
+
+from polyspeech.ctc.model import CtcModel
+from polyspeech.data.manifest import read_manifest, write_manifest
+from polyspeech.scale.ray_batch import batch_transcribe
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def shard_lines(out):
+    return [json.loads(line) for shard in sorted(out.glob("part-*.jsonl"))
+            for line in shard.read_text().splitlines()]  # fmt: skip
+
+
+def model_workers():
+    """The processes of Ray's model actors (Ray names them after the class they run)."""
+    return [p for p in psutil.process_iter(["cmdline"])
+            if "Transcriber" in " ".join(p.info["cmdline"] or [])]  # fmt: skip
+
+
+def test_every_id_once_through_a_killed_worker_and_a_rerun(local_ray, tiny_corpus, tmp_path):
+    entries = [e for e in read_manifest(tiny_corpus / "train.jsonl") if e.lang != "fin"][:24]
+    manifest = tmp_path / "m.jsonl"
+    write_manifest(manifest, entries)
+    (tmp_path / "broken.flac").write_bytes(b"not audio")
+    with manifest.open("a") as stream:  # a file that cannot be decoded gets an error line
+        stream.write(json.dumps({"audio": "broken.flac", "text": "", "lang": "eng",
+                                 "duration": 1.0, "id": "broken"}) + "\n")  # fmt: skip
+    out = tmp_path / "out"
+    killed = []
+
+    def kill_a_worker_mid_run():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            if list(out.glob("part-*.jsonl")):  # it has begun: kill the model's process
+                for worker in model_workers():
+                    os.kill(worker.pid, signal.SIGKILL)
+                    killed.append(worker.pid)
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_a_worker_mid_run)
+    killer.start()
+    summary = batch_transcribe(manifest, "builtin:ctc", out, batch_size=2, actors=1,
+                               dtype="float32")  # fmt: skip
+    killer.join()
+    assert killed, "no model worker was found to kill"
+    lines = shard_lines(out)
+    ids = [line["id"] for line in lines]
+    assert sorted(ids) == sorted([e.id for e in entries] + ["broken"])  # each exactly once
+    assert summary == {"total": 25, "skipped": 0, "run": 25, "errors": 1}
+    broken = next(line for line in lines if line["id"] == "broken")
+    assert "broken.flac" in broken["error"]
+    model = CtcModel("builtin:ctc", precision="float32")
+    by_id = {line["id"]: line for line in lines}
+    for entry in entries[:4]:
+        assert by_id[entry.id]["text"] == model.transcribe(entry.audio, entry.lang).text
+    before = {p: p.stat().st_mtime_ns for p in out.glob("part-*.jsonl")}
+    again = batch_transcribe(manifest, "builtin:ctc", out, batch_size=2)
+    assert again == {"total": 25, "skipped": 25, "run": 0, "errors": 1}
+    assert {p: p.stat().st_mtime_ns for p in out.glob("part-*.jsonl")} == before
+
+
+def test_a_rerun_transcribes_only_what_is_missing(local_ray, tiny_corpus, tmp_path, cli):
+    entries = [e for e in read_manifest(tiny_corpus / "train.jsonl") if e.lang == "eng"][:4]
+    manifest = tmp_path / "m.jsonl"
+    write_manifest(manifest, entries)
+    out = tmp_path / "out"
+    result = cli("batch", manifest, "--out", out, "--batch-size", "2", "--quiet")
+    assert result.code == 0, result.stderr
+    assert "4 files: 4 transcribed now, 0 done before, 0 with errors" in result.stdout
+    first = sorted(out.glob("part-*.jsonl"))[0]
+    lost = {line["id"] for line in shard_lines(out)} - set(_ids(first))
+    first.unlink()  # as if that batch had never finished
+    result = cli("batch", manifest, "--out", out, "--batch-size", "2", "--quiet")
+    assert "4 files: 2 transcribed now, 2 done before" in result.stdout
+    assert sorted(line["id"] for line in shard_lines(out)) == sorted(e.id for e in entries)
+    assert lost <= {line["id"] for line in shard_lines(out)}
+    write_manifest(tmp_path / "twice.jsonl", [entries[0], entries[0]])
+    result = cli("batch", tmp_path / "twice.jsonl", "--out", out, "--quiet")
+    assert result.code == 2 and "appears twice" in result.stderr
+
+
+def _ids(shard):
+    return [json.loads(line)["id"] for line in shard.read_text().splitlines()]
