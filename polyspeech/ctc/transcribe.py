@@ -66,7 +66,7 @@ def identify_pieces(
 
 def window_log_probs(
     model: CtcModel,
-    pieces: list[tuple[np.ndarray, int, int]],
+    runs: list[tuple[np.ndarray, int, int]],
     context: int,
     langs: list[str | None],
     batch_size: int,
@@ -74,8 +74,8 @@ def window_log_probs(
     """For each piece (samples, start, end) in its language, the log-probabilities of its own
     frames: it runs with ``context`` samples either side, whose frames are cut off. Pieces may
     come from different files and languages; they run in batches of ``batch_size``."""
-    for first in range(0, len(pieces), batch_size):
-        group = pieces[first : first + batch_size]
+    for first in range(0, len(runs), batch_size):
+        group = runs[first : first + batch_size]
         clips = [samples[max(0, s - context) : e + context] for samples, s, e in group]
         found = model.log_probs(clips, langs[first : first + batch_size])
         for (_, start, end), log_probs in zip(group, found, strict=True):

@@ -233,6 +233,11 @@ def create_app(models: dict[str, Any], settings: ServeSettings | None = None):
         param = str(problem["loc"][-1]) if problem.get("loc") else None
         return error_response(_bad(f"{param}: {problem['msg']}", param))
 
+    def too_big(size: int) -> ApiError:
+        limit = f"{settings.max_upload_mb:g} MB"
+        message = f"the upload is {size / 2**20:.1f} MB, over the limit of {limit}"
+        return ApiError(413, message, "invalid_request_error", "file")
+
     @app.middleware("http")
     async def guard(request: Request, call_next):
         """API keys, the upload limit (before the body is read), metrics, and a 500 in
@@ -248,9 +253,7 @@ def create_app(models: dict[str, Any], settings: ServeSettings | None = None):
                                    code="invalid_api_key")  # fmt: skip
             length = request.headers.get("content-length")
             if length is not None and int(length) > settings.max_upload_mb * 2**20:
-                raise ApiError(413, f"the upload is {int(length) / 2**20:.1f} MB, over the "
-                               f"limit of {settings.max_upload_mb:g} MB",
-                               "invalid_request_error", "file")  # fmt: skip
+                raise too_big(int(length))
             response = await call_next(request)
         except ApiError as error:
             response = error_response(error)
@@ -299,6 +302,8 @@ def create_app(models: dict[str, Any], settings: ServeSettings | None = None):
             raise _bad("file: send the audio as a file upload (multipart), not a text field",
                        "file")  # fmt: skip
         data = await file.read()
+        if len(data) > settings.max_upload_mb * 2**20:  # sent without a Content-Length
+            raise too_big(len(data))
         stream = io.BytesIO(data)
         stream.name = file.filename or "upload"
         try:

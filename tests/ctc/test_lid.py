@@ -1,6 +1,7 @@
 """Language identification: MMS-LID folders, our conformer LID, training, `polyspeech identify`."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +146,14 @@ def test_the_library_call_and_the_lid_evaluation(trained_lid, tiny_corpus, tmp_p
     assert report["accuracy"] == right / 6 and "first 3 s" in result.stdout
     wrong = cli("evaluate", tiny_corpus / "dev.jsonl", "--max-seconds", "3")
     assert wrong.code == 2 and "--max-seconds is for language ID" in wrong.stderr
+
+
+def test_builtin_lid_is_the_default_and_names_each_example(cli):
+    """builtin:lid on the committed examples (held-out test clips, one per language)."""
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    rows = [json.loads(line) for line in (examples / "examples.jsonl").read_text().splitlines()]
+    result = cli("identify", *[examples / r["audio"] for r in rows], "--json", "--top-k", "2")
+    assert result.code == 0, result.stderr
+    found = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [f["languages"][0]["lang"] for f in found] == [r["lang"] for r in rows]
+    assert all(len(f["languages"]) == 2 for f in found)

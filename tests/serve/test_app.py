@@ -165,17 +165,34 @@ def test_every_error_path_answers_in_openais_shape(served, tmp_path):
     assert post({"model": "ctc"})[0] == 400
     status, error = post({"model": "ctc", "response_format": "docx"}, {"file": ("a.flac", example)})
     assert status == 400 and error["param"] == "response_format"
-    assert post({"model": "ctc", "language": "xx"}, {"file": ("a.flac", example)})[0] == 400
-    assert post({"model": "ctc", "temperature": "3"}, {"file": ("a.flac", example)})[0] == 400
-    status, error = post({"model": "builtin:speechllm", "language": "zh"},
-                         {"file": ("a.txt", b"not audio at all")})  # fmt: skip
-    assert status == 415 and "a.txt" in error["message"]
+
+    def refused(status, file=("a.flac", example), **fields):
+        """What the openai client raises for a request the server refuses with ``status``."""
+        with pytest.raises(openai.APIStatusError) as caught:
+            api.audio.transcriptions.create(file=file, **{"model": "ctc", **fields})
+        assert caught.value.status_code == status, caught.value
+        return str(caught.value)
+
+    assert "response_format 'docx'" in refused(400, response_format="docx")
+    assert "unknown language code 'xx'" in refused(400, language="xx")
+    assert "temperature" in refused(400, temperature=3)
+    assert "a.txt" in refused(415, file=("a.txt", b"not audio at all"))
     long = io.BytesIO()
     soundfile.write(long, np.zeros(21 * 16000, np.float32), 16000, format="FLAC")
-    status, error = post({"model": "ctc"}, {"file": ("long.flac", long.getvalue())})
-    assert status == 413 and "over the limit of 20 s" in error["message"]
-    status, error = post({"model": "ctc"}, {"file": ("big.wav", b"\0" * (2 * 2**20))})
-    assert status == 413 and "over the limit of 1 MB" in error["message"]
+    assert "over the limit of 20 s" in refused(413, file=("long.flac", long.getvalue()))
+    assert "over the limit of 1 MB" in refused(413, file=("big.wav", b"\0" * (2 * 2**20)))
+    # the same upload sent in chunks, without a Content-Length: refused once read
+    built = httpx.Request("POST", f"{url}/v1/audio/transcriptions", data={"model": "ctc"},
+                          files={"file": ("big.wav", b"\0" * (2 * 2**20))})  # fmt: skip
+    body = built.read()
+    chunked = httpx.post(
+        f"{url}/v1/audio/transcriptions",
+        content=(body[i : i + 65536] for i in range(0, len(body), 65536)),
+        headers={"Authorization": "Bearer key-1",
+                 "Content-Type": built.headers["Content-Type"]},
+    )  # fmt: skip
+    assert "content-length" not in chunked.request.headers
+    assert chunked.status_code == 413 and "over the limit" in chunked.json()["error"]["message"]
     with pytest.raises(openai.BadRequestError, match="model 'ctc' cannot do this"):
         api.audio.translations.create(model="ctc", file=("a.flac", example))
     assert httpx.get(f"{url}/health").json()["status"] == "ok"
