@@ -99,7 +99,10 @@ def test_frontend_equals_funasr_wav_frontend(tmp_path, seconds):
     expected, _ = reference(torch.from_numpy(samples)[None], torch.tensor([len(samples)]))
     got = ParaformerFrontend(read_cmvn(tmp_path / "am.mvn"))(samples)
     assert got.shape == tuple(expected.shape[1:])
-    assert np.abs(got - expected[0].numpy()).max() < 1e-4
+    # funasr computes the filterbank with kaldi-native-fbank, ours with torch's FFT: float32
+    # sums in another order (log energies within 1e-3, tests/audio/test_features.py; measured
+    # here after CMVN: 1.2e-4)
+    assert np.abs(got - expected[0].numpy()).max() < 5e-4
 
 
 def test_low_frame_rate_stacking_pads_with_the_first_and_last_frames():
