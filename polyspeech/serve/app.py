@@ -207,8 +207,9 @@ def create_app(models: dict[str, Any], settings: ServeSettings | None = None):
         ]
 
     batcher = DynamicBatcher(
-        run, settings.max_batch, settings.max_wait_ms / 1000, settings.max_queue
-    )
+        run, settings.max_batch, settings.max_wait_ms / 1000, settings.max_queue,
+        metrics.batch.observe,
+    )  # fmt: skip
 
     @asynccontextmanager
     async def lifespan(app):
@@ -267,7 +268,6 @@ def create_app(models: dict[str, Any], settings: ServeSettings | None = None):
 
     async def compute(key: Hashable, item: dict) -> Any:
         metrics.waiting.set(batcher.waiting)
-        before = len(batcher.batch_sizes)
         try:
             result = await asyncio.wait_for(batcher.submit(key, item), settings.request_timeout)
         except Overloaded as busy:
@@ -278,8 +278,6 @@ def create_app(models: dict[str, Any], settings: ServeSettings | None = None):
                            "server_error", code="timeout") from None  # fmt: skip
         except InputError as error:
             raise _bad(str(error)) from None
-        for size in batcher.batch_sizes[before:]:
-            metrics.batch.observe(size)
         return result
 
     def model_of(name: str | None, kinds: tuple[str, ...]):

@@ -44,20 +44,16 @@ class DynamicBatcher:
         max_batch: int = 16,
         max_wait: float = 0.01,
         max_queue: int = 64,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         if max_batch < 1 or max_queue < 1 or max_wait < 0:
             raise ValueError("max_batch and max_queue must be at least 1, max_wait at least 0")
-        self.run, self.max_batch, self.max_wait, self.max_queue = (
-            run,
-            max_batch,
-            max_wait,
-            max_queue,
-        )
+        self.run, self.max_batch, self.max_wait = run, max_batch, max_wait
+        self.max_queue, self.on_batch = max_queue, on_batch  # on_batch(size) after each batch
         self._jobs: list[_Job] = []
         self._arrival = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="polyspeech-model")
         self._runner: asyncio.Task | None = None
-        self.batch_sizes: list[int] = []  # of the batches run so far, for metrics and tests
         self._seconds_per_item = 1.0  # an estimate, for Retry-After
 
     @property
@@ -112,7 +108,8 @@ class DynamicBatcher:
                 self._executor, self._outcomes, first.key, [job.item for job in batch]
             )
             self._seconds_per_item = (time.monotonic() - started) / len(batch)
-            self.batch_sizes.append(len(batch))
+            if self.on_batch is not None:
+                self.on_batch(len(batch))
             for job, (ok, value) in zip(batch, outcomes, strict=True):
                 if job.future.done():
                     continue  # its request gave up waiting

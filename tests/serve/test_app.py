@@ -235,6 +235,9 @@ def test_concurrent_requests_are_batched_and_a_failing_one_fails_alone():
 
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(ask, sizes))
+        metrics = httpx.get(f"{url}/metrics").text
+    # each request counted in one batch (the failed batch's reruns one by one are not batches)
+    assert "polyspeech_batch_size_sum 8.0" in metrics, metrics
     assert [a.text for a in answers[:7]] == [str(s) for s in sizes[:7]]
     assert isinstance(answers[7], openai.InternalServerError)
     assert max(model.batches) > 1  # they were computed together, then one by one after the error
