@@ -273,7 +273,7 @@ def create_app(models: dict[str, Any], settings: ServeSettings | None = None):
         except Overloaded as busy:
             raise ApiError(503, str(busy), "server_error", code="overloaded",
                            headers={"Retry-After": str(busy.retry_after)}) from None  # fmt: skip
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not yet TimeoutError itself in Python 3.10
             raise ApiError(504, f"no answer within {settings.request_timeout:g} s",
                            "server_error", code="timeout") from None  # fmt: skip
         except InputError as error:

@@ -97,7 +97,7 @@ class DynamicBatcher:
                 self._arrival.clear()
                 try:
                     await asyncio.wait_for(self._arrival.wait(), left)
-                except TimeoutError:
+                except asyncio.TimeoutError:  # not yet TimeoutError itself in Python 3.10
                     pass
                 continue
             batch = same[: self.max_batch]
