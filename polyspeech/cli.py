@@ -698,12 +698,12 @@ def serve_command(
 
     from polyspeech.serve.app import ServeSettings, check_served, create_app, load_served
 
-    models = dict(load_served(spec, device, dtype) for spec in model)
-    check_served(models)
     settings = ServeSettings(
         max_upload_mb, max_audio_seconds, request_timeout, max_batch, max_wait_ms, max_queue,
         list(api_key or []),
     )  # fmt: skip
+    models = dict(load_served(spec, device, dtype) for spec in model)
+    check_served(models)
     uvicorn.run(create_app(models, settings), host=host, port=port, log_level="warning")
 
 

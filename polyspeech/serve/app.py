@@ -57,6 +57,15 @@ class ServeSettings:
     max_queue: int = 64
     api_keys: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        for name in ("max_upload_mb", "max_audio_seconds", "request_timeout", "max_batch",
+                     "max_queue"):  # fmt: skip
+            if getattr(self, name) <= 0:
+                flag = "--" + name.replace("_", "-")
+                raise InputError(f"{flag} must be above 0, got {getattr(self, name)}")
+        if self.max_wait_ms < 0:
+            raise InputError(f"--max-wait-ms must be 0 or more, got {self.max_wait_ms}")
+
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, kind: str, param: str | None = None,

@@ -95,6 +95,9 @@ def test_a_rerun_transcribes_only_what_is_missing(local_ray, tiny_corpus, tmp_pa
     write_manifest(tmp_path / "twice.jsonl", [entries[0], entries[0]])
     result = cli("batch", tmp_path / "twice.jsonl", "--out", out, "--quiet")
     assert result.code == 2 and "appears twice" in result.stderr
+    result = cli("batch", manifest, "--out", out, "--batch-size", "0", "--quiet")
+    assert result.code == 2 and "--batch-size must be at least 1" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def _ids(shard):
