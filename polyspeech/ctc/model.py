@@ -251,12 +251,7 @@ class CtcModel:
             self._activate(code)  # into the cache, which holds them all
         self._conformer.adapters = torch.nn.ModuleDict({c: self._cache[c] for c in distinct})
         self._active = None
-        features = [torch.from_numpy(fbank(samples)) for samples in batch]
-        lengths = torch.tensor([len(f) for f in features])
-        padded = torch.nn.utils.rnn.pad_sequence(features, batch_first=True)
-        log_probs, out_lengths = self._conformer(
-            padded.to(self.device, self.dtype), lengths.to(self.device), codes
-        )
+        log_probs, out_lengths = self._conformer_forward(batch, codes)
         return [
             log_probs[row, : int(out_lengths[row]), : len(self._vocabularies[code])]
             .float()
@@ -264,6 +259,13 @@ class CtcModel:
             .numpy()
             for row, code in enumerate(codes)
         ]
+
+    def _conformer_forward(self, batch: list[np.ndarray], lang: str | list[str | None]):
+        """The conformer's padded log-probabilities of the clips' fbank, and their lengths."""
+        features = [torch.from_numpy(fbank(samples)) for samples in batch]
+        lengths = torch.tensor([len(f) for f in features])
+        padded = torch.nn.utils.rnn.pad_sequence(features, batch_first=True)
+        return self._conformer(padded.to(self.device, self.dtype), lengths.to(self.device), lang)
 
     def _apply_wav2vec2_adapter(self, lang: str, weights: dict[str, torch.Tensor]) -> None:
         model = self._network
@@ -310,12 +312,7 @@ class CtcModel:
         if self._conformer is None and self.device.type == "cpu" and len(batch) > 1:
             return [log_probs for clip in batch for log_probs in self.log_probs([clip], code)]
         if self._conformer is not None:
-            features = [torch.from_numpy(fbank(samples)) for samples in batch]
-            lengths = torch.tensor([len(f) for f in features])
-            padded = torch.nn.utils.rnn.pad_sequence(features, batch_first=True)
-            log_probs, out_lengths = self._conformer(
-                padded.to(self.device, self.dtype), lengths.to(self.device), code
-            )
+            log_probs, out_lengths = self._conformer_forward(batch, code)
         else:
             clips = [torch.from_numpy(samples) for samples in batch]
             if self._normalize:
