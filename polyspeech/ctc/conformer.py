@@ -7,8 +7,9 @@ learn within CPU budgets (shared/notes/ctc-from-scratch-on-cpu.md); an fbank fro
 Trained from scratch, twelve separate output layers each see a twelfth of the updates and stay
 stuck at the all-blank output (measured: still 100% CER after 1,000 steps). So training ties them
 (:meth:`ConformerCTC.tie_heads`): every language's output layer is its rows of one layer over all
-characters, scored with a softmax over its own characters only, and a batch may mix languages
-(one per row); the saved model has the usual separate layers (:meth:`ConformerCTC.untie_heads`).
+characters (a character that several languages share is one row), scored with a softmax over its
+own characters only, and a batch may mix languages (one per row); the saved model has the usual
+separate layers (:meth:`ConformerCTC.untie_heads`).
 """
 
 from __future__ import annotations
@@ -223,6 +224,34 @@ class ConformerCTC(nn.Module):
                 x = x + layer(x) if rows is None else x.index_add(0, rows, layer(x[rows]))
         return x, encoder_lengths
 
+    def states(
+        self,
+        features: torch.Tensor,
+        lengths: torch.Tensor,
+        lang: str | list[str],
+        upsample: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The states the output layers read (batch, CTC frames, hidden) and their lengths:
+        :meth:`encode`, then the upsampling layer if the model has one.
+
+        ``upsample=False`` skips that layer: one CTC frame per 40 ms encoder frame. Training
+        starts so (at 20 ms, the all-blank stage did not end in 500 steps), and then the layer,
+        still a copy of each frame into two, turns the 40 ms model into an equal 20 ms one.
+        """
+        x, out_lengths = self.encode(features, lengths, lang)
+        if self.upsample is not None and upsample:
+            frames = x.shape[1]
+            x = self.upsample(x).reshape(x.shape[0], frames * self.config.upsampling, -1)
+            out_lengths = self.output_lengths(lengths)
+        return x, out_lengths
+
+    def head_logits(self, x: torch.Tensor, lang: str) -> torch.Tensor:
+        """``lang``'s output layer over states ``x``: its own layer, or its rows of the tied one."""
+        if self.shared_head is None:
+            return self.adapters[lang].head(x)
+        rows = self._head_rows[lang].to(x.device)
+        return nn.functional.linear(x, self.shared_head.weight[rows], self.shared_head.bias[rows])
+
     def forward(
         self,
         features: torch.Tensor,
@@ -230,42 +259,24 @@ class ConformerCTC(nn.Module):
         lang: str | list[str],
         upsample: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return log-probabilities and their lengths (frames of ``config.frame_shift``).
-
-        ``upsample=False`` skips the upsampling layer: one CTC frame per 40 ms encoder frame.
-        Training starts so (at 20 ms, the all-blank stage did not end in 500 steps), and then
-        the layer, still a copy of each frame into two, turns the 40 ms model into an equal
-        20 ms one.
+        """Return log-probabilities and their lengths (frames of ``config.frame_shift``;
+        ``upsample`` as in :meth:`states`).
 
         ``lang`` is one language for the whole batch, scored over its own characters; or one
-        language per row: then every row goes through its own adapter; with tied heads the
-        output spans all characters, with those of other languages masked out of the softmax,
-        else each row has its language's output layer, and the columns past its vocabulary
-        are padding (-1e4 before the softmax).
+        language per row: then every row goes through its own adapter and output layer, and
+        the columns past its vocabulary are padding (-1e4 before the softmax).
         """
-        x, encoder_lengths = self.encode(features, lengths, lang)
-        frames = x.shape[1]
-        out_lengths = encoder_lengths
-        if self.upsample is not None and upsample:
-            x = self.upsample(x).reshape(x.shape[0], frames * self.config.upsampling, -1)
-            out_lengths = self.output_lengths(lengths)
-        if not isinstance(lang, str) and self.shared_head is None:
-            # each row through its language's output layer, padded to the widest with -1e4
-            widths = {code: self.adapters[code].head.out_features for code in lang}
-            logits = x.new_full((*x.shape[:2], max(widths.values())), -1e4)
-            for code in widths:
-                rows = torch.tensor([r for r, c in enumerate(lang) if c == code], device=x.device)
-                logits[rows, :, : widths[code]] = self.adapters[code].head(x[rows])
-        elif not isinstance(lang, str):
-            own = torch.zeros(len(lang), self.shared_head.out_features, dtype=torch.bool)
-            for row, code in enumerate(lang):
-                own[row, self._head_rows[code]] = True
-            logits = self.shared_head(x).masked_fill(~own.to(x.device)[:, None, :], -1e4)
-        elif self.shared_head is None:
-            logits = self.adapters[lang].head(x)
-        else:
-            rows = self._head_rows[lang].to(x.device)
-            logits = nn.functional.linear(
-                x, self.shared_head.weight[rows], self.shared_head.bias[rows]
-            )
+        x, out_lengths = self.states(features, lengths, lang, upsample)
+        if isinstance(lang, str):
+            return self.head_logits(x, lang).log_softmax(dim=-1), out_lengths
+        widths = {
+            code: len(self._head_rows[code])
+            if self.shared_head is not None
+            else self.adapters[code].head.out_features
+            for code in lang
+        }
+        logits = x.new_full((*x.shape[:2], max(widths.values())), -1e4)
+        for code in widths:
+            rows = torch.tensor([r for r, c in enumerate(lang) if c == code], device=x.device)
+            logits[rows, :, : widths[code]] = self.head_logits(x[rows], code)
         return logits.log_softmax(dim=-1), out_lengths

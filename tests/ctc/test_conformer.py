@@ -3,6 +3,7 @@ import dataclasses
 import torch
 
 from polyspeech.ctc.conformer import ConformerCTC
+from polyspeech.ctc.train import _CtcLoss
 from tests.conftest import TINY_CONFORMER as TINY
 
 
@@ -51,25 +52,49 @@ def test_tied_heads_score_each_language_over_its_own_rows_and_untie_exactly():
         assert torch.allclose(model(features, lengths, lang)[0], tied[lang], atol=1e-6)
 
 
-def test_rows_of_a_mixed_batch_score_as_their_own_language_alone():
+def _tied_pair() -> ConformerCTC:
+    """eng and rus, tied, with adapters that differ, so that a mix-up would show."""
     model = ConformerCTC(TINY).eval()
     model.add_language("eng", 3)
     model.add_language("rus", 4)
-    for adapter in model.adapters.values():  # adapters that differ, so a mix-up would show
+    for adapter in model.adapters.values():
         for layer in adapter.layers:
             torch.nn.init.normal_(layer[3].weight)
     model.tie_heads({"eng": [0, 1, 2], "rus": [0, 3, 4, 5]}, 6)
+    return model
+
+
+def test_rows_of_a_mixed_batch_score_as_their_own_language_alone():
+    model = _tied_pair()
     features, lengths = torch.randn(3, 60, 80), torch.tensor([60, 41, 52])
     mixed, mixed_lengths = model(features, lengths, ["rus", "eng", "rus"])
-    assert mixed.shape == (3, model.output_lengths(torch.tensor(60)).item(), 6)
-    for row, (lang, columns) in enumerate(
-        [("rus", [0, 3, 4, 5]), ("eng", [0, 1, 2]), ("rus", [0, 3, 4, 5])]
-    ):
+    assert mixed.shape == (3, model.output_lengths(torch.tensor(60)).item(), 4)
+    for row, (lang, width) in enumerate([("rus", 4), ("eng", 3), ("rus", 4)]):
         frames = mixed_lengths[row]
         alone, _ = model(features[row : row + 1, : lengths[row]], lengths[row : row + 1], lang)
-        assert torch.allclose(mixed[row, :frames][:, columns], alone[0], atol=1e-5)
-        others = [c for c in range(6) if c not in columns]
-        assert mixed[row, :frames][:, others].exp().max() < 1e-6
+        assert torch.allclose(mixed[row, :frames, :width], alone[0], atol=1e-5)
+        assert torch.all(mixed[row, :frames, width:].exp() < 1e-6)  # padding columns
+
+
+def test_training_loss_of_a_mixed_batch_is_the_mean_of_each_row_alone():
+    model = _tied_pair()
+    features, lengths = torch.randn(3, 60, 80), torch.tensor([60, 41, 52])
+    langs = ["rus", "eng", "rus"]
+    targets = [torch.tensor([1, 3, 2]), torch.tensor([2, 1]), torch.tensor([3])]
+    mixed = _CtcLoss(model)(features, lengths, langs, targets, upsample=True)
+    alone = []
+    for row, lang in enumerate(langs):
+        log_probs, out_lengths = model(
+            features[row : row + 1, : lengths[row]], lengths[row : row + 1], lang
+        )
+        loss = torch.nn.CTCLoss()(
+            log_probs.transpose(0, 1),
+            targets[row][None],
+            out_lengths,
+            torch.tensor([len(targets[row])]),
+        )
+        alone.append(loss)
+    assert torch.allclose(mixed, torch.stack(alone).mean(), atol=1e-5)
 
 
 def test_upsampling_reads_two_frames_of_20_ms_from_each_encoder_frame():
