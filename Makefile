@@ -41,14 +41,11 @@ demo: $(STAMP)
 clean:
 	rm -rf $(VENV) work
 
-# The embedded default CTC model: synthetic corpus of the 12 main languages, then training in two
-# processes of one thread each (DDP over gloo; on 2 cores faster than one process of two threads).
+# The embedded default CTC model: synthetic corpus of the 12 main languages, then training.
 MAIN_LANGS := eng,deu,fra,spa,ita,por,nld,swh,ind,tur,rus,cmn
 default-model: $(STAMP)
 	$(BIN)/polyspeech data synth --langs $(MAIN_LANGS) --per-lang 1500 --seed 0 --out work/corpus --quiet
-	OMP_NUM_THREADS=1 $(BIN)/python -m accelerate.commands.launch --multi_gpu --num_processes 2 \
-		--num_machines 1 --mixed_precision no --dynamo_backend no -m polyspeech train ctc \
-		work/corpus/train.jsonl --dev work/corpus/dev.jsonl \
+	$(BIN)/polyspeech train ctc work/corpus/train.jsonl --dev work/corpus/dev.jsonl \
 		--config recipes/default_ctc/config.json --out work/default_ctc --dtype float16
 	rm -rf polyspeech/assets/ctc && mkdir -p polyspeech/assets && cp -r work/default_ctc/model polyspeech/assets/ctc
 	$(BIN)/polyspeech train lm work/corpus/train.jsonl --out polyspeech/assets/ctc-lm --lexicon
