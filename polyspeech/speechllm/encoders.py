@@ -119,7 +119,7 @@ class ConformerSpeechEncoder(_FolderEncoder):
     def forward(self, clips: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         weight = self.conformer.feature_mean
         features, lengths = _pad([torch.from_numpy(fbank(clip)) for clip in clips])
-        return self.conformer.encode(features.to(weight.device), lengths.to(weight.device))
+        return self.conformer.encode(features.to(weight), lengths.to(weight.device))
 
 
 def folder_encoder(kind: str, folder: Path) -> nn.Module:
