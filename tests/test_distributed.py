@@ -14,6 +14,7 @@ accelerator = Accelerator(cpu=True)
 rank = accelerator.process_index
 said = f"rank {rank}: {agree(accelerator, rank == 1)} {agree(accelerator, False)}"
 Path(sys.argv[1], f"rank{rank}").write_text(said)
+accelerator.end_training()
 """
 
 

@@ -454,5 +454,5 @@ def train(
             "history": history,
         }
         (out / "training_log.json").write_text(json.dumps(summary, indent=1))
-        return summary
-    return {}
+    accelerator.end_training()  # a process left in the group can abort at exit (gloo threads)
+    return summary if accelerator.is_main_process else {}

@@ -435,4 +435,5 @@ def train_speechllm(
     if accelerator.is_main_process:
         save_speechllm(model.to(getattr(torch, dtype)), out / "model")
         (out / "training_log.json").write_text(json.dumps(summary, indent=1))
+    accelerator.end_training()  # a process left in the group can abort at exit (gloo threads)
     return summary
