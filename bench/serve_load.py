@@ -7,6 +7,7 @@ another, for ``--seconds``. Requests answered while the clock runs are counted.
 
     python bench/serve_load.py                       # 16 clients, 30 s a mode, builtin:ctc
     python bench/serve_load.py --clients 4 --seconds 5
+    python bench/serve_load.py --dtype int8         # the server's precision (default auto)
 
 Prints a table and writes JSON (default bench/results/serve_load.json).
 """
@@ -90,10 +91,10 @@ def mean_batch(url: str) -> float | None:
     return round(values["polyspeech_batch_size_sum"] / count, 2) if count else None
 
 
-def run_mode(model: str, max_batch: int, clients: int, seconds: float, files) -> dict:
+def run_mode(model: str, dtype: str, max_batch: int, clients: int, seconds: float, files) -> dict:
     port = free_port()
     command = [
-        sys.executable, "-m", "polyspeech", "serve", "--model", f"m={model}",
+        sys.executable, "-m", "polyspeech", "serve", "--model", f"m={model}", "--dtype", dtype,
         "--port", str(port), "--max-batch", str(max_batch), "--max-queue", str(4 * clients),
     ]  # fmt: skip
     server = subprocess.Popen(command)
@@ -124,12 +125,13 @@ def main() -> None:
     parser.add_argument("--model", default="builtin:ctc")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--dtype", default="auto", help="the server's --dtype")
     parser.add_argument("--json", type=Path, default=Path("bench/results/serve_load.json"))
     args = parser.parse_args()
     rows = [json.loads(line) for line in (EXAMPLES / "examples.jsonl").read_text().splitlines()]
     files = [(r["audio"], (EXAMPLES / r["audio"]).read_bytes(), r["lang"]) for r in rows]
     results = {
-        mode: run_mode(args.model, max_batch, args.clients, args.seconds, files)
+        mode: run_mode(args.model, args.dtype, max_batch, args.clients, args.seconds, files)
         for mode, max_batch in MODES.items()
     }
     on, off = results["batching on"], results["batching off"]
@@ -142,8 +144,11 @@ def main() -> None:
     if ratio is not None:
         print(f"batching on / off: {ratio:.2f}x requests/s")
     args.json.parent.mkdir(parents=True, exist_ok=True)
+    from polyspeech.ctc.model import native_bf16
+
     summary = {"clients": args.clients, "seconds": args.seconds, "model": args.model,
-               "modes": results, "ratio": ratio}  # fmt: skip
+               "dtype": args.dtype, "native_bf16": native_bf16(), "modes": results,
+               "ratio": ratio}  # fmt: skip
     args.json.write_text(json.dumps(summary, indent=1) + "\n")
 
 

@@ -18,8 +18,9 @@ def load(model: str = "builtin:ctc", device: str = "cpu", dtype: str = "auto"):
     ``load(...).transcribe(audio, lang=...)`` with a :class:`Result`.
 
     ``dtype`` is ``float32``, ``bfloat16``, ``int8`` (CTC on a CPU: int8 weights in the linear
-    layers) or ``auto``: bfloat16 where the processor computes it fast (CUDA with bf16, a CPU
-    with AVX-512 or AMX), else int8 for CTC on a CPU and float32 otherwise.
+    layers) or ``auto`` (:func:`polyspeech.ctc.model.resolve_precision`): bfloat16 where the
+    processor has it natively (CUDA with bf16, a CPU with AVX-512 bf16 or AMX), else int8 for
+    CTC on a CPU and float32 otherwise; an MMS (wav2vec2) model takes int8 on every CPU.
     """
     from pathlib import Path
 

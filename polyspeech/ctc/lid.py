@@ -27,7 +27,7 @@ from polyspeech.audio import SAMPLE_RATE, load_audio
 from polyspeech.audio.features import fbank
 from polyspeech.audio.vad import pieces
 from polyspeech.ctc.conformer import ConformerConfig, ConformerCTC
-from polyspeech.ctc.model import resolve_model_folder, resolve_precision
+from polyspeech.ctc.model import native_bf16, resolve_model_folder, resolve_precision
 from polyspeech.errors import InputError
 from polyspeech.text.languages import to_iso639_3
 from polyspeech.weights import load_strict
@@ -128,7 +128,8 @@ class LidModel:
         self.folder = resolve_model_folder(folder)
         self.device = torch.device(device)
         config = json.loads((self.folder / "config.json").read_text())
-        self.precision = resolve_precision(precision, device)
+        mms = "Wav2Vec2ForSequenceClassification" in config.get("architectures", [])
+        self.precision = resolve_precision(precision, device, wav2vec2=mms)
         if config.get("model_type") == LID_MODEL_TYPE:
             self.labels = list(config["labels"])
             self._network: nn.Module = ConformerLid(
@@ -143,7 +144,7 @@ class LidModel:
                 load_strict(part, load_file(weights), weights)
             self._network.float()
             self.precision = "float32"  # a small model: nothing to gain from int8 or bf16
-        elif "Wav2Vec2ForSequenceClassification" in config.get("architectures", []):
+        elif mms:
             self._network = self._load_mms_lid(config)
         else:
             raise InputError(
@@ -154,7 +155,7 @@ class LidModel:
 
     def _load_mms_lid(self, config: dict) -> nn.Module:
         from polyspeech.ctc.quantize import quantize_linear_layers
-        from polyspeech.ctc.wav2vec2 import load_wav2vec2
+        from polyspeech.ctc.wav2vec2 import convolutions_in_bf16, load_wav2vec2
 
         id2label = config.get("id2label") or {}
         if not id2label:
@@ -165,7 +166,8 @@ class LidModel:
         network = load_wav2vec2(self.folder, dtype, quantize, "Wav2Vec2ForSequenceClassification")
         if quantize:
             quantize_linear_layers(network)
-            network.float()
+            if native_bf16():
+                convolutions_in_bf16(network)
         processor = self.folder / "preprocessor_config.json"
         self._normalize = (
             json.loads(processor.read_text()).get("do_normalize", True)

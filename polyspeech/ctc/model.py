@@ -20,7 +20,7 @@ from polyspeech.audio.features import fbank
 from polyspeech.ctc.conformer import MODEL_TYPE
 from polyspeech.ctc.folder import adapter_path, load_conformer_base, load_language_adapter
 from polyspeech.ctc.quantize import quantize_linear_layers
-from polyspeech.ctc.wav2vec2 import load_wav2vec2, return_freed_memory
+from polyspeech.ctc.wav2vec2 import convolutions_in_bf16, load_wav2vec2, return_freed_memory
 from polyspeech.errors import InputError
 from polyspeech.text.languages import to_iso639_3
 from polyspeech.text.vocab import Vocabulary, load_vocabularies
@@ -53,19 +53,26 @@ def resolve_model_folder(name: str | Path) -> Path:
 PRECISIONS = ("float32", "bfloat16", "int8")
 
 
-def resolve_precision(name: str, device: str) -> str:
+def native_bf16() -> bool:
+    """Whether this processor computes bf16 itself (AVX-512 bf16 or AMX) rather than emulating
+    it in float32 (AVX2, where bf16 took 2.7x longer than float32 on the 2026-12-01 model)."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def resolve_precision(name: str, device: str, wav2vec2: bool = False) -> str:
     """``float32``, ``bfloat16``, ``int8`` or ``auto``; returns one of the first three.
 
-    ``auto``: on a GPU, bf16 where it is supported, else float32; on a CPU, bf16 where the
-    processor computes it fast (oneDNN's kernels need AVX-512 or AMX), else int8 (see
-    :mod:`polyspeech.ctc.quantize`), faster than float32 on the AVX2 machine measured
-    (``bench/ctc_speed.py``: 71.5 s against 130.4 s for 60 s on mms-1b-all's shape).
+    ``auto``: on a GPU, bf16 where it is supported, else float32. On a CPU, a ``wav2vec2``
+    model (MMS's size, its time in big linear layers) takes int8 (see
+    :mod:`polyspeech.ctc.quantize`): on mms-1b-all's shape (``bench/ctc_speed.py``) it beat
+    float32 1.8x on an AVX2 processor, and bf16 on an AVX-512-bf16 one. Our small conformer takes
+    bf16 where the processor has it natively (:func:`native_bf16`: batches of 8 files 1.4x
+    faster than int8 there), else int8.
     """
     if name == "auto":
         if torch.device(device).type == "cuda":
             return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-        fast = torch.backends.cpu.get_cpu_capability().startswith(("AVX512", "AMX"))
-        return "bfloat16" if fast else "int8"
+        return "bfloat16" if native_bf16() and not wav2vec2 else "int8"
     if name not in PRECISIONS:
         raise InputError(f"dtype {name!r}: expected float32, bfloat16, int8 or auto")
     if name == "int8" and torch.device(device).type != "cpu":
@@ -88,7 +95,9 @@ class CtcModel:
     ) -> None:
         self.folder = resolve_model_folder(folder)
         self.device = torch.device(device)
-        self.precision = resolve_precision(precision, device)
+        config = json.loads((self.folder / "config.json").read_text())
+        model_type = config.get("model_type")
+        self.precision = resolve_precision(precision, device, model_type == "wav2vec2")
         # the activations' type; int8 models load in bf16 (half the memory) and compute in fp32
         self.dtype = torch.bfloat16 if self.precision == "bfloat16" else torch.float32
         load_dtype = torch.float32 if self.precision == "float32" else torch.bfloat16
@@ -96,8 +105,6 @@ class CtcModel:
         self._cache_size = cache_size
         self._active: str | None = None
         self._identifiers: dict[str, object] = {}  # LID models by name, loaded when first needed
-        config = json.loads((self.folder / "config.json").read_text())
-        model_type = config.get("model_type")
         if not (self.folder / "vocab.json").is_file():
             raise InputError(
                 f"{self.folder / 'vocab.json'}: missing; a CTC model needs its vocabulary"
@@ -121,6 +128,8 @@ class CtcModel:
         if self.precision == "int8":  # what is left (all of a conformer) and the rest to fp32
             quantize_linear_layers(self._network)
         self._network.to(self.device, self.dtype).eval()
+        if self.precision == "int8" and self._conformer is None and native_bf16():
+            convolutions_in_bf16(self._network)
 
     def _load_wav2vec2(
         self, config: dict, dtype: torch.dtype, quantize: bool

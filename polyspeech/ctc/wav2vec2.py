@@ -131,3 +131,25 @@ def load_wav2vec2(
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         raise InputError(f"{weights}: missing weights {', '.join(missing[:3])}{more}")
     return model.eval()
+
+
+def convolutions_in_bf16(network: torch.nn.Module) -> None:
+    """Run an int8 wav2vec2's convolutions (the feature encoder and the positional convolution)
+    in bf16, in place, their inputs cast in and outputs cast back to float32 around them. On a
+    processor with native bf16 they take about a fifth of an int8 forward pass in float32 and
+    half that in bf16 (mms-1b-all's shape, 8 s of speech, an AMD EPYC with AVX-512 bf16: 0.65 s
+    against 0.32 s, of 2.8 s); the linear layers stay int8 and attention float32 (bf16
+    attention was no faster there)."""
+    model = network.wav2vec2
+    for module in (model.feature_extractor, model.encoder.pos_conv_embed):
+        module.to(torch.bfloat16)
+        module.register_forward_pre_hook(_to_bf16)
+        module.register_forward_hook(_to_float32)
+
+
+def _to_bf16(_module: torch.nn.Module, inputs: tuple) -> tuple:
+    return tuple(value.to(torch.bfloat16) for value in inputs)
+
+
+def _to_float32(_module: torch.nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+    return output.float()

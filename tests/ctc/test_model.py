@@ -53,6 +53,22 @@ def test_int8_quantizes_the_big_linear_layers_and_stays_close_to_float32(
         assert int8.precision == "int8" and int8.dtype == torch.float32
 
 
+@pytest.mark.parametrize("vnni", [True, False])
+def test_int8_weights_packed_for_onednn_with_vnni_leave_the_engine_as_it_was(monkeypatch, vnni):
+    from polyspeech.ctc.quantize import packing_engine, quantize_linear
+
+    monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: vnni)
+    before = torch.backends.quantized.engine
+    assert packing_engine() == ("onednn" if vnni else before)
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Linear(64, 32))
+    x = torch.randn(5, 64)
+    expected = network(x).detach()
+    quantize_linear(network, "0")
+    assert torch.backends.quantized.engine == before
+    assert (network(x) - expected).abs().max() < 0.05
+
+
 def test_int8_is_refused_off_the_cpu(conformer_folder):
     with pytest.raises(InputError, match="int8 runs on the CPU only, not on cuda"):
         CtcModel(conformer_folder[0], device="cuda", precision="int8")
@@ -208,13 +224,37 @@ def test_mms_layout_loads_and_switches_like_transformers(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("capability", "expected"),
-    [("AVX512", "bfloat16"), ("AMX", "bfloat16"), ("AVX2", "int8"), ("DEFAULT", "int8")],
-)
-def test_auto_is_bf16_on_processors_fast_at_it_else_int8(monkeypatch, capability, expected):
-    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
-    assert resolve_precision("auto", "cpu") == expected
-    assert resolve_precision("float32", "cpu") == "float32"
+    ("bf16", "amx", "conformer", "wav2vec2"),
+    [(True, False, "bfloat16", "int8"), (False, True, "bfloat16", "int8"),
+     (False, False, "int8", "int8")],
+)  # fmt: skip
+def test_auto_is_bf16_for_the_conformer_where_native_else_int8(
+    monkeypatch, bf16, amx, conformer, wav2vec2
+):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert resolve_precision("auto", "cpu") == conformer
+    assert resolve_precision("auto", "cpu", wav2vec2=True) == wav2vec2
+    assert resolve_precision("float32", "cpu", wav2vec2=True) == "float32"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_int8_wav2vec2_runs_its_convolutions_in_bf16_where_native(monkeypatch, tmp_path, native):
+    monkeypatch.setattr("polyspeech.ctc.model.native_bf16", lambda: native)
+    folder = make_mms_folder(tmp_path / "mms")
+    audio = sine(300, 1.0, 16000)
+    int8 = CtcModel(folder, precision="int8")
+    wav2vec2 = int8._network.wav2vec2
+    expected_type = torch.bfloat16 if native else torch.float32
+    for module in (wav2vec2.feature_extractor, wav2vec2.encoder.pos_conv_embed):
+        assert {p.dtype for p in module.parameters()} == {expected_type}
+    assert {p.dtype for p in wav2vec2.encoder.layers.parameters()} == {torch.float32}
+    full = CtcModel(folder)
+    for lang in full.languages:
+        (expected,) = full.log_probs([audio], lang)
+        (got,) = int8.log_probs([audio], lang)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(np.exp(got), np.exp(expected), atol=0.05)
 
 
 def test_unknown_dtype_is_a_one_line_error(cli, conformer_folder, tmp_path):
