@@ -57,7 +57,7 @@ def main() -> None:
     rows = [json.loads(line) for line in (EXAMPLES / "examples.jsonl").read_text().splitlines()]
     clips = [load_audio(EXAMPLES / row["audio"]) for row in rows]
     files = [clips[i % len(clips)] for i in range(args.files)]
-    model = polyspeech.load()  # the default precision: int8 on a CPU without fast bf16
+    model = polyspeech.load()  # the default precision (bf16 with native bf16, else int8)
     model.log_probs(files[:2], "eng")  # warm up
     speech_regions(files[:1])
     stages = {
