@@ -9,6 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+_UMASK = os.umask(0o022)  # read the process's umask (it can only be read by setting it) ...
+os.umask(_UMASK)  # ... and put it back
+
 
 @contextmanager
 def atomic_text_file(path: str | os.PathLike) -> Iterator[IO[str]]:
@@ -30,6 +33,7 @@ def _atomic(path: str | os.PathLike, mode: str, encoding: str | None) -> Iterato
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(temporary, 0o666 & ~_UMASK)  # as open() would make it; mkstemp's is 0600
         with os.fdopen(handle, mode, encoding=encoding) as stream:
             yield stream
         os.replace(temporary, path)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -20,6 +19,7 @@ import soundfile
 import soxr
 
 from polyspeech.errors import AudioTooLong, InputError
+from polyspeech.files import atomic_binary_file
 
 SAMPLE_RATE = 16000
 
@@ -278,12 +278,5 @@ def write_audio(path: str | os.PathLike, samples: np.ndarray) -> None:
         raise InputError(f"{path}: write .flac or .wav, not {path.suffix or 'no suffix'}")
     if not path.parent.is_dir():
         raise InputError(f"{path}: its folder does not exist")
-    prefix = f".{path.stem}."
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=path.suffix)
-    os.close(handle)
-    try:
-        soundfile.write(temporary, samples, SAMPLE_RATE, subtype="PCM_16", format=kind)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with atomic_binary_file(path) as stream:
+        soundfile.write(stream, samples, SAMPLE_RATE, subtype="PCM_16", format=kind)
