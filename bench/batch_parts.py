@@ -5,6 +5,7 @@ Stages: silero-vad (``speech_regions``), the filterbank (ours against kaldi-nati
 reference; per file either way), and builtin:ctc's forward pass (one language's adapter).
 
     python bench/batch_parts.py            # 8 files, each stage timed 5 times, best kept
+    python bench/batch_parts.py --dtype int8 --json /tmp/int8.json   # another precision
 
 Prints a table and writes JSON (default bench/results/batch_parts.json).
 """
@@ -46,6 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--dtype", default="auto", help="builtin:ctc's precision")
     parser.add_argument("--json", type=Path, default=Path("bench/results/batch_parts.json"))
     args = parser.parse_args()
 
@@ -57,7 +59,7 @@ def main() -> None:
     rows = [json.loads(line) for line in (EXAMPLES / "examples.jsonl").read_text().splitlines()]
     clips = [load_audio(EXAMPLES / row["audio"]) for row in rows]
     files = [clips[i % len(clips)] for i in range(args.files)]
-    model = polyspeech.load()  # the default precision (bf16 with native bf16, else int8)
+    model = polyspeech.load(dtype=args.dtype)  # auto: bf16 with native bf16, else int8
     model.log_probs(files[:2], "eng")  # warm up
     speech_regions(files[:1])
     stages = {

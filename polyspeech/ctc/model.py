@@ -64,10 +64,11 @@ def resolve_precision(name: str, device: str, wav2vec2: bool = False) -> str:
 
     ``auto``: on a GPU, bf16 where it is supported, else float32. On a CPU, a ``wav2vec2``
     model (MMS's size, its time in big linear layers) takes int8 (see
-    :mod:`polyspeech.ctc.quantize`): on mms-1b-all's shape (``bench/ctc_speed.py``) it beat
-    float32 1.8x on an AVX2 processor, and bf16 on an AVX-512-bf16 one. Our small conformer takes
-    bf16 where the processor has it natively (:func:`native_bf16`: batches of 8 files 1.4x
-    faster than int8 there), else int8.
+    :mod:`polyspeech.ctc.quantize`): on mms-1b-all's shape it beat float32 1.8x on an AVX2
+    processor (``bench/ctc_speed.py``), and bf16 on an AVX-512-bf16 one (``bench/int8_parts.py``:
+    25.5 s against 38.8 s for 60 s). Our small conformer takes bf16 where the processor has it
+    natively (:func:`native_bf16`; ``bench/batch_parts.py``: 8 files' forward pass together
+    0.149 s in bf16 against 0.226 s in int8), else int8.
     """
     if name == "auto":
         if torch.device(device).type == "cuda":

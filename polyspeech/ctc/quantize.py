@@ -28,8 +28,10 @@ def quantizable_linears(network: torch.nn.Module) -> list[str]:
 def packing_engine() -> str:
     """The quantised engine whose kernels the int8 weights are packed for (the packed weights
     keep their engine's kernels whatever engine is set later): oneDNN on a processor with VNNI,
-    where it was faster (mms-1b-all's shape, 60 s of speech, an AMD EPYC with AVX-512 VNNI:
-    26.3 s against 28.8 s with fbgemm), else torch's default (fbgemm, as measured on AVX2)."""
+    else torch's default (x86, fbgemm's kernels, as measured on AVX2). ``bench/int8_parts.py``
+    on an AMD EPYC with AVX-512 VNNI and bf16, 60 s of speech: with bf16 convolutions
+    (:func:`polyspeech.ctc.wav2vec2.convolutions_in_bf16`) 25.5 s against 30.6 s; with float32
+    ones the two engines were level (31.0 s against 31.4 s)."""
     engines = torch.backends.quantized.supported_engines
     if "onednn" in engines and torch.cpu._is_vnni_supported():
         return "onednn"
