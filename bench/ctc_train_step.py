@@ -65,7 +65,7 @@ def main() -> None:
     optimizer = torch.optim.AdamW(model.parameters())
     per_language = _CtcLoss(model)
     ways = {
-        "per language (training)": lambda: per_language(features, lengths, langs, targets, True),
+        "per language (training)": lambda: per_language(features, lengths, langs, targets, True)[0],
         "all characters, masked (baseline)": lambda: masked_loss(
             model, features, lengths, langs, targets
         ),

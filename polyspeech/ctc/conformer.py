@@ -172,20 +172,55 @@ class ConformerCTC(nn.Module):
         self.adapters = nn.ModuleDict()
         self.shared_head: nn.Linear | None = None
         self._head_rows: dict[str, torch.Tensor] = {}
+        self.sound_head: nn.Linear | None = None
+        self._sound_rows: dict[str, torch.Tensor] = {}
 
-    def tie_heads(self, rows: dict[str, list[int]], size: int) -> None:
-        """Train each language's output layer as rows ``rows[lang]`` of one shared layer."""
+    def tie_heads(
+        self, rows: dict[str, list[int]], size: int, sounds: dict[str, list[int]] | None = None
+    ) -> None:
+        """Train each language's output layer as rows ``rows[lang]`` of one shared layer.
+
+        With ``sounds``, a language's row ``i`` also adds row ``sounds[lang][i]`` of a second
+        shared layer of sounds, zero at the start (-1: none), so that characters read alike
+        (Chinese homophones) share what they sound like and differ only by their own rows.
+        """
         self.shared_head = nn.Linear(self.config.hidden_size, size).to(self.feature_mean.device)
         self._head_rows = {lang: torch.tensor(ids) for lang, ids in rows.items()}
+        self.sound_head, self._sound_rows = None, {}
+        if sounds:
+            count = 1 + max(max(ids) for ids in sounds.values())
+            # the last row is "none"; no random numbers drawn (dropout's stay as they were)
+            self.sound_head = nn.utils.skip_init(nn.Linear, self.config.hidden_size, count + 1)
+            nn.init.zeros_(self.sound_head.weight)
+            nn.init.zeros_(self.sound_head.bias)
+            self.sound_head.to(self.feature_mean.device)
+            self._sound_rows = {
+                lang: torch.tensor([count if i < 0 else i for i in ids])
+                for lang, ids in sounds.items()
+            }
+
+    def _tied_layer(self, lang: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``lang``'s output weight and bias from the shared layers (see :meth:`tie_heads`)."""
+        assert self.shared_head is not None
+        rows = self._head_rows[lang].to(self.feature_mean.device)
+        weight, bias = self.shared_head.weight[rows], self.shared_head.bias[rows]
+        if lang in self._sound_rows:
+            sounds = self._sound_rows[lang].to(rows.device)
+            none = len(self.sound_head.bias) - 1
+            keep = (sounds != none).to(weight.dtype)[:, None]  # the "none" row stays zero
+            weight = weight + keep * self.sound_head.weight[sounds]
+            bias = bias + keep[:, 0] * self.sound_head.bias[sounds]
+        return weight, bias
 
     def untie_heads(self) -> None:
-        """Copy each language's rows of the shared layer into its own output layer."""
-        assert self.shared_head is not None
+        """Copy each language's rows of the shared layers into its own output layer."""
         with torch.no_grad():
-            for lang, rows in self._head_rows.items():
-                self.adapters[lang].head.weight.copy_(self.shared_head.weight[rows])
-                self.adapters[lang].head.bias.copy_(self.shared_head.bias[rows])
+            for lang in self._head_rows:
+                weight, bias = self._tied_layer(lang)
+                self.adapters[lang].head.weight.copy_(weight)
+                self.adapters[lang].head.bias.copy_(bias)
         self.shared_head, self._head_rows = None, {}
+        self.sound_head, self._sound_rows = None, {}
 
     def add_language(self, lang: str, vocab_size: int) -> LanguageAdapter:
         """A new, untrained adapter and output layer for ``lang``."""
@@ -249,8 +284,7 @@ class ConformerCTC(nn.Module):
         """``lang``'s output layer over states ``x``: its own layer, or its rows of the tied one."""
         if self.shared_head is None:
             return self.adapters[lang].head(x)
-        rows = self._head_rows[lang].to(x.device)
-        return nn.functional.linear(x, self.shared_head.weight[rows], self.shared_head.bias[rows])
+        return nn.functional.linear(x, *self._tied_layer(lang))
 
     def forward(
         self,

@@ -17,6 +17,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,6 +33,7 @@ from polyspeech.ctc.decode import greedy_decode, spans_to_text
 from polyspeech.ctc.folder import load_conformer_base, load_language_adapter, save_conformer
 from polyspeech.ctc.model import resolve_model_folder
 from polyspeech.data.manifest import ManifestEntry, load_entry_audio, read_manifests
+from polyspeech.data.synth import VOICES
 from polyspeech.distributed import agree
 from polyspeech.errors import InputError
 from polyspeech.eval.metrics import cer
@@ -39,6 +41,7 @@ from polyspeech.files import atomic_torch_save
 from polyspeech.schedule import warmup_cosine
 from polyspeech.text.normalize import normalize_text
 from polyspeech.text.vocab import Vocabulary, load_vocabularies, save_vocabularies
+from polyspeech.tts.espeak import get_espeak
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +72,22 @@ class TrainConfig:
     start_steps: int = 0
     start_per_lang: int = 100
     start_loss: float | None = None
+    # An auxiliary CTC loss on espeak-ng's phonemes of the text (one phoneme set for all
+    # languages), read from the states after block ``phoneme_layer`` and added with this weight;
+    # training from scratch only (it trains the shared base), and not part of the saved model.
+    phoneme_weight: float = 0.0
+    phoneme_layer: int = 3
+    # Languages whose characters share output rows by their espeak-ng reading (see
+    # ConformerCTC.tie_heads): a rare Chinese character then sounds like its homophones.
+    sound_tied: tuple[str, ...] = ()
     model: ConformerConfig = field(default_factory=ConformerConfig)
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> TrainConfig:
         data = json.loads(Path(path).read_text())
         model = ConformerConfig.from_dict(data.pop("model", {}))
-        return cls(**data, model=model)
+        sound_tied = tuple(data.pop("sound_tied", ()))
+        return cls(**data, sound_tied=sound_tied, model=model)
 
 
 @dataclass
@@ -84,6 +96,7 @@ class _Utterance:
     features: np.ndarray  # (frames, mels) float16
     targets: list[int]  # ids in its language's vocabulary
     text: str
+    phonemes: list[int] | None = None  # ids in the phoneme vocabulary
 
 
 def _features_of(entry: ManifestEntry) -> np.ndarray:
@@ -194,6 +207,42 @@ def _prepare(
     return utterances
 
 
+def _espeak_voice(lang: str) -> str:
+    if lang not in VOICES:
+        raise InputError(f"no espeak-ng voice for {lang!r} (phonemes and sounds need one)")
+    return VOICES[lang]
+
+
+def spoken_form(text: str, lang: str) -> str:
+    """espeak-ng's phonemes of ``text`` without stress marks, language switches and the
+    links of unstressed words: what the phoneme loss and the sound ties compare."""
+    ipa = get_espeak().phonemes(text, _espeak_voice(lang))
+    return " ".join(re.sub(r"\([^)]*\)|[ˈˌ-]", "", ipa).split())
+
+
+def _add_phonemes(utterances: list[_Utterance]) -> Vocabulary:
+    """Give every utterance its phoneme ids; returns the phoneme vocabulary they share."""
+    forms = [spoken_form(u.text, u.lang) for u in utterances]
+    phonemes = Vocabulary.from_texts(forms)
+    for utterance, form in zip(utterances, forms, strict=True):
+        utterance.phonemes = phonemes.encode(form)
+    return phonemes
+
+
+def _sound_rows(vocabularies: dict[str, Vocabulary], langs: Sequence[str]) -> dict[str, list[int]]:
+    """For each of ``langs``, the sound of every token (its reading alone; -1 for the blank,
+    the specials and the word separator), as ids shared across those languages."""
+    ids: dict[str, int] = {}
+    rows = {}
+    for lang in langs:
+        characters = set(vocabularies[lang].characters)
+        rows[lang] = [
+            ids.setdefault(spoken_form(token, lang), len(ids)) if token in characters else -1
+            for token in vocabularies[lang].tokens
+        ]
+    return rows
+
+
 class _CtcLoss(torch.nn.Module):
     """The model and its training loss in one module, so that DDP sees the loss's whole graph.
 
@@ -202,11 +251,28 @@ class _CtcLoss(torch.nn.Module):
     (the equal one-softmax form, every row over all characters with the others' masked out,
     is the baseline of ``bench/ctc_train_step.py``: 2-3% slower). The loss is the mean over rows
     of each row's loss divided by its target length, as ``torch.nn.CTCLoss``'s default.
+    With ``phoneme_head``, the phoneme loss over the states after block ``phoneme_layer`` is
+    added with weight ``phoneme_weight``; ``forward`` returns the sum and the character loss.
     """
 
-    def __init__(self, model: ConformerCTC) -> None:
+    def __init__(
+        self,
+        model: ConformerCTC,
+        phoneme_head: torch.nn.Linear | None = None,
+        phoneme_layer: int = 0,
+        phoneme_weight: float = 0.0,
+    ) -> None:
         super().__init__()
         self.model = model
+        self.phoneme_head = phoneme_head
+        self.phoneme_weight = phoneme_weight
+        self._tapped: list[torch.Tensor] = []
+        if phoneme_head is not None:
+            model.blocks[phoneme_layer - 1].register_forward_hook(self._tap)
+
+    def _tap(self, block: torch.nn.Module, _inputs, output: torch.Tensor) -> None:
+        if block.training:  # not while the dev set is scored
+            self._tapped.append(output)
 
     def forward(
         self,
@@ -215,23 +281,38 @@ class _CtcLoss(torch.nn.Module):
         langs: list[str],
         targets: list[torch.Tensor],
         upsample: bool,
-    ) -> torch.Tensor:
+        phonemes: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self._tapped.clear()
         states, out_lengths = self.model.states(features, lengths, langs, upsample)
         total = states.new_zeros(())
         for lang in dict.fromkeys(langs):
             rows = [row for row, other in enumerate(langs) if other == lang]
             log_probs = self.model.head_logits(states[rows], lang).log_softmax(dim=-1)
-            target_lengths = torch.tensor([len(targets[row]) for row in rows])
-            losses = torch.nn.functional.ctc_loss(
-                log_probs.transpose(0, 1),
-                torch.cat([targets[row] for row in rows]),
-                out_lengths[rows],
-                target_lengths.to(states.device),
-                reduction="none",
-                zero_infinity=True,
-            )
-            total = total + (losses / target_lengths.to(losses)).sum()
-        return total / len(langs)
+            total = total + _ctc_sum(log_probs, [targets[row] for row in rows], out_lengths[rows])
+        characters = total / len(langs)
+        if self.phoneme_head is None or phonemes is None:
+            return characters, characters
+        log_probs = self.phoneme_head(self._tapped[0]).log_softmax(dim=-1)
+        encoder_lengths = self.model.output_lengths(lengths, upsample=False)
+        spoken = _ctc_sum(log_probs, phonemes, encoder_lengths) / len(langs)
+        return characters + self.phoneme_weight * spoken, characters
+
+
+def _ctc_sum(
+    log_probs: torch.Tensor, targets: list[torch.Tensor], lengths: torch.Tensor
+) -> torch.Tensor:
+    """The sum over rows of each row's CTC loss divided by its target length."""
+    target_lengths = torch.tensor([len(target) for target in targets], device=log_probs.device)
+    losses = torch.nn.functional.ctc_loss(
+        log_probs.transpose(0, 1),
+        torch.cat(targets),
+        lengths,
+        target_lengths,
+        reduction="none",
+        zero_infinity=True,
+    )
+    return (losses / target_lengths.to(losses)).sum()
 
 
 def _start_from_old_heads(
@@ -324,7 +405,8 @@ def train(
     union = Vocabulary.from_texts(vocabularies[lang].characters for lang in new_langs)
     index = union.mapping()
     rows = {lang: [index[t] for t in vocabularies[lang].tokens] for lang in new_langs}
-    model.tie_heads(rows, len(union))
+    tied = [lang for lang in new_langs if lang in config.sound_tied]
+    model.tie_heads(rows, len(union), _sound_rows(vocabularies, tied) if tied else None)
     if base is not None and not resume:
         _start_from_old_heads(model, base, vocabularies, old_adapters, union)
     if base is None:
@@ -340,7 +422,13 @@ def train(
         for utterance in [u for u in train_set if u.lang == lang][: config.start_per_lang]
     ]
     dev_set = _prepare(dev_pairs, vocabularies)
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    phoneme_head = None
+    if config.phoneme_weight and base is None:
+        phonemes = _add_phonemes(train_set)
+        phoneme_head = torch.nn.Linear(config.model.hidden_size, len(phonemes))
+        log.info("phoneme loss: %d phonemes, weight %s", len(phonemes), config.phoneme_weight)
+    objective = _CtcLoss(model, phoneme_head, config.phoneme_layer, config.phoneme_weight)
+    trainable = [p for p in objective.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         trainable, lr=config.learning_rate, betas=(0.9, 0.98), weight_decay=config.weight_decay
     )
@@ -350,13 +438,13 @@ def train(
     step, elapsed, history, start_done = 0, 0.0, [], False
     if resume and checkpoint.is_file():
         state = torch.load(checkpoint, weights_only=True)
-        model.load_state_dict(state["model"])
+        objective.load_state_dict(state["objective"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step, elapsed, history = state["step"], state["elapsed"], json.loads(state["history"])
         start_done = state["start_done"]
         log.info("resumed at step %d", step)
-    objective, optimizer = accelerator.prepare(_CtcLoss(model), optimizer)
+    objective, optimizer = accelerator.prepare(objective, optimizer)
     inner: ConformerCTC = accelerator.unwrap_model(objective).model
     if base is not None:
         inner.eval()  # frozen base: no dropout in it; the new adapters are trained as they are
@@ -389,7 +477,12 @@ def train(
             features = _spec_augment(features, inner.feature_mean, config, rng)
             # the start at 40 ms, then 20 ms if the model upsamples (see ConformerCTC.states)
             upsample = pool is train_set
-            loss = objective(features, lengths, [u.lang for u in group], targets, upsample)
+            phonemes = None
+            if phoneme_head is not None:
+                phonemes = [torch.tensor(u.phonemes, device=accelerator.device) for u in group]
+            loss, characters = objective(
+                features, lengths, [u.lang for u in group], targets, upsample, phonemes
+            )
             optimizer.zero_grad()
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(trainable, config.clip_norm)
@@ -397,7 +490,7 @@ def train(
             scheduler.step()
             step += 1
             elapsed = time.monotonic() - started
-            recent_losses.append(loss.item())
+            recent_losses.append(characters.item())  # what start_loss and the log compare
             if on_step is not None:
                 on_step(step, recent_losses[-1])
             if step % config.log_every == 0:
@@ -418,15 +511,15 @@ def train(
                     {
                         "step": step,
                         "minutes": round(elapsed / 60, 2),
-                        "loss": loss.item(),
+                        "loss": characters.item(),
                         "dev_cer": rates,
                     }
                 )
-                log.info("step %d loss %.3f dev CER %s", step, loss.item(), rates)
+                log.info("step %d loss %.3f dev CER %s", step, characters.item(), rates)
             if accelerator.is_main_process and (step % config.checkpoint_every == 0 or done):
                 atomic_torch_save(
                     {
-                        "model": inner.state_dict(),
+                        "objective": accelerator.unwrap_model(objective).state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(),
                         "step": step,

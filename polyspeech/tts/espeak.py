@@ -21,6 +21,7 @@ _POS_CHARACTERS = 1
 _CHARS_UTF8 = 1
 _PARAM_RATE = 1
 _PARAM_PITCH = 3
+_PHONEMES_IPA = 0x02
 _EE_OK = 0
 
 _SynthCallback = ctypes.CFUNCTYPE(
@@ -62,6 +63,12 @@ class Espeak:
         self._chunks: list[np.ndarray] = []
         self._callback = _SynthCallback(self._collect)  # kept alive as long as the library
         self._lib.espeak_SetSynthCallback(self._callback)
+        self._lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        self._lib.espeak_TextToPhonemes.argtypes = [
+            ctypes.POINTER(ctypes.c_char_p),
+            ctypes.c_int,
+            ctypes.c_int,
+        ]
 
     def _collect(self, wave, count, _events) -> int:
         if count > 0:
@@ -99,6 +106,20 @@ class Espeak:
         if not self._chunks:
             return np.zeros(0, np.float32)
         return np.concatenate(self._chunks).astype(np.float32) / 32768.0
+
+    def phonemes(self, text: str, voice: str) -> str:
+        """What espeak-ng would say for ``text``, in IPA: one word of phonemes per spoken word,
+        with its stress marks (and tone digits for tone languages)."""
+        if not self.has_voice(voice) or self._lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
+            raise DependencyError(f"espeak-ng has no voice {voice!r}")
+        remaining = ctypes.c_char_p(text.encode("utf-8"))
+        clauses = []
+        while remaining.value:  # one clause a call; the pointer moves past it
+            clause = self._lib.espeak_TextToPhonemes(
+                ctypes.byref(remaining), _CHARS_UTF8, _PHONEMES_IPA
+            )
+            clauses.append(clause.decode("utf-8"))
+        return " ".join(" ".join(clauses).split())
 
 
 @functools.lru_cache(maxsize=1)

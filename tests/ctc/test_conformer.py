@@ -81,7 +81,7 @@ def test_training_loss_of_a_mixed_batch_is_the_mean_of_each_row_alone():
     features, lengths = torch.randn(3, 60, 80), torch.tensor([60, 41, 52])
     langs = ["rus", "eng", "rus"]
     targets = [torch.tensor([1, 3, 2]), torch.tensor([2, 1]), torch.tensor([3])]
-    mixed = _CtcLoss(model)(features, lengths, langs, targets, upsample=True)
+    mixed, characters = _CtcLoss(model)(features, lengths, langs, targets, upsample=True)
     alone = []
     for row, lang in enumerate(langs):
         log_probs, out_lengths = model(
@@ -95,6 +95,7 @@ def test_training_loss_of_a_mixed_batch_is_the_mean_of_each_row_alone():
         )
         alone.append(loss)
     assert torch.allclose(mixed, torch.stack(alone).mean(), atol=1e-5)
+    assert characters is mixed  # no phoneme loss: the character loss is the whole of it
 
 
 def test_upsampling_reads_two_frames_of_20_ms_from_each_encoder_frame():
