@@ -266,13 +266,12 @@ class _CtcLoss(torch.nn.Module):
         self.model = model
         self.phoneme_head = phoneme_head
         self.phoneme_weight = phoneme_weight
-        self._tapped: list[torch.Tensor] = []
+        self._tapped: torch.Tensor | None = None  # the latest output of that block
         if phoneme_head is not None:
             model.blocks[phoneme_layer - 1].register_forward_hook(self._tap)
 
-    def _tap(self, block: torch.nn.Module, _inputs, output: torch.Tensor) -> None:
-        if block.training:  # not while the dev set is scored
-            self._tapped.append(output)
+    def _tap(self, _block: torch.nn.Module, _inputs, output: torch.Tensor) -> None:
+        self._tapped = output
 
     def forward(
         self,
@@ -283,7 +282,6 @@ class _CtcLoss(torch.nn.Module):
         upsample: bool,
         phonemes: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        self._tapped.clear()
         states, out_lengths = self.model.states(features, lengths, langs, upsample)
         total = states.new_zeros(())
         for lang in dict.fromkeys(langs):
@@ -293,7 +291,7 @@ class _CtcLoss(torch.nn.Module):
         characters = total / len(langs)
         if self.phoneme_head is None or phonemes is None:
             return characters, characters
-        log_probs = self.phoneme_head(self._tapped[0]).log_softmax(dim=-1)
+        log_probs = self.phoneme_head(self._tapped).log_softmax(dim=-1)
         encoder_lengths = self.model.output_lengths(lengths, upsample=False)
         spoken = _ctc_sum(log_probs, phonemes, encoder_lengths) / len(langs)
         return characters + self.phoneme_weight * spoken, characters
@@ -312,7 +310,7 @@ def _ctc_sum(
         reduction="none",
         zero_infinity=True,
     )
-    return (losses / target_lengths.to(losses)).sum()
+    return (losses / target_lengths.clamp(min=1).to(losses)).sum()  # an empty target: its sum
 
 
 def _start_from_old_heads(

@@ -125,3 +125,71 @@ def test_upsampling_reads_two_frames_of_20_ms_from_each_encoder_frame():
     assert all(
         torch.equal(p, with_it.state_dict()[name]) for name, p in without.state_dict().items()
     )
+
+
+def test_rows_tied_by_sound_add_their_sound_row_and_untie_exactly():
+    model = ConformerCTC(TINY).eval()
+    model.add_language("cmn", 4)
+    model.add_language("eng", 3)
+    # cmn's rows 2 and 3 sound alike (sound 0); eng is not tied by sound
+    model.tie_heads({"cmn": [0, 1, 2, 3], "eng": [0, 1, 4]}, 5, {"cmn": [-1, -1, 0, 0]})
+    assert torch.equal(model.sound_head.weight, torch.zeros(2, 16))  # starts as no change
+    torch.nn.init.normal_(model.sound_head.weight)
+    torch.nn.init.normal_(model.sound_head.bias)
+    weight, bias = model._tied_layer("cmn")
+    shared, sound = model.shared_head, model.sound_head
+    assert torch.equal(weight[:2], shared.weight[:2]) and torch.equal(bias[:2], shared.bias[:2])
+    for row in (2, 3):
+        assert torch.allclose(weight[row], shared.weight[row] + sound.weight[0])
+        assert torch.allclose(bias[row], shared.bias[row] + sound.bias[0])
+    assert torch.equal(model._tied_layer("eng")[0], shared.weight[[0, 1, 4]])
+    features, lengths = torch.randn(1, 50, 80), torch.tensor([50])
+    tied = {lang: model(features, lengths, lang)[0] for lang in ["cmn", "eng"]}
+    model.untie_heads()
+    assert model.shared_head is None and model.sound_head is None
+    for lang in ["cmn", "eng"]:
+        assert torch.allclose(model(features, lengths, lang)[0], tied[lang], atol=1e-6)
+
+
+def test_a_sound_row_learns_from_every_character_that_has_that_sound():
+    model = ConformerCTC(TINY)
+    model.add_language("cmn", 4)
+    model.tie_heads({"cmn": [0, 1, 2, 3]}, 4, {"cmn": [-1, -1, 0, 0]})
+    features, lengths = torch.randn(1, 50, 80), torch.tensor([50])
+    only_row_3 = [torch.tensor([3, 3])]  # a character the batch never names, and its homophone
+    loss, _ = _CtcLoss(model)(features, lengths, ["cmn"], only_row_3, upsample=True)
+    loss.backward()
+    assert model.sound_head.weight.grad[0].abs().sum() > 0  # the shared sound learns
+    assert torch.equal(model.sound_head.weight.grad[1], torch.zeros(16))  # "none" stays zero
+
+
+def test_the_phoneme_loss_reads_the_chosen_block_and_adds_with_its_weight():
+    torch.manual_seed(0)
+    model = _tied_pair().train()  # training mode: the way the loss is computed
+    head = torch.nn.Linear(16, 5)
+    features, lengths = torch.randn(2, 60, 80), torch.tensor([60, 47])
+    langs, targets = ["rus", "eng"], [torch.tensor([1, 3]), torch.tensor([2, 1])]
+    phonemes = [torch.tensor([1, 2, 4]), torch.tensor([3])]
+    objective = _CtcLoss(model, head, phoneme_layer=1, phoneme_weight=0.3)
+    for module in model.modules():  # no dropout, to compute by hand
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if isinstance(module, torch.nn.MultiheadAttention):
+            module.dropout = 0.0
+    total, characters = objective(features, lengths, langs, targets, True, phonemes)
+    first = model.input_projection(
+        model.subsampling(((features - model.feature_mean) / model.feature_std)[:, None])
+        .permute(0, 2, 1, 3)
+        .flatten(2)
+    )
+    from polyspeech.ctc.conformer import _sinusoids
+
+    x = first + _sinusoids(first.shape[1], 16, first.device)
+    frames = model.output_lengths(lengths, upsample=False)
+    padding = torch.arange(x.shape[1])[None, :] >= frames[:, None]
+    log_probs = head(model.blocks[0](x, padding)).log_softmax(-1)
+    by_hand = torch.nn.CTCLoss(reduction="none")(
+        log_probs.transpose(0, 1), torch.cat(phonemes), frames, torch.tensor([3, 1])
+    )
+    expected = characters + 0.3 * (by_hand / torch.tensor([3.0, 1.0])).mean()
+    assert torch.allclose(total, expected, atol=1e-5)

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -10,6 +11,7 @@ from polyspeech.ctc import train as training
 from polyspeech.ctc.folder import load_conformer_base, load_language_adapter
 from polyspeech.ctc.model import CtcModel
 from polyspeech.data.manifest import read_manifest, write_manifest
+from polyspeech.errors import InputError
 from polyspeech.text.vocab import Vocabulary, load_vocabularies
 from tests.conftest import TINY_CONFORMER, two_process_launch
 
@@ -95,6 +97,40 @@ def test_the_first_steps_cycle_over_a_few_clips_per_language(tiny_corpus, tmp_pa
     config = dataclasses.replace(config, start_loss=1e6, log_every=3)
     run(tiny_corpus, tmp_path / "by_loss", config, langs=["eng", "spa"])
     assert len(set().union(*batches[:3])) == 4 and set().union(*batches[3:]) - first
+
+
+def test_phoneme_loss_and_sound_ties_train_and_resume_and_leave_the_saved_model_plain(
+    tiny_corpus, tmp_path
+):
+    config = dataclasses.replace(
+        TINY, phoneme_weight=0.3, phoneme_layer=1, sound_tied=("spa",), max_steps=3
+    )
+    run(tiny_corpus, tmp_path, config, langs=["eng", "spa"])
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["objective"]
+    assert state["phoneme_head.weight"].shape[1] == TINY_CONFORMER.hidden_size
+    assert state["model.sound_head.weight"].abs().sum() > 0  # the ties trained
+    resumed = run(
+        tiny_corpus, tmp_path, dataclasses.replace(config, max_steps=6), langs=["eng", "spa"]
+    )
+    assert resumed["steps"] == 6
+    saved = load_file(tmp_path / "model" / "model.safetensors")
+    assert not any("phoneme" in key or "sound" in key or "shared" in key for key in saved)
+    assert CtcModel(tmp_path / "model").languages == ["eng", "spa"]
+
+
+def test_spoken_forms_are_phonemes_without_stress_and_sound_ids_are_shared():
+    assert training.spoken_form("Les amis arrivent.", "fra") == "lez ami aʁiv"
+    vocabularies = {"cmn": Vocabulary.from_texts(["是事时"])}
+    rows = training._sound_rows(vocabularies, ["cmn"])["cmn"]
+    tokens = vocabularies["cmn"].tokens
+    assert rows[: tokens.index("|") + 1] == [-1] * (tokens.index("|") + 1)
+    sounds = dict(zip(tokens, rows, strict=True))
+    assert sounds["是"] == sounds["事"] != sounds["时"]  # shi4, shi4, shi2
+
+
+def test_a_language_espeak_cannot_speak_has_no_spoken_form():
+    with pytest.raises(InputError, match="no espeak-ng voice for 'xyz'"):
+        training.spoken_form("text", "xyz")
 
 
 def test_adapter_training_leaves_the_base_and_old_languages_alone(tiny_corpus, tmp_path):

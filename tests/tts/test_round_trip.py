@@ -39,4 +39,5 @@ def test_spoken_text_comes_back(default_model, lang):
         result = default_model.transcribe(polyspeech.speak(sentence, lang), lang=lang)
         refs.append(normalize_text(sentence, lang))
         hyps.append(normalize_text(result.text, lang))
-    assert cer(refs, hyps).rate <= 0.15, hyps
+    rate = cer(refs, hyps).rate
+    assert rate <= 0.15, f"CER {rate:.1%}: {hyps}"
