@@ -82,6 +82,10 @@ class Espeak:
             return False
         return self._lib.espeak_SetVoiceByName(language.encode()) == _EE_OK
 
+    def _use_voice(self, voice: str) -> None:
+        if not self.has_voice(voice) or self._lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
+            raise DependencyError(f"espeak-ng has no voice {voice!r}")
+
     def synthesize(
         self, text: str, voice: str, rate: int = 175, pitch: int = 50, seed: int = 0
     ) -> np.ndarray:
@@ -90,8 +94,7 @@ class Espeak:
         ``rate`` is in words per minute (80-450), ``pitch`` 0-100. ``seed`` fixes espeak-ng's
         random variation (it seeds from the clock otherwise) where the library allows it.
         """
-        if not self.has_voice(voice) or self._lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
-            raise DependencyError(f"espeak-ng has no voice {voice!r}")
+        self._use_voice(voice)
         self._lib.espeak_SetParameter(_PARAM_RATE, int(rate), 0)
         self._lib.espeak_SetParameter(_PARAM_PITCH, int(pitch), 0)
         if hasattr(self._lib, "espeak_ng_SetRandSeed"):
@@ -110,8 +113,7 @@ class Espeak:
     def phonemes(self, text: str, voice: str) -> str:
         """What espeak-ng would say for ``text``, in IPA: one word of phonemes per spoken word,
         with its stress marks (and tone digits for tone languages)."""
-        if not self.has_voice(voice) or self._lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
-            raise DependencyError(f"espeak-ng has no voice {voice!r}")
+        self._use_voice(voice)
         remaining = ctypes.c_char_p(text.encode("utf-8"))
         clauses = []
         while remaining.value:  # one clause a call; the pointer moves past it
