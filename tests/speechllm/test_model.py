@@ -66,6 +66,28 @@ def test_files_transcribed_together_come_back_as_each_alone(mooer_model):
     assert together == alone and all(r.segments for r in together)
 
 
+def test_the_training_loss_is_the_answers_alone(mooer_model):
+    """Each clip alone, left-padded as in inference: the cross-entropy of its answer tokens only;
+    the loss is their mean per clip, then over clips, so audio and prompt positions carry none."""
+    audio = clips([1.1, 2.3], seed=6)
+    prompts = [mooer_model.prompt_ids("asr"), mooer_model.prompt_ids("ast")]
+    answers = [[5, 9, 17, 2], [40, 3]]
+    with torch.no_grad():
+        loss = mooer_model(audio, prompts, answers)
+        by_hand = []
+        for clip, prompt, answer in zip(audio, prompts, answers, strict=True):
+            embeds, mask = mooer_model.inputs(mooer_model.audio_embeddings([clip]), prompt)
+            table = mooer_model.llm.get_input_embeddings()
+            embeds = torch.cat([embeds, table(torch.tensor([answer]))], 1)
+            mask = torch.cat([mask, torch.ones(1, len(answer), dtype=torch.long)], 1)
+            out = mooer_model.llm(inputs_embeds=embeds, attention_mask=mask).logits[0].float()
+            predicted = out[-len(answer) - 1 : -1]  # the positions that predict the answer
+            by_hand.append(torch.nn.functional.cross_entropy(predicted, torch.tensor(answer)))
+    assert torch.allclose(loss, torch.stack(by_hand).mean(), atol=1e-5)
+    # a different prompt moves the loss only through what the answer is conditioned on
+    assert not torch.allclose(loss, mooer_model(audio, prompts[::-1], answers), atol=1e-5)
+
+
 def test_the_answer_is_no_longer_than_the_audio_allows(mooer_model, monkeypatch):
     monkeypatch.setattr(
         mooer_model, "decoding", mooer_model.decoding.__class__(tokens_per_second=2.0)

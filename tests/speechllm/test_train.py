@@ -6,14 +6,21 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import soundfile
 import soxr
 import torch
 
+from polyspeech.data.manifest import ManifestEntry
 from polyspeech.errors import InputError
 from polyspeech.speechllm.folder import load_speechllm
-from polyspeech.speechllm.train import SpeechLlmTrainConfig, TrainingError, train_speechllm
+from polyspeech.speechllm.train import (
+    SpeechLlmTrainConfig,
+    TrainingError,
+    _task_of,
+    train_speechllm,
+)
 from polyspeech.tts.espeak import get_espeak
 from tests.conftest import two_process_launch
 from tests.speechllm.conftest import build_mooer_folder
@@ -279,3 +286,14 @@ def test_cached_encoder_states_train_as_the_encoder_itself(corpus, mooer_folder,
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst < 1e-4, worst
     assert (tmp_path / "b" / "model" / "encoder.safetensors").is_file()  # saved as it came
+
+
+def test_tasks_are_drawn_per_sample_by_their_ratios():
+    both = ManifestEntry("a.wav", "你好", "cmn", 1.0, translation="hello", id="a")
+    plain = ManifestEntry("b.wav", "hello", "eng", 1.0, id="b")
+    ratios = {"asr": 1.0, "ast": 2.0, "asr+ast": 1.0}
+    drawn = [_task_of(both, ratios, np.random.default_rng([0, i])) for i in range(4000)]
+    shares = {task: drawn.count(task) / len(drawn) for task in ratios}
+    assert shares == pytest.approx({"asr": 0.25, "ast": 0.5, "asr+ast": 0.25}, abs=0.03)
+    # a clip without a translation can only be transcribed
+    assert {_task_of(plain, ratios, np.random.default_rng(i)) for i in range(50)} == {"asr"}
