@@ -786,14 +786,17 @@ def train_adapter(
     dev: DevManifest,
     out: TrainOut,
     base: Annotated[Path, typer.Option(help="The model folder to add the language to.")],
-    lang: Annotated[str, typer.Option(help="The new language.")],
+    lang: Annotated[
+        str, typer.Option(help="The new language, or one of the model's to train further.")
+    ],
     config: ConfigFile = None,
     resume: Resume = False,
     jobs: Jobs = 2,
     dtype: SaveDtype = "float32",
     quiet: Quiet = False,
 ) -> None:
-    """Add a language to a model: base frozen, a new adapter and output layer trained."""
+    """Add a language to a model, or train one of its languages further (from its own adapter):
+    base frozen, only that language's adapter and output layer trained."""
     from polyspeech.text.languages import to_iso639_3
 
     _run_training(

@@ -340,6 +340,30 @@ def _start_from_old_heads(
                 model.shared_head.bias[index] = torch.stack([b for _, b in rows[token]]).mean()
 
 
+def _continue_base_adapters(
+    model: ConformerCTC,
+    base: Path,
+    vocabularies: dict[str, Vocabulary],
+    langs: list[str],
+    index: dict[str, int],
+) -> None:
+    """Start the languages the base already has from their own adapters and output rows.
+
+    Their vocabularies keep the base's ids first (see ``Vocabulary.extended``), so the saved
+    adapter's rows are the first rows; characters new to the language start as
+    :func:`_start_from_old_heads` left them.
+    """
+    assert model.shared_head is not None
+    for lang in langs:
+        known = load_vocabularies(base / "vocab.json")[lang]
+        saved = load_language_adapter(base, model, lang, known)
+        rows = torch.tensor([index[token] for token in known.tokens])
+        with torch.no_grad():
+            model.adapters[lang].layers.load_state_dict(saved.layers.state_dict())
+            model.shared_head.weight[rows] = saved.head.weight.to(model.shared_head.weight)
+            model.shared_head.bias[rows] = saved.head.bias.to(model.shared_head.bias)
+
+
 def train(
     train_manifests: Sequence[str | os.PathLike],
     dev_manifest: str | os.PathLike,
@@ -358,7 +382,8 @@ def train(
     Without ``base``: a new model, every language of the manifest (or ``langs``) trained together.
     With ``base``: the base model folder's weights stay frozen and only new adapters for ``langs``
     are trained (MMS's recipe); the output folder holds the base, its old adapters untouched, and
-    the new ones, with their vocabularies appended to ``vocab.json``.
+    the new ones, with their vocabularies appended to ``vocab.json``. A language the base already
+    has continues from its own adapter and output layer (new characters get new rows).
     """
     if base is not None:
         base = resolve_model_folder(base)
@@ -384,19 +409,24 @@ def train(
     if base is not None:
         model, vocabularies = load_conformer_base(base)
         old_adapters = sorted(set(vocabularies) - set(new_langs))
+        continued = sorted(set(vocabularies) & set(new_langs))
+        if continued and len(new_langs) > 1:  # trained together, their shared rows would merge
+            raise InputError(
+                f"{base} already has {', '.join(continued)}: continue one language at a time"
+            )
         for parameter in model.parameters():
             parameter.requires_grad_(False)
     else:
         model = ConformerCTC(config.model)
-        vocabularies, old_adapters = {}, []
+        vocabularies, old_adapters, continued = {}, [], []
     vocab_file = out / "checkpoint.vocab.json"
     if resume and vocab_file.is_file():
         vocabularies.update({k: v for k, v in load_vocabularies(vocab_file).items() if k})
     else:
         for lang in new_langs:
-            vocabularies[lang] = Vocabulary.from_texts(
-                normalize_text(entry.text, lang) for entry, _ in train_pairs if entry.lang == lang
-            )
+            texts = [normalize_text(e.text, lang) for e, _ in train_pairs if e.lang == lang]
+            known = vocabularies.get(lang)  # a language of the base: its ids stay, new ones follow
+            vocabularies[lang] = known.extended(texts) if known else Vocabulary.from_texts(texts)
         save_vocabularies(vocab_file, {lang: vocabularies[lang] for lang in new_langs})
     for lang in new_langs:
         model.add_language(lang, len(vocabularies[lang]))
@@ -407,6 +437,7 @@ def train(
     model.tie_heads(rows, len(union), _sound_rows(vocabularies, tied) if tied else None)
     if base is not None and not resume:
         _start_from_old_heads(model, base, vocabularies, old_adapters, union)
+        _continue_base_adapters(model, base, vocabularies, continued, index)
     if base is None:
         frames = np.concatenate([features for _, features in train_pairs]).astype(np.float32)
         model.feature_mean.copy_(torch.from_numpy(frames.mean(axis=0)))

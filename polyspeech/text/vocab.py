@@ -39,6 +39,11 @@ class Vocabulary:
             raise InputError("vocabulary ids must run from 0 without gaps")
         return cls(tuple(sorted(mapping, key=mapping.__getitem__)))
 
+    def extended(self, texts: Iterable[str]) -> Vocabulary:
+        """This vocabulary (ids kept) and, after it, the texts' characters it lacks, sorted."""
+        new = Vocabulary.from_texts(texts).characters
+        return Vocabulary((*self.tokens, *sorted(set(new) - set(self.tokens))))
+
     @property
     def characters(self) -> tuple[str, ...]:
         """The tokens that are characters of the language (no specials, no delimiter)."""

@@ -149,6 +149,31 @@ def test_adapter_training_leaves_the_base_and_old_languages_alone(tiny_corpus, t
     assert "ä" in updated["fin"].tokens or "ö" in updated["fin"].tokens
 
 
+def test_a_language_of_the_base_continues_from_its_own_adapter(tiny_corpus, tmp_path):
+    run(tiny_corpus, tmp_path / "base", langs=["eng", "spa"])
+    base = tmp_path / "base" / "model"
+    spanish = [e for e in read_manifest(tiny_corpus / "train.jsonl") if e.lang == "spa"]
+    spanish[0] = dataclasses.replace(spanish[0], text=spanish[0].text + " ä")  # a new character
+    write_manifest(tmp_path / "spa.jsonl", spanish)
+    still = dataclasses.replace(TINY, max_steps=1, learning_rate=0.0)
+    training.train(
+        [tmp_path / "spa.jsonl"], tiny_corpus / "dev.jsonl", tmp_path / "more", still, base=base
+    )
+    new = tmp_path / "more" / "model"
+    old, updated = load_vocabularies(base / "vocab.json"), load_vocabularies(new / "vocab.json")
+    assert updated["spa"].tokens == (*old["spa"].tokens, "ä") and updated["eng"] == old["eng"]
+    before, after = (
+        load_file(base / "adapter.spa.safetensors"),
+        load_file(new / "adapter.spa.safetensors"),
+    )
+    assert before.keys() == after.keys()
+    for key in before:  # not one step of learning: the adapter and its old rows as they were
+        kept = after[key][: len(old["spa"])] if key.startswith("head.") else after[key]
+        assert torch.equal(before[key], kept), key
+    with pytest.raises(InputError, match="one language at a time"):
+        run(tiny_corpus, tmp_path / "two", langs=["eng", "fin"], base=base)
+
+
 def test_new_output_rows_start_from_the_old_languages_rows(tiny_corpus, tmp_path):
     run(tiny_corpus, tmp_path, langs=["eng", "spa"])
     base = tmp_path / "model"
