@@ -57,8 +57,8 @@ class SpeechLlmTrainConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.0
     clip_norm: float = 1.0
-    batch_size: int = 8  # samples per step in all processes together
-    gradient_accumulation: int = 1
+    batch_size: int = 8  # samples per batch in all processes together
+    gradient_accumulation: int = 1  # batches per optimiser step
     eval_every: int = 200
     checkpoint_every: int = 200
     log_every: int = 20
@@ -360,41 +360,49 @@ def train_speechllm(
     model.train()
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     eos = model.tokenizer.convert_tokens_to_ids("<|im_end|>")
-    for _ in range(step):  # a resumed run goes on with the batch it stopped before
+    accumulation = config.gradient_accumulation
+    for _ in range(step * accumulation):  # a resumed run goes on with the batch it stopped before
         next(batches)
     started = time.monotonic() - elapsed
     recent: list[float] = []
     since_eval: list[float] = []  # training losses since the last dev evaluation
     done = step >= config.max_steps
     while not done:
-        offset = accelerator.process_index * share
-        items = next(batches)[offset : offset + share]
-        mine = [item.entry for item in items]
-        tasks = [
-            _task_of(e, config.tasks, np.random.default_rng([config.seed, step, offset + i]))
-            for i, e in enumerate(mine)
-        ]
-        try:
-            clips = [item.audio() for item in items]
-            prompts = [model.prompt_ids("asr" if t == "asr" else "ast") for t in tasks]
-            answers = [
-                model.tokenizer(_answer(e, t, model.multitask))["input_ids"] + [eos]
-                for e, t in zip(mine, tasks, strict=True)
+        # one step: ``accumulation`` batches, their gradients summed before the optimiser steps
+        losses = []
+        for micro in range(accumulation):
+            offset = accelerator.process_index * share
+            items = next(batches)[offset : offset + share]
+            mine = [item.entry for item in items]
+            draws = [config.seed, step * accumulation + micro]  # each sample's task, seeded
+            tasks = [
+                _task_of(e, config.tasks, np.random.default_rng([*draws, offset + i]))
+                for i, e in enumerate(mine)
             ]
-            with accelerator.accumulate(wrapped):
-                loss = wrapped(clips, prompts, answers)  # through DDP, which syncs gradients
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(trainable, config.clip_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-        except Exception as error:
-            ids = ", ".join(e.id or str(e.audio) for e in mine)
-            raise TrainingError(f"step {step + 1} failed on samples {ids}: {error}") from error
+            try:
+                clips = [item.audio() for item in items]
+                prompts = [model.prompt_ids("asr" if t == "asr" else "ast") for t in tasks]
+                answers = [
+                    model.tokenizer(_answer(e, t, model.multitask))["input_ids"] + [eos]
+                    for e, t in zip(mine, tasks, strict=True)
+                ]
+                # DDP syncs gradients on the last batch of the step only; backward divides the
+                # loss by ``accumulation``, so a step's gradient is its batches' mean
+                with accelerator.accumulate(wrapped):
+                    loss = wrapped(clips, prompts, answers)
+                    accelerator.backward(loss)
+                    if micro == accumulation - 1:
+                        accelerator.clip_grad_norm_(trainable, config.clip_norm)
+                        optimizer.step()
+                        scheduler.step()
+                        optimizer.zero_grad()
+            except Exception as error:
+                ids = ", ".join(e.id or str(e.audio) for e in mine)
+                raise TrainingError(f"step {step + 1} failed on samples {ids}: {error}") from error
+            losses.append(loss.item())
         step += 1
         elapsed = time.monotonic() - started
-        recent.append(loss.item())
+        recent.append(float(np.mean(losses)))
         since_eval.append(recent[-1])
         if on_step is not None:
             on_step(step, recent[-1])
