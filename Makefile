@@ -41,13 +41,23 @@ demo: $(STAMP)
 clean:
 	rm -rf $(VENV) work
 
-# The embedded default CTC model: synthetic corpus of the 12 main languages, then training.
+# The embedded default CTC model: synthetic corpus of the 12 main languages, training of all of
+# them together, then the two hardest languages' adapters trained further on twice as many more
+# clips of their own (base frozen, one language at a time).
 MAIN_LANGS := eng,deu,fra,spa,ita,por,nld,swh,ind,tur,rus,cmn
+CONTINUED_LANGS := fra cmn
 default-model: $(STAMP)
 	$(BIN)/polyspeech data synth --langs $(MAIN_LANGS) --per-lang 1500 --seed 0 --out work/corpus --quiet
+	$(BIN)/polyspeech data synth --langs cmn,fra --per-lang 3000 --seed 2 --out work/corpus-more --quiet
 	$(BIN)/polyspeech train ctc work/corpus/train.jsonl --dev work/corpus/dev.jsonl \
 		--config recipes/default_ctc/config.json --out work/default_ctc --dtype float16
-	rm -rf polyspeech/assets/ctc && mkdir -p polyspeech/assets && cp -r work/default_ctc/model polyspeech/assets/ctc
+	@base=work/default_ctc/model; for lang in $(CONTINUED_LANGS); do \
+		$(BIN)/polyspeech train adapter work/corpus/train.jsonl work/corpus-more/train.jsonl \
+			--dev work/corpus/dev.jsonl --base $$base --lang $$lang \
+			--config recipes/default_ctc/continue.json --out work/default_ctc_$$lang \
+			--dtype float16 || exit 1; \
+		base=work/default_ctc_$$lang/model; \
+	done; rm -rf polyspeech/assets/ctc && mkdir -p polyspeech/assets && cp -r $$base polyspeech/assets/ctc
 	$(BIN)/polyspeech train lm work/corpus/train.jsonl --out polyspeech/assets/ctc-lm --lexicon
 	$(BIN)/python recipes/default_ctc/pick_examples.py
 
