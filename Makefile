@@ -58,7 +58,8 @@ default-model: $(STAMP)
 			--dtype float16 || exit 1; \
 		base=work/default_ctc_$$lang/model; \
 	done; rm -rf polyspeech/assets/ctc && mkdir -p polyspeech/assets && cp -r $$base polyspeech/assets/ctc
-	$(BIN)/polyspeech train lm work/corpus/train.jsonl --out polyspeech/assets/ctc-lm --lexicon
+	$(BIN)/polyspeech train lm work/corpus/train.jsonl work/corpus-more/train.jsonl \
+		--out polyspeech/assets/ctc-lm --lexicon
 	$(BIN)/python recipes/default_ctc/pick_examples.py
 
 # The default model on the held-out test split: greedy, and beam search with its character LMs.
