@@ -341,11 +341,7 @@ def _start_from_old_heads(
 
 
 def _continue_base_adapters(
-    model: ConformerCTC,
-    base: Path,
-    vocabularies: dict[str, Vocabulary],
-    langs: list[str],
-    index: dict[str, int],
+    model: ConformerCTC, base: Path, langs: list[str], index: dict[str, int]
 ) -> None:
     """Start the languages the base already has from their own adapters and output rows.
 
@@ -437,7 +433,7 @@ def train(
     model.tie_heads(rows, len(union), _sound_rows(vocabularies, tied) if tied else None)
     if base is not None and not resume:
         _start_from_old_heads(model, base, vocabularies, old_adapters, union)
-        _continue_base_adapters(model, base, vocabularies, continued, index)
+        _continue_base_adapters(model, base, continued, index)
     if base is None:
         frames = np.concatenate([features for _, features in train_pairs]).astype(np.float32)
         model.feature_mean.copy_(torch.from_numpy(frames.mean(axis=0)))

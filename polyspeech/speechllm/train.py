@@ -367,11 +367,11 @@ def train_speechllm(
     recent: list[float] = []
     since_eval: list[float] = []  # training losses since the last dev evaluation
     done = step >= config.max_steps
+    offset = accelerator.process_index * share
     while not done:
         # one step: ``accumulation`` batches, their gradients summed before the optimiser steps
         losses = []
         for micro in range(accumulation):
-            offset = accelerator.process_index * share
             items = next(batches)[offset : offset + share]
             mine = [item.entry for item in items]
             draws = [config.seed, step * accumulation + micro]  # each sample's task, seeded
