@@ -223,7 +223,9 @@ def wav(frames: int) -> bytes:
 
 def test_concurrent_requests_are_batched_and_a_failing_one_fails_alone():
     model = SlowModel(0.3)
-    with running(create_app({"slow": model}, ServeSettings(max_batch=8))) as url:
+    # the batch waits for all eight (a busy machine once sent the failing one 10 ms late, alone)
+    settings = ServeSettings(max_batch=8, max_wait_ms=3000)
+    with running(create_app({"slow": model}, settings)) as url:
         api = client(url)
         sizes = [1000 + i for i in range(7)] + [1234]
 
