@@ -38,7 +38,7 @@ def test_the_examples_come_back_close_to_their_transcripts(cli):
     assert [line["id"] for line in lines] == [row["id"] for row in ROWS]
     refs = [normalize_text(row["text"], row["lang"]) for row in ROWS]
     hyps = [normalize_text(line["text"], line["language"]) for line in lines]
-    # measured 0.163 (18 substitutions, 17 deletions, 2 insertions in 227 characters);
+    # measured 0.163 (18 substitutions, 16 deletions, 3 insertions in 227 characters);
     # a broken model scores near 1.0
     assert cer(refs, hyps).rate < 0.3, hyps
 
