@@ -4,6 +4,7 @@ or prefix beam search with a character n-gram (ARPA, our own); all give every wo
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -266,21 +267,55 @@ def language_model_file(lm: str | os.PathLike, lang: str | None) -> Path:
     for name in (f"{lang}.arpa.gz", f"{lang}.arpa", f"{lang}.bin"):
         if (path / name).is_file():
             return path / name
-    offered = sorted({p.name.split(".")[0] for p in path.iterdir() if p.is_file()})
+    offered = sorted(
+        {
+            p.name.split(".")[0]
+            for p in path.iterdir()
+            if p.is_file() and p.name.endswith((".arpa", ".arpa.gz", ".bin"))
+        }
+    )
     raise InputError(
         f"{path}: no language model for {lang!r} ({lang}.arpa[.gz] or {lang}.bin); "
         f"it has: {', '.join(offered) or 'none'}"
     )
 
 
+DECODING_SETTINGS = "decoding.json"
+
+
+def decoding_settings(lm: str | os.PathLike, lang: str | None) -> dict[str, float | int]:
+    """``lang``'s beam search settings (``alpha``, ``beta``, ``beam_width``) from the file
+    ``decoding.json`` of an LM folder, ``{lang: {name: value}}``, chosen on dev data
+    (``recipes/default_ctc/tune_lm.py --write``); none (the decoder's defaults) without one."""
+    path = BUILTIN_LM.get(str(lm), Path(lm)) / DECODING_SETTINGS
+    if not path.is_file():
+        return {}
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+        chosen = settings.get(lang, {}) if isinstance(settings, dict) else None
+        if not isinstance(chosen, dict):
+            raise ValueError("expected {language: {setting: value}}")
+        unknown = set(chosen) - {"alpha", "beta", "beam_width"}
+        if unknown:
+            raise ValueError(f"unknown setting {sorted(unknown)[0]!r} for {lang!r}")
+        return {
+            name: int(value) if name == "beam_width" else float(value)
+            for name, value in chosen.items()
+        }
+    except (TypeError, ValueError) as error:
+        raise InputError(f"{path}: not a decoding settings file ({error})") from None
+
+
 def make_decoder(
     vocabulary: Vocabulary, by_character: bool, lm: str | os.PathLike | None, lang: str | None
 ):
-    """Greedy without ``lm``; with one, beam search with a character or a word n-gram."""
+    """Greedy without ``lm``; with one, beam search with a character or a word n-gram, with the
+    LM folder's settings for ``lang`` if it has them (:func:`decoding_settings`)."""
     if lm is None:
         return GreedyDecoder(vocabulary, by_character)
     path = language_model_file(lm, lang)
+    settings = decoding_settings(lm, lang)
     model = load_character_lm(path)
     if model is not None:
-        return CharLmBeamDecoder(vocabulary, model, by_character)
-    return LmBeamDecoder(vocabulary, path)
+        return CharLmBeamDecoder(vocabulary, model, by_character, **settings)
+    return LmBeamDecoder(vocabulary, path, **settings)

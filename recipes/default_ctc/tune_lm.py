@@ -3,13 +3,17 @@
 scored as `polyspeech evaluate` scores (normalised, spaces not counted).
 
     python recipes/default_ctc/tune_lm.py MODEL DEV.jsonl CACHE.pkl LM:ALPHA:BETA:BEAM[:LANG...]
+        [--per-lang N] [--write]
 
-``LM`` is a folder of ``<lang>.arpa.gz`` (or ``none`` for greedy). Used on the dev split only,
-so the settings chosen never see the test split.
+``LM`` is a folder of ``<lang>.arpa.gz`` (or ``none`` for greedy). ``--per-lang`` keeps the
+first N lines of each language. ``--write`` stores each language's best setting (the first of
+equals) in the LM folder's ``decoding.json``, which beam search then uses for that language.
+Used on the dev split only, so the settings chosen never see the test split.
 """
 
+import argparse
+import json
 import pickle
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +22,7 @@ import torch
 
 from polyspeech import load
 from polyspeech.ctc.decode import (
+    DECODING_SETTINGS,
     CharLmBeamDecoder,
     GreedyDecoder,
     language_model_file,
@@ -29,49 +34,82 @@ from polyspeech.text.languages import is_written_without_spaces
 from polyspeech.text.normalize import normalize_text
 
 
-def main(model_dir: str, manifest: str, cache: Path, settings: list[str]) -> None:
-    torch.set_num_threads(1)
-    model = load(model_dir)
+def log_probs_of(model_dir: str, manifest: str, per_lang: int | None, cache: Path) -> list:
+    """(lang, text, log-probabilities) of each kept line, computed once into ``cache``."""
     if not cache.exists():
-        rows = []
+        model = load(model_dir)
+        rows, counts = [], {}
         for entry in read_manifest(manifest):
-            log_probs = model.log_probs([load_entry_audio(entry)], entry.lang)[0]
-            rows.append((entry.lang, entry.text, log_probs.astype(np.float32)))
+            counts[entry.lang] = counts.get(entry.lang, 0) + 1
+            if per_lang is None or counts[entry.lang] <= per_lang:
+                log_probs = model.log_probs([load_entry_audio(entry)], entry.lang)[0]
+                rows.append((entry.lang, entry.text, log_probs.astype(np.float32)))
         cache.write_bytes(pickle.dumps(rows))
-    rows = pickle.loads(cache.read_bytes())
-    for setting in settings:
-        lm, alpha, beta, beam, *langs = setting.split(":")
-        errors: dict[str, int] = {}
-        lengths: dict[str, int] = {}
+    return pickle.loads(cache.read_bytes())
+
+
+def score(model, rows: list, setting: str) -> dict[str, float]:
+    """CER (%) per language of ``rows`` decoded with ``setting``."""
+    lm, alpha, beta, beam, *langs = setting.split(":")
+    errors: dict[str, int] = {}
+    lengths: dict[str, int] = {}
+    for lang, text, log_probs in rows:
+        if langs and lang not in langs:
+            continue
+        by_character = is_written_without_spaces(lang)
+        vocabulary = model.vocabulary(lang)
+        if lm == "none":
+            decoder = GreedyDecoder(vocabulary, by_character)
+        else:
+            decoder = CharLmBeamDecoder(
+                vocabulary,
+                load_character_lm(language_model_file(lm, lang)),
+                by_character,
+                alpha=float(alpha),
+                beta=float(beta),
+                beam_width=int(beam),
+            )
+        hypothesis = ("" if by_character else " ").join(w.text for w in decoder.words(log_probs))
+        rate = cer(normalize_text(text, lang), normalize_text(hypothesis, lang))
+        errors[lang] = errors.get(lang, 0) + rate.substitutions + rate.deletions + rate.insertions
+        lengths[lang] = lengths.get(lang, 0) + rate.reference_length
+    return {lang: 100 * errors[lang] / lengths[lang] for lang in sorted(errors)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model")
+    parser.add_argument("manifest")
+    parser.add_argument("cache", type=Path)
+    parser.add_argument("settings", nargs="+", help="LM:ALPHA:BETA:BEAM[:LANG...]")
+    parser.add_argument("--per-lang", type=int)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    folders = {setting.split(":")[0] for setting in args.settings}
+    if args.write and (len(folders) != 1 or "none" in folders):
+        parser.error("--write needs every setting on the same LM folder")
+    torch.set_num_threads(1)
+    rows = log_probs_of(args.model, args.manifest, args.per_lang, args.cache)
+    model = load(args.model)
+    best: dict[str, tuple[float, str]] = {}
+    for setting in args.settings:
         started = time.time()
-        for lang, text, log_probs in rows:
-            if langs and lang not in langs:
-                continue
-            by_character = is_written_without_spaces(lang)
-            vocabulary = model.vocabulary(lang)
-            if lm == "none":
-                decoder = GreedyDecoder(vocabulary, by_character)
-            else:
-                decoder = CharLmBeamDecoder(
-                    vocabulary,
-                    load_character_lm(language_model_file(lm, lang)),
-                    by_character,
-                    alpha=float(alpha),
-                    beta=float(beta),
-                    beam_width=int(beam),
-                )
-            hypothesis = ("" if by_character else " ").join(
-                w.text for w in decoder.words(log_probs)
-            )
-            rate = cer(normalize_text(text, lang), normalize_text(hypothesis, lang))
-            errors[lang] = (
-                errors.get(lang, 0) + rate.substitutions + rate.deletions + rate.insertions
-            )
-            lengths[lang] = lengths.get(lang, 0) + rate.reference_length
-        per_lang = {lang: round(100 * errors[lang] / lengths[lang], 1) for lang in sorted(errors)}
-        macro = round(float(np.mean(list(per_lang.values()))), 1)
-        print(f"{setting} macro {macro} {per_lang} ({time.time() - started:.0f} s)", flush=True)
+        per_lang = score(model, rows, setting)
+        macro = float(np.mean(list(per_lang.values())))
+        shown = {lang: round(rate, 1) for lang, rate in per_lang.items()}
+        print(f"{setting} macro {macro:.1f} {shown} ({time.time() - started:.0f} s)", flush=True)
+        for lang, rate in per_lang.items():
+            if lang not in best or rate < best[lang][0]:
+                best[lang] = (rate, setting)
+    if args.write:
+        chosen = {}
+        for lang, (rate, setting) in sorted(best.items()):
+            _, alpha, beta, beam, *_ = setting.split(":")
+            chosen[lang] = {"alpha": float(alpha), "beta": float(beta), "beam_width": int(beam)}
+            print(f"{lang}: {setting} ({rate:.1f})")
+        path = Path(folders.pop()) / DECODING_SETTINGS
+        path.write_text(json.dumps(chosen, indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4:])
+    main()

@@ -137,7 +137,47 @@ def test_a_folder_without_the_language_names_what_it_has(tmp_path):
     from polyspeech.errors import InputError
 
     char_lm_case(tmp_path)
-    with pytest.raises(InputError, match=r"no language model for 'fra'.*it has: eng"):
+    (tmp_path / "decoding.json").write_text("{}")  # settings, not a language
+    with pytest.raises(InputError, match=r"no language model for 'fra'.*it has: eng$"):
         make_decoder(VOCAB, False, tmp_path, "fra")
     with pytest.raises(InputError, match="language model file not found"):
         make_decoder(VOCAB, False, tmp_path / "none.arpa", "eng")
+
+
+def test_an_lm_folders_decoding_settings_apply_to_their_language_only(tmp_path):
+    import json
+
+    from polyspeech.ctc.decode import make_decoder
+
+    vocab, log_probs = char_lm_case(tmp_path)
+    settings = tmp_path / "decoding.json"
+    settings.write_text(json.dumps({"fra": {"alpha": 0.01}}))
+    decoder = make_decoder(vocab, False, tmp_path, "eng")
+    assert (decoder.alpha, decoder.beta, decoder.beam_width) == (0.8, 1.0, 16)  # the defaults
+    assert [w.text for w in decoder.words(log_probs)] == ["cat"]
+    settings.write_text(json.dumps({"eng": {"alpha": 0.01, "beta": 0.5, "beam_width": 4}}))
+    decoder = make_decoder(vocab, False, tmp_path, "eng")
+    assert (decoder.alpha, decoder.beta, decoder.beam_width) == (0.01, 0.5, 4)
+    assert [w.text for w in decoder.words(log_probs)] == ["bat"]  # the LM barely counts now
+
+
+def test_a_bad_decoding_settings_file_is_named(tmp_path):
+    import pytest
+
+    from polyspeech.ctc.decode import make_decoder
+    from polyspeech.errors import InputError
+
+    vocab, _ = char_lm_case(tmp_path)
+    settings = tmp_path / "decoding.json"
+    for text, problem in [
+        ("{not json", "Expecting property name"),
+        ("[1, 2]", "expected {language: {setting: value}}"),
+        ('{"eng": 0.5}', "expected"),
+        ('{"eng": {"weight": 2}}', "unknown setting 'weight' for 'eng'"),
+        ('{"eng": {"alpha": "high"}}', "could not convert"),
+    ]:
+        settings.write_text(text)
+        with pytest.raises(
+            InputError, match=f"decoding.json: not a decoding settings file.*{problem}"
+        ):
+            make_decoder(vocab, False, tmp_path, "eng")
