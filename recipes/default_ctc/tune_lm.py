@@ -34,10 +34,10 @@ from polyspeech.text.languages import is_written_without_spaces
 from polyspeech.text.normalize import normalize_text
 
 
-def log_probs_of(model_dir: str, manifest: str, per_lang: int | None, cache: Path) -> list:
-    """(lang, text, log-probabilities) of each kept line, computed once into ``cache``."""
+def log_probs_of(model, manifest: str, per_lang: int | None, cache: Path) -> list:
+    """(lang, text, log-probabilities) of each kept line, computed once into ``cache`` (which is
+    read as it is from then on: delete it for another model or ``--per-lang``)."""
     if not cache.exists():
-        model = load(model_dir)
         rows, counts = [], {}
         for entry in read_manifest(manifest):
             counts[entry.lang] = counts.get(entry.lang, 0) + 1
@@ -89,8 +89,8 @@ def main() -> None:
     if args.write and (len(folders) != 1 or "none" in folders):
         parser.error("--write needs every setting on the same LM folder")
     torch.set_num_threads(1)
-    rows = log_probs_of(args.model, args.manifest, args.per_lang, args.cache)
     model = load(args.model)
+    rows = log_probs_of(model, args.manifest, args.per_lang, args.cache)
     best: dict[str, tuple[float, str]] = {}
     for setting in args.settings:
         started = time.time()
