@@ -49,7 +49,8 @@ CONTINUED_LANGS := fra cmn
 default-model: $(STAMP)
 	$(BIN)/polyspeech data synth --langs $(MAIN_LANGS) --per-lang 1500 --seed 0 --out work/corpus --quiet
 	$(BIN)/polyspeech data synth --langs cmn,fra --per-lang 3000 --seed 2 --out work/corpus-more --quiet
-	$(BIN)/polyspeech train ctc work/corpus/train.jsonl --dev work/corpus/dev.jsonl \
+	$(BIN)/polyspeech train ctc work/corpus/train.jsonl work/corpus-more/train.jsonl \
+		--dev work/corpus/dev.jsonl \
 		--config recipes/default_ctc/config.json --out work/default_ctc --dtype float16
 	@base=work/default_ctc/model; for lang in $(CONTINUED_LANGS); do \
 		$(BIN)/polyspeech train adapter work/corpus/train.jsonl work/corpus-more/train.jsonl \
