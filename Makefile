@@ -41,9 +41,9 @@ demo: $(STAMP)
 clean:
 	rm -rf $(VENV) work
 
-# The embedded default CTC model: synthetic corpus of the 12 main languages, training of all of
-# them together, then the two hardest languages' adapters trained further on twice as many more
-# clips of their own (base frozen, one language at a time).
+# The embedded default CTC model: synthetic corpus of the 12 main languages and a second one of
+# the two hardest, training of all of them together, then those two languages' adapters trained
+# further on their clips of both corpora (base frozen, one language at a time).
 MAIN_LANGS := eng,deu,fra,spa,ita,por,nld,swh,ind,tur,rus,cmn
 CONTINUED_LANGS := fra cmn
 default-model: $(STAMP)
