@@ -80,6 +80,9 @@ class TrainConfig:
     # Languages whose characters share output rows by their espeak-ng reading (see
     # ConformerCTC.tie_heads): a rare Chinese character then sounds like its homophones.
     sound_tied: tuple[str, ...] = ()
+    # Matrix products in bfloat16 under autocast (weights, optimiser and losses stay float32):
+    # on a processor with AMX a step of the default shape is about 1.25x faster.
+    bf16: bool = False
     model: ConformerConfig = field(default_factory=ConformerConfig)
 
     @classmethod
@@ -286,12 +289,12 @@ class _CtcLoss(torch.nn.Module):
         total = states.new_zeros(())
         for lang in dict.fromkeys(langs):
             rows = [row for row, other in enumerate(langs) if other == lang]
-            log_probs = self.model.head_logits(states[rows], lang).log_softmax(dim=-1)
+            log_probs = self.model.head_logits(states[rows], lang).float().log_softmax(dim=-1)
             total = total + _ctc_sum(log_probs, [targets[row] for row in rows], out_lengths[rows])
         characters = total / len(langs)
         if self.phoneme_head is None or phonemes is None:
             return characters, characters
-        log_probs = self.phoneme_head(self._tapped).log_softmax(dim=-1)
+        log_probs = self.phoneme_head(self._tapped).float().log_softmax(dim=-1)
         encoder_lengths = self.model.output_lengths(lengths, upsample=False)
         spoken = _ctc_sum(log_probs, phonemes, encoder_lengths) / len(langs)
         return characters + self.phoneme_weight * spoken, characters
@@ -505,9 +508,10 @@ def train(
             phonemes = None
             if phoneme_head is not None:
                 phonemes = [torch.tensor(u.phonemes, device=accelerator.device) for u in group]
-            loss, characters = objective(
-                features, lengths, [u.lang for u in group], targets, upsample, phonemes
-            )
+            with torch.autocast(accelerator.device.type, torch.bfloat16, enabled=config.bf16):
+                loss, characters = objective(
+                    features, lengths, [u.lang for u in group], targets, upsample, phonemes
+                )
             optimizer.zero_grad()
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(trainable, config.clip_norm)

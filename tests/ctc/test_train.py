@@ -77,6 +77,29 @@ def test_loss_falls(tiny_corpus, tmp_path):
     assert sum(losses[-10:]) / 10 < 0.75 * sum(losses[:10]) / 10
 
 
+@pytest.mark.parametrize("bf16", [False, True])
+def test_bf16_runs_the_matrix_products_in_bfloat16_and_keeps_float32_weights(
+    tiny_corpus, tmp_path, bf16
+):
+    products: set[torch.dtype] = set()
+
+    def record(module, _inputs, output):
+        if isinstance(module, torch.nn.Linear) and torch.is_grad_enabled():
+            products.add(output.dtype)
+
+    config = dataclasses.replace(TINY, max_steps=3, bf16=bf16, phoneme_weight=0.3, phoneme_layer=1)
+    hook = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        summary = run(tiny_corpus, tmp_path, config, langs=["eng", "spa"])
+    finally:
+        hook.remove()
+    assert products == {torch.bfloat16 if bf16 else torch.float32}
+    assert 0 < summary["history"][-1]["loss"] < float("inf")
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["objective"]
+    assert {value.dtype for value in state.values() if value.is_floating_point()} == {torch.float32}
+    assert CtcModel(tmp_path / "model").languages == ["eng", "spa"]
+
+
 def test_the_first_steps_cycle_over_a_few_clips_per_language(tiny_corpus, tmp_path, monkeypatch):
     batches: list[set[str]] = []
     collate = training._collate
