@@ -80,8 +80,9 @@ class TrainConfig:
     # Languages whose characters share output rows by their espeak-ng reading (see
     # ConformerCTC.tie_heads): a rare Chinese character then sounds like its homophones.
     sound_tied: tuple[str, ...] = ()
-    # Matrix products in bfloat16 under autocast (weights, optimiser and losses stay float32):
-    # on a processor with AMX a step of the default shape is about 1.25x faster.
+    # Matrix products in bfloat16 under autocast (weights, optimiser and losses stay float32).
+    # On a 2-core AMX Xeon a step of one fixed shape was 1.25x faster, but real batches, whose
+    # shapes vary, were 1.15x slower than float32 (recipes/default_ctc/README.md, eighth run).
     bf16: bool = False
     model: ConformerConfig = field(default_factory=ConformerConfig)
 
