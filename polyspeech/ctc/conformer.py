@@ -1,5 +1,9 @@
 """The CTC model we train from scratch on CPU: log-mel fbank -> conformer -> per-language CTC head.
 
+With ``pitch``, three pitch features (:mod:`polyspeech.audio.pitch`) follow the mel bins: they
+bypass the 2-D convolutions (which assume a frequency axis) and join their output through a 1-D
+convolution over the same frames, added before the first block.
+
 It keeps MMS's multilingual scheme: a shared base, and per language a small bottleneck adapter
 after every block plus its own output layer over its own characters. Raw-waveform wav2vec2 does not
 learn within CPU budgets (shared/notes/ctc-from-scratch-on-cpu.md); an fbank front end does.
@@ -17,8 +21,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
+
+from polyspeech.audio.features import fbank
+from polyspeech.audio.pitch import PITCH_FEATURES, pitch
 
 MODEL_TYPE = "polyspeech-conformer-ctc"
 
@@ -38,6 +46,11 @@ class ConformerConfig:
     adapter_size: int = 16
     # CTC frames per encoder frame: 2 reads two outputs from every 40 ms frame (20 ms, as MMS).
     upsampling: int = 1
+    pitch: bool = False  # pitch features after the mel bins (for tonal languages)
+
+    @property
+    def num_features(self) -> int:
+        return self.num_mel_bins + (PITCH_FEATURES if self.pitch else 0)
 
     @property
     def frame_shift(self) -> float:
@@ -49,6 +62,12 @@ class ConformerConfig:
     @classmethod
     def from_dict(cls, data: dict) -> ConformerConfig:
         return cls(**{key: value for key, value in data.items() if key != "model_type"})
+
+
+def input_features(samples: np.ndarray, config: ConformerConfig) -> np.ndarray:
+    """What a model of ``config`` reads from 16 kHz samples: (frames, ``config.num_features``)."""
+    mels = fbank(samples, config.num_mel_bins)
+    return np.concatenate([mels, pitch(samples)], axis=1) if config.pitch else mels
 
 
 class LanguageAdapter(nn.Module):
@@ -140,14 +159,15 @@ def _sinusoids(length: int, size: int, device: torch.device) -> torch.Tensor:
 
 
 class ConformerCTC(nn.Module):
-    """fbank (batch, frames, mels) -> log-probabilities (batch, CTC frames, vocab of ``lang``)."""
+    """Features (batch, frames, mels [+ pitch]) -> log-probabilities (batch, CTC frames, vocab
+    of ``lang``)."""
 
     def __init__(self, config: ConformerConfig) -> None:
         super().__init__()
         self.config = config
         channels = config.conv_channels
-        self.register_buffer("feature_mean", torch.zeros(config.num_mel_bins))
-        self.register_buffer("feature_std", torch.ones(config.num_mel_bins))
+        self.register_buffer("feature_mean", torch.zeros(config.num_features))
+        self.register_buffer("feature_std", torch.ones(config.num_features))
         self.subsampling = nn.Sequential(
             nn.Conv2d(1, channels, 3, stride=2),
             nn.ReLU(),
@@ -174,6 +194,10 @@ class ConformerCTC(nn.Module):
         self._head_rows: dict[str, torch.Tensor] = {}
         self.sound_head: nn.Linear | None = None
         self._sound_rows: dict[str, torch.Tensor] = {}
+        self.pitch_projection: nn.Conv1d | None = None
+        if config.pitch:  # last, so that the other layers start as they would without it
+            # a 7-frame kernel every 4 frames: the output frames of the two 2-D convolutions
+            self.pitch_projection = nn.Conv1d(PITCH_FEATURES, config.hidden_size, 7, stride=4)
 
     def tie_heads(
         self, rows: dict[str, list[int]], size: int, sounds: dict[str, list[int]] | None = None
@@ -238,9 +262,13 @@ class ConformerCTC(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The last block's states (batch, frames, hidden) every 40 ms and their lengths, through
         ``lang``'s adapter (see :meth:`forward`), or the shared base alone when ``lang`` is None."""
-        x = (features - self.feature_mean) / self.feature_std
-        x = self.subsampling(x[:, None])  # (batch, channels, frames', mels')
+        normalised = (features - self.feature_mean) / self.feature_std
+        mels = normalised[..., : self.config.num_mel_bins]
+        x = self.subsampling(mels[:, None])  # (batch, channels, frames', mels')
         x = self.input_projection(x.permute(0, 2, 1, 3).flatten(2))
+        if self.pitch_projection is not None:
+            pitch_part = normalised[..., self.config.num_mel_bins :].transpose(1, 2)
+            x = x + self.pitch_projection(pitch_part).transpose(1, 2)
         encoder_lengths = self.output_lengths(lengths, upsample=False)
         frames = x.shape[1]
         padding = torch.arange(frames, device=x.device)[None, :] >= encoder_lengths[:, None]

@@ -24,9 +24,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from polyspeech.audio import SAMPLE_RATE, load_audio
-from polyspeech.audio.features import fbank
 from polyspeech.audio.vad import pieces
-from polyspeech.ctc.conformer import ConformerConfig, ConformerCTC
+from polyspeech.ctc.conformer import ConformerConfig, ConformerCTC, input_features
 from polyspeech.ctc.model import native_bf16, resolve_model_folder, resolve_precision
 from polyspeech.errors import InputError
 from polyspeech.text.languages import to_iso639_3
@@ -72,7 +71,8 @@ class LidHead(nn.Module):
 
 
 class ConformerLid(nn.Module):
-    """fbank (batch, frames, mels) -> logits: a CTC model's shared base, then the LID head."""
+    """Features (batch, frames, mels [+ pitch]) -> logits: a CTC model's shared base, then the
+    LID head."""
 
     def __init__(self, base: ConformerConfig, head: LidHeadConfig, labels: int) -> None:
         super().__init__()
@@ -186,7 +186,8 @@ class LidModel:
         rows = []
         for clip in clips:
             if isinstance(self._network, ConformerLid):
-                features = torch.from_numpy(fbank(clip))[None].to(self.device)
+                features = input_features(clip, self._network.base.config)
+                features = torch.from_numpy(features)[None].to(self.device)
                 lengths = torch.tensor([features.shape[1]], device=self.device)
                 logits = self._network(features, lengths)
             else:

@@ -111,11 +111,13 @@ def train_lid(
     network, _ = load_conformer_base(folder)
     network.eval()
     paths = [Path(m) for m in train_manifests]
-    train_pairs = load_features(paths, None, jobs, config.train_per_lang)
+    train_pairs = load_features(paths, None, jobs, network.config, config.train_per_lang)
     labels = sorted({entry.lang for entry, _ in train_pairs})
     if len(labels) < 2:
         raise InputError(f"language ID needs two languages or more; the manifests hold {labels}")
-    dev_pairs = load_features([Path(dev_manifest)], set(labels), jobs, config.dev_per_lang)
+    dev_pairs = load_features(
+        [Path(dev_manifest)], set(labels), jobs, network.config, config.dev_per_lang
+    )
     index = {lang: i for i, lang in enumerate(labels)}
     train_states, dev_states = _states(network, train_pairs), _states(network, dev_pairs)
     train_labels = [index[entry.lang] for entry, _ in train_pairs]

@@ -16,8 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from polyspeech.audio import SAMPLE_RATE, load_audio
-from polyspeech.audio.features import fbank
-from polyspeech.ctc.conformer import MODEL_TYPE
+from polyspeech.ctc.conformer import MODEL_TYPE, input_features
 from polyspeech.ctc.folder import adapter_path, load_conformer_base, load_language_adapter
 from polyspeech.ctc.quantize import quantize_linear_layers
 from polyspeech.ctc.wav2vec2 import convolutions_in_bf16, load_wav2vec2, return_freed_memory
@@ -271,8 +270,9 @@ class CtcModel:
         ]
 
     def _conformer_forward(self, batch: list[np.ndarray], lang: str | list[str | None]):
-        """The conformer's padded log-probabilities of the clips' fbank, and their lengths."""
-        features = [torch.from_numpy(fbank(samples)) for samples in batch]
+        """The conformer's padded log-probabilities of the clips' features, and their lengths."""
+        config = self._conformer.config
+        features = [torch.from_numpy(input_features(samples, config)) for samples in batch]
         lengths = torch.tensor([len(f) for f in features])
         padded = torch.nn.utils.rnn.pad_sequence(features, batch_first=True)
         return self._conformer(padded.to(self.device, self.dtype), lengths.to(self.device), lang)

@@ -13,6 +13,7 @@ processes or GPUs. A checkpoint is written atomically every ``checkpoint_every``
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import multiprocessing
@@ -27,8 +28,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 
-from polyspeech.audio.features import fbank
-from polyspeech.ctc.conformer import MODEL_TYPE, ConformerConfig, ConformerCTC
+from polyspeech.ctc.conformer import MODEL_TYPE, ConformerConfig, ConformerCTC, input_features
 from polyspeech.ctc.decode import greedy_decode, spans_to_text
 from polyspeech.ctc.folder import load_conformer_base, load_language_adapter, save_conformer
 from polyspeech.ctc.model import resolve_model_folder
@@ -104,16 +104,19 @@ class _Utterance:
     phonemes: list[int] | None = None  # ids in the phoneme vocabulary
 
 
-def _features_of(entry: ManifestEntry) -> np.ndarray:
-    samples = load_entry_audio(entry)
-    return fbank(samples).astype(np.float16)
+def _features_of(entry: ManifestEntry, model: ConformerConfig) -> np.ndarray:
+    return input_features(load_entry_audio(entry), model).astype(np.float16)
 
 
 def load_features(
-    manifests: Sequence[Path], langs: set[str] | None, jobs: int, per_lang: int | None = None
+    manifests: Sequence[Path],
+    langs: set[str] | None,
+    jobs: int,
+    model: ConformerConfig,
+    per_lang: int | None = None,
 ) -> list[tuple[ManifestEntry, np.ndarray]]:
-    """The manifests' lines in ``langs`` (all if None; at most ``per_lang`` each) with their
-    fbank features, computed in ``jobs`` processes."""
+    """The manifests' lines in ``langs`` (all if None; at most ``per_lang`` each) with the
+    features a model of config ``model`` reads, computed in ``jobs`` processes."""
     entries: list[ManifestEntry] = []
     kept: dict[str, int] = {}
     for entry in read_manifests(manifests):
@@ -127,7 +130,7 @@ def load_features(
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["polyspeech.ctc.train"])
     with context.Pool(jobs) as pool:
-        features = pool.map(_features_of, entries, chunksize=16)
+        features = pool.map(functools.partial(_features_of, model=model), entries, chunksize=16)
     return list(zip(entries, features, strict=True))
 
 
@@ -161,11 +164,16 @@ def _collate(utterances: list[_Utterance], device: torch.device):
 
 
 def _spec_augment(
-    features: torch.Tensor, mean: torch.Tensor, config: TrainConfig, rng: np.random.Generator
+    features: torch.Tensor,
+    mean: torch.Tensor,
+    mels: int,
+    config: TrainConfig,
+    rng: np.random.Generator,
 ) -> torch.Tensor:
-    """Mask frequency bands and time spans with the mean (zero after normalisation)."""
+    """Mask frequency bands (of the first ``mels`` columns, the mel bins) and time spans (of
+    every column) with the mean (zero after normalisation)."""
     features = features.clone()
-    frames, mels = features.shape[1], features.shape[2]
+    frames = features.shape[1]
     for row in range(features.shape[0]):
         for _ in range(config.freq_masks):
             width = int(rng.integers(0, config.freq_mask_size + 1))
@@ -386,13 +394,16 @@ def train(
     the new ones, with their vocabularies appended to ``vocab.json``. A language the base already
     has continues from its own adapter and output layer (new characters get new rows).
     """
+    model_config = config.model
     if base is not None:
         base = resolve_model_folder(base)
-        base_type = json.loads((base / "config.json").read_text()).get("model_type")
-        if base_type != MODEL_TYPE:
+        base_config = json.loads((base / "config.json").read_text())
+        if base_config.get("model_type") != MODEL_TYPE:
             raise InputError(
-                f"{base}: adapter training needs a {MODEL_TYPE} model, not {base_type}"
+                f"{base}: adapter training needs a {MODEL_TYPE} model, "
+                f"not {base_config.get('model_type')}"
             )
+        model_config = ConformerConfig.from_dict(base_config)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "checkpoint.pt"
@@ -402,10 +413,12 @@ def train(
     )
     torch.manual_seed(config.seed)
     wanted = set(langs) if langs else None
-    train_pairs = load_features([Path(m) for m in train_manifests], wanted, jobs)
+    train_pairs = load_features([Path(m) for m in train_manifests], wanted, jobs, model_config)
     new_langs = sorted({entry.lang for entry, _ in train_pairs})
     # dev CER in the languages trained; others in the dev manifest are left out
-    dev_pairs = load_features([Path(dev_manifest)], set(new_langs), jobs, config.dev_per_lang)
+    dev_pairs = load_features(
+        [Path(dev_manifest)], set(new_langs), jobs, model_config, config.dev_per_lang
+    )
 
     if base is not None:
         model, vocabularies = load_conformer_base(base)
@@ -504,7 +517,9 @@ def train(
                 break  # on to the whole training set
             group = [pool[i] for i in batch]
             features, lengths, targets = _collate(group, accelerator.device)
-            features = _spec_augment(features, inner.feature_mean, config, rng)
+            features = _spec_augment(
+                features, inner.feature_mean, inner.config.num_mel_bins, config, rng
+            )
             # the start at 40 ms, then 20 ms if the model upsamples (see ConformerCTC.states)
             upsample = pool is train_set
             phonemes = None

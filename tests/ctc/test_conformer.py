@@ -193,3 +193,23 @@ def test_the_phoneme_loss_reads_the_chosen_block_and_adds_with_its_weight():
     )
     expected = characters + 0.3 * (by_hand / torch.tensor([3.0, 1.0])).mean()
     assert torch.allclose(total, expected, atol=1e-5)
+
+
+def test_pitch_columns_join_after_the_convolutions_on_the_same_frames():
+    config = dataclasses.replace(TINY, pitch=True)
+    torch.manual_seed(0)
+    plain = ConformerCTC(TINY)
+    torch.manual_seed(0)
+    model = ConformerCTC(config).eval()
+    assert config.num_features == 83 and model.feature_mean.shape == (83,)
+    for name, weight in plain.named_parameters():  # the other layers start as without pitch
+        assert torch.equal(weight, model.get_parameter(name)), name
+    model.add_language("cmn", 9)
+    for frames in range(7, 60):  # the 1-D convolution's frames are the 2-D ones'
+        log_probs, lengths = model(torch.randn(1, frames, 83), torch.tensor([frames]), "cmn")
+        assert log_probs.shape[1] == lengths.item() == (frames - 7) // 4 + 1
+    features = torch.randn(1, 100, 83)
+    other = features.clone()
+    other[..., 80:] += 1.0
+    lengths = torch.tensor([100])
+    assert not torch.allclose(model(features, lengths, "cmn")[0], model(other, lengths, "cmn")[0])

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -10,7 +11,7 @@ from safetensors.torch import load_file
 from polyspeech.ctc import train as training
 from polyspeech.ctc.folder import load_conformer_base, load_language_adapter
 from polyspeech.ctc.model import CtcModel
-from polyspeech.data.manifest import read_manifest, write_manifest
+from polyspeech.data.manifest import load_entry_audio, read_manifest, write_manifest
 from polyspeech.errors import InputError
 from polyspeech.text.vocab import Vocabulary, load_vocabularies
 from tests.conftest import TINY_CONFORMER, two_process_launch
@@ -269,3 +270,27 @@ def test_two_ddp_processes_train_in_step_and_stop_together(tiny_corpus, tmp_path
         log = json.loads((out / "training_log.json").read_text())
         assert log["processes"] == 2 and log["steps"] == steps
         assert CtcModel(out / "model").languages == ["eng", "fin", "spa"]
+
+
+def test_a_model_with_pitch_trains_loads_transcribes_and_takes_a_new_adapter(tiny_corpus, tmp_path):
+    config = dataclasses.replace(
+        TINY, model=dataclasses.replace(TINY_CONFORMER, pitch=True), max_steps=3
+    )
+    run(tiny_corpus, tmp_path / "base", config, langs=["eng", "spa"])
+    base = tmp_path / "base" / "model"
+    assert json.loads((base / "config.json").read_text())["pitch"] is True
+    assert load_file(base / "model.safetensors")["pitch_projection.weight"].shape[1] == 3
+    run(tiny_corpus, tmp_path / "fin", config, langs=["fin"], base=base)  # the base's features
+    model = CtcModel(tmp_path / "fin" / "model")
+    clip = next(e for e in read_manifest(tiny_corpus / "dev.jsonl") if e.lang == "fin")
+    assert model.log_probs([load_entry_audio(clip)], "fin")[0].shape[1] == len(
+        model.vocabulary("fin")
+    )
+
+
+def test_spec_augment_masks_bands_of_the_mel_bins_only():
+    features = torch.randn(3, 200, 83)
+    config = dataclasses.replace(TINY, freq_masks=20, freq_mask_size=40, time_masks=0)
+    masked = training._spec_augment(features, torch.zeros(83), 80, config, np.random.default_rng(0))
+    assert torch.equal(masked[..., 80:], features[..., 80:])
+    assert (masked[..., :80] == 0).any()
