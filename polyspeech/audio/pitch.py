@@ -70,8 +70,8 @@ def pitch(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         last = energy[:, -1:] - energy[:, lags]  # and those later ones
         nccf = (products / torch.sqrt(first * last).clamp_min(1e-6).float()).clamp(-1.0, 1.0)
         best = nccf.max(dim=1, keepdim=True).values
-        higher = torch.nn.functional.pad(nccf, (1, 1), value=-1.0)
-        peaks = (nccf >= higher[:, :-2]) & (nccf >= higher[:, 2:]) & (nccf >= NEAR_BEST * best)
+        around = torch.nn.functional.pad(nccf, (1, 1), value=-1.0)  # each lag's neighbours
+        peaks = (nccf >= around[:, :-2]) & (nccf >= around[:, 2:]) & (nccf >= NEAR_BEST * best)
         chosen = torch.where(peaks.any(dim=1), peaks.int().argmax(dim=1), nccf.argmax(dim=1))
         period = lags[chosen].double().numpy()
         periodicity = best[:, 0].clamp_min(0.0).numpy()
