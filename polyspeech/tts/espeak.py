@@ -21,6 +21,7 @@ _POS_CHARACTERS = 1
 _CHARS_UTF8 = 1
 _PARAM_RATE = 1
 _PARAM_PITCH = 3
+_PHONEMES_MNEMONIC = 0x00
 _PHONEMES_IPA = 0x02
 _EE_OK = 0
 
@@ -110,15 +111,16 @@ class Espeak:
             return np.zeros(0, np.float32)
         return np.concatenate(self._chunks).astype(np.float32) / 32768.0
 
-    def phonemes(self, text: str, voice: str) -> str:
-        """What espeak-ng would say for ``text``, in IPA: one word of phonemes per spoken word,
-        with its stress marks (and tone digits for tone languages)."""
+    def phonemes(self, text: str, voice: str, ipa: bool = True) -> str:
+        """What espeak-ng would say for ``text``, in IPA (or, ``ipa`` false, in espeak-ng's
+        ASCII phoneme mnemonics): one word of phonemes per spoken word, with its stress marks
+        (and tone digits for tone languages)."""
         self._use_voice(voice)
         remaining = ctypes.c_char_p(text.encode("utf-8"))
         clauses = []
         while remaining.value:  # one clause a call; the pointer moves past it
             clause = self._lib.espeak_TextToPhonemes(
-                ctypes.byref(remaining), _CHARS_UTF8, _PHONEMES_IPA
+                ctypes.byref(remaining), _CHARS_UTF8, _PHONEMES_IPA if ipa else _PHONEMES_MNEMONIC
             )
             clauses.append(clause.decode("utf-8"))
         return " ".join(" ".join(clauses).split())

@@ -31,7 +31,7 @@ from polyspeech.ctc.train import spoken_form
 from polyspeech.eval.metrics import cer, wer
 from polyspeech.text.normalize import normalize_text
 
-TONE = re.compile(r"[1-5ɜ]")  # espeak-ng's IPA marks of the Mandarin tones (ɜ: tone 2)
+TONE = re.compile(r"[1-5]")  # the digits of the tone contours in espeak-ng's mnemonics
 
 
 def main() -> None:
