@@ -226,18 +226,9 @@ def _espeak_voice(lang: str) -> str:
     return VOICES[lang]
 
 
-# espeak-ng's IPA writes Mandarin's high level tone (55) and its falling tone (51) alike, "5";
-# its mnemonics write each tone's contour (55, 35, 214, 51, 11), so Chinese takes those.
-_MNEMONIC_LANGS = frozenset({"cmn"})
-
-
 def spoken_form(text: str, lang: str) -> str:
     """espeak-ng's phonemes of ``text`` without stress marks, language switches and the
-    links of unstressed words: what the phoneme loss and the sound ties compare. IPA, but
-    the mnemonics for the languages whose tones the IPA writes alike."""
-    if lang in _MNEMONIC_LANGS:
-        phonemes = get_espeak().phonemes(text, _espeak_voice(lang), ipa=False)
-        return " ".join(re.sub(r"\([^)]*\)|[',_|-]", "", phonemes).split())
+    links of unstressed words: what the phoneme loss and the sound ties compare."""
     ipa = get_espeak().phonemes(text, _espeak_voice(lang))
     return " ".join(re.sub(r"\([^)]*\)|[ˈˌ-]", "", ipa).split())
 

@@ -6,8 +6,8 @@ each character alone, so that a homophone counts as right) with and without the 
 
 The gap between the CER and the reading error rate is the homophones; the gap between the
 reading error rates with and without tone is the syllables heard right but in the wrong tone.
-espeak-ng's IPA writes tones 1 and 4 alike (55 and 51 both as "5"), so a confusion of those two
-counts as right in the readings: the tone errors are if anything more than shown.
+The readings are in espeak-ng's mnemonics, which write each tone's contour (55, 35, 214, 51,
+11); its IPA writes tones 1 and 4 alike (55 and 51 both as "5").
 ``CACHE`` is tune_lm.py's cache of log-probabilities (the same file serves both).
 """
 
@@ -27,11 +27,13 @@ from polyspeech.ctc.decode import (
     language_model_file,
     load_character_lm,
 )
-from polyspeech.ctc.train import spoken_form
+from polyspeech.data.synth import VOICES
 from polyspeech.eval.metrics import cer, wer
 from polyspeech.text.normalize import normalize_text
+from polyspeech.tts.espeak import get_espeak
 
 TONE = re.compile(r"[1-5]")  # the digits of the tone contours in espeak-ng's mnemonics
+MARKS = re.compile(r"\([^)]*\)|[',_|-]")  # stress, pauses, links and language switches
 
 
 def main() -> None:
@@ -64,7 +66,8 @@ def main() -> None:
         tokens = []
         for character in text.replace(" ", ""):
             if character not in readings:
-                readings[character] = "_".join(spoken_form(character, "cmn").split()) or character
+                mnemonics = get_espeak().phonemes(character, VOICES["cmn"], ipa=False)
+                readings[character] = "_".join(MARKS.sub("", mnemonics).split()) or character
             tokens.append(readings[character] if tone else TONE.sub("", readings[character]))
         return " ".join(tokens)
 

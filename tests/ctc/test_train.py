@@ -144,14 +144,12 @@ def test_phoneme_loss_and_sound_ties_train_and_resume_and_leave_the_saved_model_
 
 def test_spoken_forms_are_phonemes_without_stress_and_sound_ids_are_shared():
     assert training.spoken_form("Les amis arrivent.", "fra") == "lez ami aʁiv"
-    assert training.spoken_form("诗是", "cmn") == "s.i.55 s.i.51"  # shi1 shi4: the contours
-    vocabularies = {"cmn": Vocabulary.from_texts(["是事时诗"])}
+    vocabularies = {"cmn": Vocabulary.from_texts(["是事时"])}
     rows = training._sound_rows(vocabularies, ["cmn"])["cmn"]
     tokens = vocabularies["cmn"].tokens
     assert rows[: tokens.index("|") + 1] == [-1] * (tokens.index("|") + 1)
     sounds = dict(zip(tokens, rows, strict=True))
-    assert sounds["是"] == sounds["事"]  # shi4, shi4
-    assert len({sounds["是"], sounds["时"], sounds["诗"]}) == 3  # shi4, shi2, shi1
+    assert sounds["是"] == sounds["事"] != sounds["时"]  # shi4, shi4, shi2
 
 
 def test_a_language_espeak_cannot_speak_has_no_spoken_form():

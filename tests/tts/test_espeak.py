@@ -38,3 +38,11 @@ def test_missing_espeak_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(espeak.ctypes.util, "find_library", lambda name: None)
     with pytest.raises(DependencyError, match="espeak-ng is not installed: pip install"):
         espeak.Espeak()
+
+
+def test_mnemonics_keep_the_tone_contours_ipa_writes_alike():
+    speaker = espeak.get_espeak()
+    shi1, shi4 = (speaker.phonemes(text, "cmn-latn-pinyin") for text in ("诗", "是"))
+    assert shi1 == shi4  # espeak-ng's IPA: "5" for both 55 and 51
+    assert "55" in speaker.phonemes("诗", "cmn-latn-pinyin", ipa=False)
+    assert "51" in speaker.phonemes("是", "cmn-latn-pinyin", ipa=False)
