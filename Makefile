@@ -43,7 +43,8 @@ clean:
 
 # The embedded default CTC model: synthetic corpus of the 12 main languages and a second one of
 # the two hardest, training of all of them together, then those two languages' adapters trained
-# further on their clips of both corpora (base frozen, one language at a time).
+# further on their clips of both corpora (base frozen, one language at a time); then its character
+# LMs, with the beam search settings chosen on dev (recipes/default_ctc/decoding.json).
 MAIN_LANGS := eng,deu,fra,spa,ita,por,nld,swh,ind,tur,rus,cmn
 CONTINUED_LANGS := fra cmn
 default-model: $(STAMP)
@@ -61,6 +62,7 @@ default-model: $(STAMP)
 	done; rm -rf polyspeech/assets/ctc && mkdir -p polyspeech/assets && cp -r $$base polyspeech/assets/ctc
 	$(BIN)/polyspeech train lm work/corpus/train.jsonl work/corpus-more/train.jsonl \
 		--out polyspeech/assets/ctc-lm --lexicon
+	cp recipes/default_ctc/decoding.json polyspeech/assets/ctc-lm/
 	$(BIN)/python recipes/default_ctc/pick_examples.py
 
 # The default model on the held-out test split: greedy, and beam search with its character LMs.

@@ -166,8 +166,8 @@ class CharLmBeamDecoder:
         vocabulary: Vocabulary,
         lm: NgramLm,
         by_character: bool,
-        alpha: float = 0.8,
-        beta: float = 1.0,
+        alpha: float = 0.6,
+        beta: float = 2.0,
         beam_width: int = 16,
         prune: float = -8.0,
     ) -> None:
@@ -245,6 +245,63 @@ class CharLmBeamDecoder:
         return group_words(spans, self.by_character)
 
 
+def toneless_classes(vocabulary: Vocabulary, lang: str | None) -> np.ndarray:
+    """Each token's syllable without its tone, as a class id: tokens that espeak-ng reads
+    (alone) as the same syllable in any tone share one; -1 for the blank, the specials, the word
+    separator and tokens espeak-ng does not read."""
+    return _toneless_classes(lang, tuple(vocabulary.tokens), vocabulary.blank)
+
+
+@functools.lru_cache(maxsize=4)
+def _toneless_classes(lang: str | None, tokens: tuple[str, ...], blank: int) -> np.ndarray:
+    from polyspeech.data.synth import VOICES
+    from polyspeech.tts.espeak import get_espeak
+
+    if lang not in VOICES:
+        raise InputError(f"tone_weight for {lang!r}: no espeak-ng voice to read its syllables")
+    ids: dict[str, int] = {}
+    classes = np.full(len(tokens), -1)
+    for index, token in enumerate(tokens):
+        if index == blank or token in (PAD, BOS, EOS, UNK, WORD_DELIMITER):
+            continue
+        syllable = get_espeak().reading(token, VOICES[lang], tone=False)
+        if syllable:
+            classes[index] = ids.setdefault(syllable, len(ids))
+    return classes
+
+
+class ToneMergingDecoder:
+    """Another decoder on log-probabilities whose tones are (partly) merged, for a language
+    whose tones the acoustic model hears less well than its syllables (Chinese from espeak-ng,
+    whose tones span a few semitones): each frame's probability of a toneless syllable is
+    shared among the tokens read so, in proportion to their own probability raised to
+    ``tone_weight`` (1: unchanged; 0: equally), so that the LM chooses between them."""
+
+    def __init__(self, decoder, classes: np.ndarray, tone_weight: float) -> None:
+        self.decoder, self.tone_weight = decoder, tone_weight
+        members = np.flatnonzero(classes >= 0)
+        self._members = members[np.argsort(classes[members], kind="stable")]
+        sorted_classes = classes[self._members]
+        self._starts = np.flatnonzero(np.r_[True, sorted_classes[1:] != sorted_classes[:-1]])
+        self._sizes = np.diff(np.r_[self._starts, len(self._members)])
+
+    def merged(self, log_probs: np.ndarray) -> np.ndarray:
+        """``log_probs`` (frames, vocab) with the tones of each syllable merged."""
+        if not len(self._members):
+            return log_probs
+        probs = np.exp(log_probs[:, self._members].astype(np.float64))
+        weighted = probs**self.tone_weight
+        total = np.repeat(np.add.reduceat(probs, self._starts, axis=1), self._sizes, axis=1)
+        norm = np.repeat(np.add.reduceat(weighted, self._starts, axis=1), self._sizes, axis=1)
+        merged = log_probs.copy()
+        with np.errstate(divide="ignore"):
+            merged[:, self._members] = np.log(total * weighted / norm)
+        return merged
+
+    def words(self, log_probs: np.ndarray) -> list[WordSpan]:
+        return self.decoder.words(self.merged(log_probs))
+
+
 def load_character_lm(path: str | os.PathLike) -> NgramLm | None:
     """The character n-gram in ``path`` (read once per file version); None for a word LM."""
     path = Path(path).resolve()
@@ -284,9 +341,10 @@ DECODING_SETTINGS = "decoding.json"
 
 
 def decoding_settings(lm: str | os.PathLike, lang: str | None) -> dict[str, float | int]:
-    """``lang``'s beam search settings (``alpha``, ``beta``, ``beam_width``) from the file
-    ``decoding.json`` of an LM folder, ``{lang: {name: value}}``, chosen on dev data
-    (``recipes/default_ctc/tune_lm.py --write``); none (the decoder's defaults) without one."""
+    """``lang``'s beam search settings (``alpha``, ``beta``, ``beam_width``, ``tone_weight``)
+    from the file ``decoding.json`` of an LM folder, ``{lang: {name: value}}``, chosen on dev
+    data (``recipes/default_ctc/tune_lm.py --write``); none (the decoder's defaults) without
+    one."""
     path = BUILTIN_LM.get(str(lm), Path(lm)) / DECODING_SETTINGS
     if not path.is_file():
         return {}
@@ -295,9 +353,11 @@ def decoding_settings(lm: str | os.PathLike, lang: str | None) -> dict[str, floa
         chosen = settings.get(lang, {}) if isinstance(settings, dict) else None
         if not isinstance(chosen, dict):
             raise ValueError("expected {language: {setting: value}}")
-        unknown = set(chosen) - {"alpha", "beta", "beam_width"}
+        unknown = set(chosen) - {"alpha", "beta", "beam_width", "tone_weight"}
         if unknown:
             raise ValueError(f"unknown setting {sorted(unknown)[0]!r} for {lang!r}")
+        if not 0.0 <= float(chosen.get("tone_weight", 1.0)) <= 1.0:
+            raise ValueError(f"tone_weight for {lang!r} must be between 0 and 1")
         return {
             name: int(value) if name == "beam_width" else float(value)
             for name, value in chosen.items()
@@ -310,12 +370,18 @@ def make_decoder(
     vocabulary: Vocabulary, by_character: bool, lm: str | os.PathLike | None, lang: str | None
 ):
     """Greedy without ``lm``; with one, beam search with a character or a word n-gram, with the
-    LM folder's settings for ``lang`` if it has them (:func:`decoding_settings`)."""
+    LM folder's settings for ``lang`` if it has them (:func:`decoding_settings`), tones merged
+    where they set a ``tone_weight`` below 1 (:class:`ToneMergingDecoder`)."""
     if lm is None:
         return GreedyDecoder(vocabulary, by_character)
     path = language_model_file(lm, lang)
     settings = decoding_settings(lm, lang)
+    tone_weight = settings.pop("tone_weight", 1.0)
     model = load_character_lm(path)
     if model is not None:
-        return CharLmBeamDecoder(vocabulary, model, by_character, **settings)
-    return LmBeamDecoder(vocabulary, path, **settings)
+        decoder = CharLmBeamDecoder(vocabulary, model, by_character, **settings)
+    else:
+        decoder = LmBeamDecoder(vocabulary, path, **settings)
+    if tone_weight < 1.0:
+        return ToneMergingDecoder(decoder, toneless_classes(vocabulary, lang), tone_weight)
+    return decoder

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import re
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,8 @@ _PARAM_PITCH = 3
 _PHONEMES_MNEMONIC = 0x00
 _PHONEMES_IPA = 0x02
 _EE_OK = 0
+_MNEMONIC_MARKS = re.compile(r"\([^)]*\)|[',_|-]")  # stress, pauses, links, language switches
+_TONE_DIGITS = re.compile(r"[1-5]")  # a tone language's contours in mnemonics: 55, 35, 214
 
 _SynthCallback = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
@@ -124,6 +127,14 @@ class Espeak:
             )
             clauses.append(clause.decode("utf-8"))
         return " ".join(" ".join(clauses).split())
+
+    def reading(self, text: str, voice: str, tone: bool = True) -> str:
+        """espeak-ng's reading of ``text`` in its mnemonics, without stress marks, pauses, links
+        and language switches, words joined by ``_``; ``tone`` false also drops the tone digits
+        (for a tone language such as ``cmn``, whose mnemonics write each tone's contour: 55, 35,
+        214, 51, 11; its IPA writes tones 1 and 4 alike)."""
+        spoken = "_".join(_MNEMONIC_MARKS.sub("", self.phonemes(text, voice, ipa=False)).split())
+        return spoken if tone else _TONE_DIGITS.sub("", spoken)
 
 
 @functools.lru_cache(maxsize=1)

@@ -13,7 +13,6 @@ The readings are in espeak-ng's mnemonics, which write each tone's contour (55, 
 
 import argparse
 import json
-import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -21,19 +20,11 @@ import torch
 from tune_lm import log_probs_of
 
 from polyspeech import load
-from polyspeech.ctc.decode import (
-    CharLmBeamDecoder,
-    GreedyDecoder,
-    language_model_file,
-    load_character_lm,
-)
+from polyspeech.ctc.decode import make_decoder
 from polyspeech.data.synth import VOICES
 from polyspeech.eval.metrics import cer, wer
 from polyspeech.text.normalize import normalize_text
 from polyspeech.tts.espeak import get_espeak
-
-TONE = re.compile(r"[1-5]")  # the digits of the tone contours in espeak-ng's mnemonics
-MARKS = re.compile(r"\([^)]*\)|[',_|-]")  # stress, pauses, links and language switches
 
 
 def main() -> None:
@@ -42,7 +33,9 @@ def main() -> None:
     parser.add_argument("manifest")
     parser.add_argument("cache", type=Path)
     parser.add_argument("--per-lang", type=int)
-    parser.add_argument("--lm", help="a folder of <lang>.arpa.gz: beam search (weight 0.8)")
+    parser.add_argument(
+        "--lm", help="a folder of <lang>.arpa.gz: beam search with its settings for cmn"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = load(args.model)
@@ -55,20 +48,17 @@ def main() -> None:
         if args.per_lang is None or counts[entry["lang"]] <= args.per_lang:
             sources.append(entry.get("source", "unknown"))
     vocabulary = model.vocabulary("cmn")
-    decoder = GreedyDecoder(vocabulary, True)
-    if args.lm:
-        lm = load_character_lm(language_model_file(args.lm, "cmn"))
-        decoder = CharLmBeamDecoder(vocabulary, lm, True, alpha=0.8, beta=1.0, beam_width=16)
-    readings: dict[str, str] = {}
+    decoder = make_decoder(vocabulary, True, args.lm, "cmn")
+    readings: dict[tuple[str, bool], str] = {}
 
     def read(text: str, tone: bool) -> str:
         """The characters' readings as space-separated tokens."""
         tokens = []
         for character in text.replace(" ", ""):
-            if character not in readings:
-                mnemonics = get_espeak().phonemes(character, VOICES["cmn"], ipa=False)
-                readings[character] = "_".join(MARKS.sub("", mnemonics).split()) or character
-            tokens.append(readings[character] if tone else TONE.sub("", readings[character]))
+            if (character, tone) not in readings:
+                spoken = get_espeak().reading(character, VOICES["cmn"], tone)
+                readings[character, tone] = spoken or character
+            tokens.append(readings[character, tone])
         return " ".join(tokens)
 
     pairs = defaultdict(list)

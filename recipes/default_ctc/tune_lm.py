@@ -2,10 +2,12 @@
 (cached in a file), then each setting decodes them all and prints CER per language and macro,
 scored as `polyspeech evaluate` scores (normalised, spaces not counted).
 
-    python recipes/default_ctc/tune_lm.py MODEL DEV.jsonl CACHE.pkl LM:ALPHA:BETA:BEAM[:LANG...]
-        [--per-lang N] [--write]
+    python recipes/default_ctc/tune_lm.py MODEL DEV.jsonl CACHE.pkl \
+        LM:ALPHA:BETA:BEAM[:TONE][:LANG...] [--per-lang N] [--write]
 
-``LM`` is a folder of ``<lang>.arpa.gz`` (or ``none`` for greedy). ``--per-lang`` keeps the
+``LM`` is a folder of ``<lang>.arpa.gz`` (or ``none`` for greedy); ``TONE`` a tone weight below
+1 merges the tones first (``ToneMergingDecoder``; only for a language with an espeak-ng voice,
+so name the languages after it). ``--per-lang`` keeps the
 first N lines of each language. ``--write`` stores each language's best setting (the first of
 equals) in the LM folder's ``decoding.json``, which beam search then uses for that language.
 Used on the dev split only, so the settings chosen never see the test split.
@@ -25,8 +27,10 @@ from polyspeech.ctc.decode import (
     DECODING_SETTINGS,
     CharLmBeamDecoder,
     GreedyDecoder,
+    ToneMergingDecoder,
     language_model_file,
     load_character_lm,
+    toneless_classes,
 )
 from polyspeech.data.manifest import load_entry_audio, read_manifest
 from polyspeech.eval.metrics import cer
@@ -48,9 +52,18 @@ def log_probs_of(model, manifest: str, per_lang: int | None, cache: Path) -> lis
     return pickle.loads(cache.read_bytes())
 
 
+def _tone_and_langs(fields: list[str]) -> tuple[float, list[str]]:
+    """A setting's optional tone weight (1 when absent) and its languages."""
+    try:
+        return float(fields[0]), fields[1:]
+    except (IndexError, ValueError):
+        return 1.0, fields
+
+
 def score(model, rows: list, setting: str) -> dict[str, float]:
     """CER (%) per language of ``rows`` decoded with ``setting``."""
-    lm, alpha, beta, beam, *langs = setting.split(":")
+    lm, alpha, beta, beam, *rest = setting.split(":")
+    tone, langs = _tone_and_langs(rest)
     errors: dict[str, int] = {}
     lengths: dict[str, int] = {}
     for lang, text, log_probs in rows:
@@ -69,6 +82,8 @@ def score(model, rows: list, setting: str) -> dict[str, float]:
                 beta=float(beta),
                 beam_width=int(beam),
             )
+            if tone < 1.0:
+                decoder = ToneMergingDecoder(decoder, toneless_classes(vocabulary, lang), tone)
         hypothesis = ("" if by_character else " ").join(w.text for w in decoder.words(log_probs))
         rate = cer(normalize_text(text, lang), normalize_text(hypothesis, lang))
         errors[lang] = errors.get(lang, 0) + rate.substitutions + rate.deletions + rate.insertions
@@ -81,7 +96,7 @@ def main() -> None:
     parser.add_argument("model")
     parser.add_argument("manifest")
     parser.add_argument("cache", type=Path)
-    parser.add_argument("settings", nargs="+", help="LM:ALPHA:BETA:BEAM[:LANG...]")
+    parser.add_argument("settings", nargs="+", help="LM:ALPHA:BETA:BEAM[:TONE][:LANG...]")
     parser.add_argument("--per-lang", type=int)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
@@ -104,8 +119,11 @@ def main() -> None:
     if args.write:
         chosen = {}
         for lang, (rate, setting) in sorted(best.items()):
-            _, alpha, beta, beam, *_ = setting.split(":")
+            _, alpha, beta, beam, *rest = setting.split(":")
             chosen[lang] = {"alpha": float(alpha), "beta": float(beta), "beam_width": int(beam)}
+            tone, _ = _tone_and_langs(rest)
+            if tone < 1.0:
+                chosen[lang]["tone_weight"] = tone
             print(f"{lang}: {setting} ({rate:.1f})")
         path = Path(folders.pop()) / DECODING_SETTINGS
         path.write_text(json.dumps(chosen, indent=1) + "\n", encoding="utf-8")

@@ -153,7 +153,7 @@ def test_an_lm_folders_decoding_settings_apply_to_their_language_only(tmp_path):
     settings = tmp_path / "decoding.json"
     settings.write_text(json.dumps({"fra": {"alpha": 0.01}}))
     decoder = make_decoder(vocab, False, tmp_path, "eng")
-    assert (decoder.alpha, decoder.beta, decoder.beam_width) == (0.8, 1.0, 16)  # the defaults
+    assert (decoder.alpha, decoder.beta, decoder.beam_width) == (0.6, 2.0, 16)  # the defaults
     assert [w.text for w in decoder.words(log_probs)] == ["cat"]
     settings.write_text(json.dumps({"eng": {"alpha": 0.01, "beta": 0.5, "beam_width": 4}}))
     decoder = make_decoder(vocab, False, tmp_path, "eng")
@@ -175,9 +175,68 @@ def test_a_bad_decoding_settings_file_is_named(tmp_path):
         ('{"eng": 0.5}', "expected"),
         ('{"eng": {"weight": 2}}', "unknown setting 'weight' for 'eng'"),
         ('{"eng": {"alpha": "high"}}', "could not convert"),
+        ('{"eng": {"tone_weight": 1.5}}', "tone_weight for 'eng' must be between 0 and 1"),
     ]:
         settings.write_text(text)
         with pytest.raises(
             InputError, match=f"decoding.json: not a decoding settings file.*{problem}"
         ):
             make_decoder(vocab, False, tmp_path, "eng")
+
+
+def tone_case(tmp_path):
+    """Mā (妈) heard a little more clearly than mà (骂), and a Chinese character LM that has
+    only ever seen 骂."""
+    from polyspeech.text.ngram import estimate, sentence_tokens, write_arpa
+
+    vocab = Vocabulary.from_texts(["妈骂"])
+    index = vocab.mapping()
+    probs = np.full((3, len(vocab)), 0.01)
+    probs[0, index["妈"]], probs[0, index["骂"]] = 0.7, 0.25
+    probs[1:, vocab.blank] = 0.9
+    write_arpa(estimate([sentence_tokens("骂")] * 5, order=2), tmp_path / "cmn.arpa.gz")
+    return vocab, np.log(probs / probs.sum(axis=1, keepdims=True))
+
+
+def test_merged_tones_let_the_lm_choose_between_syllables_read_alike(tmp_path):
+    import json
+
+    from polyspeech.ctc.decode import ToneMergingDecoder, make_decoder, toneless_classes
+
+    vocab, log_probs = tone_case(tmp_path)
+    index = vocab.mapping()
+    classes = toneless_classes(vocab, "cmn")
+    assert classes[index["妈"]] == classes[index["骂"]] >= 0  # both "mA" without the tone
+    assert classes[vocab.blank] == classes[index["|"]] == -1
+    settings = tmp_path / "decoding.json"
+    settings.write_text(json.dumps({"cmn": {"alpha": 0.1}}))
+    assert [w.text for w in make_decoder(vocab, True, tmp_path, "cmn").words(log_probs)] == ["妈"]
+    settings.write_text(json.dumps({"cmn": {"alpha": 0.1, "tone_weight": 0.0}}))
+    decoder = make_decoder(vocab, True, tmp_path, "cmn")
+    assert isinstance(decoder, ToneMergingDecoder)
+    assert [w.text for w in decoder.words(log_probs)] == ["骂"]
+
+
+def test_merging_tones_keeps_each_syllables_probability():
+    from scipy.special import logsumexp
+
+    from polyspeech.ctc.decode import CharLmBeamDecoder, ToneMergingDecoder
+    from polyspeech.text.ngram import estimate, sentence_tokens
+
+    lm = estimate([sentence_tokens("ab")], order=2)
+    decoder = CharLmBeamDecoder(VOCAB, lm, by_character=True)
+    classes = np.full(len(VOCAB), -1)
+    index = VOCAB.mapping()
+    classes[index["a"]] = classes[index["b"]] = 0
+    log_probs = path_log_probs(["a", "-", "b", "b", "-"])
+    merged = ToneMergingDecoder(decoder, classes, 0.0).merged(log_probs)
+    pair = [index["a"], index["b"]]
+    others = [i for i in range(len(VOCAB)) if i not in pair]
+    assert np.allclose(merged[:, others], log_probs[:, others])
+    assert np.allclose(logsumexp(merged[:, pair], axis=1), logsumexp(log_probs[:, pair], axis=1))
+    assert np.allclose(merged[:, pair[0]], merged[:, pair[1]])  # shared equally
+    half = ToneMergingDecoder(decoder, classes, 0.5).merged(log_probs)
+    assert np.allclose(logsumexp(half[:, pair], axis=1), logsumexp(log_probs[:, pair], axis=1))
+    gap = np.abs(log_probs[:, pair[0]] - log_probs[:, pair[1]])
+    assert np.allclose(np.abs(half[:, pair[0]] - half[:, pair[1]]), gap / 2)
+    assert np.allclose(ToneMergingDecoder(decoder, classes, 1.0).merged(log_probs), log_probs)

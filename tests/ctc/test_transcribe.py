@@ -1,7 +1,7 @@
 import numpy as np
 
 from polyspeech.audio import load_audio
-from polyspeech.audio.vad import speech_regions
+from polyspeech.audio.vad import SPEECH_PAD_MS, pieces, speech_regions
 from polyspeech.ctc.transcribe import transcribe_many
 from polyspeech.data.manifest import read_manifest
 from polyspeech.text.vocab import Vocabulary
@@ -61,20 +61,20 @@ def test_words_keep_their_times_across_windows():
 
 def test_vad_finds_each_utterance_and_never_bridges_a_pause(tiny_corpus):
     entries = list(read_manifest(tiny_corpus / "train.jsonl"))[:5]
-    gap = np.zeros(16000, np.float32)
-    spans, pieces, position = [], [], 0
+    gap = np.zeros(24000, np.float32)  # 1.5 s, longer than the pauses pieces keep inside
+    spans, parts, position = [], [], 0
     for entry in entries:
         clip = load_audio(entry.audio)
         spans.append((position, position + len(clip)))
-        pieces += [clip, gap]
+        parts += [clip, gap]
         position += len(clip) + len(gap)
-    regions = speech_regions([np.concatenate(pieces)])[0]
-    slack = 3200  # 0.2 s
-    for start, end in regions:  # each region inside one utterance
+    found = pieces([np.concatenate(parts)], 30.0, vad=True)[0]
+    slack = SPEECH_PAD_MS * 16  # the padding, in samples
+    for start, end in found:  # each piece inside one utterance
         assert any(s - slack <= start and end <= e + slack for s, e in spans), (start, end)
     for s, e in spans:  # each utterance heard
-        assert any(start < e and end > s for start, end in regions), (s, e)
-    assert all(end - start <= 30 * 16000 for start, end in regions)
+        assert any(start < e and end > s for start, end in found), (s, e)
+    assert all(end - start <= 30 * 16000 for start, end in found)
 
 
 def test_files_detected_together_get_silero_vads_own_regions(tiny_corpus):
@@ -90,7 +90,10 @@ def test_files_detected_together_get_silero_vads_own_regions(tiny_corpus):
         [
             (s["start"], s["end"])
             for s in get_speech_timestamps(
-                torch.from_numpy(f), reference, max_speech_duration_s=4.0, speech_pad_ms=100
+                torch.from_numpy(f),
+                reference,
+                max_speech_duration_s=4.0,
+                speech_pad_ms=SPEECH_PAD_MS,
             )
         ]
         if len(f)

@@ -46,3 +46,11 @@ def test_mnemonics_keep_the_tone_contours_ipa_writes_alike():
     assert shi1 == shi4  # espeak-ng's IPA: "5" for both 55 and 51
     assert "55" in speaker.phonemes("诗", "cmn-latn-pinyin", ipa=False)
     assert "51" in speaker.phonemes("是", "cmn-latn-pinyin", ipa=False)
+
+
+def test_readings_drop_the_marks_and_with_tone_false_the_tone():
+    speaker = espeak.get_espeak()
+    ma1, ma4 = (speaker.reading(text, "cmn-latn-pinyin") for text in ("妈", "骂"))
+    assert ma1 != ma4 and not set("'_|,") & set(ma1 + ma4)
+    toneless = {speaker.reading(text, "cmn-latn-pinyin", tone=False) for text in "妈麻马骂"}
+    assert len(toneless) == 1 and not any(char.isdigit() for char in toneless.pop())
