@@ -249,11 +249,13 @@ def toneless_classes(vocabulary: Vocabulary, lang: str | None) -> np.ndarray:
     """Each token's syllable without its tone, as a class id: tokens that espeak-ng reads
     (alone) as the same syllable in any tone share one; -1 for the blank, the specials, the word
     separator and tokens espeak-ng does not read."""
-    return _toneless_classes(lang, tuple(vocabulary.tokens), vocabulary.blank)
+    return _toneless_classes(lang, tuple(vocabulary.tokens), frozenset(vocabulary.characters))
 
 
 @functools.lru_cache(maxsize=4)
-def _toneless_classes(lang: str | None, tokens: tuple[str, ...], blank: int) -> np.ndarray:
+def _toneless_classes(
+    lang: str | None, tokens: tuple[str, ...], characters: frozenset[str]
+) -> np.ndarray:
     from polyspeech.data.synth import VOICES
     from polyspeech.tts.espeak import get_espeak
 
@@ -262,7 +264,7 @@ def _toneless_classes(lang: str | None, tokens: tuple[str, ...], blank: int) -> 
     ids: dict[str, int] = {}
     classes = np.full(len(tokens), -1)
     for index, token in enumerate(tokens):
-        if index == blank or token in (PAD, BOS, EOS, UNK, WORD_DELIMITER):
+        if token not in characters:
             continue
         syllable = get_espeak().reading(token, VOICES[lang], tone=False)
         if syllable:
