@@ -24,7 +24,6 @@ import torch
 from ctc_speed import build_audio, build_model
 
 import polyspeech.ctc.model as model_module
-import polyspeech.ctc.quantize as quantize_module
 
 # name -> (dtype, packing engine, bf16 convolutions)
 VARIANTS = {
@@ -39,7 +38,7 @@ VARIANTS = {
 def run_variant(name: str, folder: Path, audio: Path) -> float:
     dtype, engine, convolutions = VARIANTS[name]
     torch.set_num_threads(2)
-    quantize_module.packing_engine = lambda: engine
+    torch.backends.quantized.engine = engine  # the int8 weights are packed for it
     model_module.native_bf16 = lambda: convolutions
     samples, _ = soundfile.read(audio, dtype="float32")
     model = model_module.CtcModel(folder, precision=dtype)

@@ -22,17 +22,27 @@ import numpy as np
 import torch
 
 from polyspeech.audio.io import SAMPLE_RATE
-from polyspeech.audio.threads import one_thread
 
 CHUNK = 512  # samples silero-vad hears at a time at 16 kHz
 SPEECH_PAD_MS = 400  # audio kept on each side of the speech silero-vad finds
 
 
 @functools.cache
-def _silero():
-    from silero_vad import load_silero_vad
+def silero():
+    """silero-vad's package, imported keeping torch's thread count: its import sets torch to
+    one thread for the whole process (``torch.set_num_threads(1)`` in ``silero_vad.model``),
+    which halved the speed of everything run after it on two cores."""
+    threads = torch.get_num_threads()
+    try:
+        import silero_vad
+    finally:
+        torch.set_num_threads(threads)
+    return silero_vad
 
-    return load_silero_vad()
+
+@functools.cache
+def _model():
+    return silero().load_silero_vad()
 
 
 def _groups(lengths: list[int]) -> list[list[int]]:
@@ -51,17 +61,14 @@ def _groups(lengths: list[int]) -> list[list[int]]:
 @torch.inference_mode()
 def _probabilities(files: list[np.ndarray]) -> list[list[float]]:
     """Per file, silero's speech probability of each 512-sample chunk (the last zero-padded)."""
-    model = _silero()
+    model = _model()
     chunks = [-(-len(samples) // CHUNK) for samples in files]
     width = max(chunks) * CHUNK
     batch = torch.zeros(len(files), width)
     for row, samples in enumerate(files):
         batch[row, : len(samples)] = torch.from_numpy(samples)
     model.reset_states()
-    with one_thread():  # measured: 8 files of 3-4 s took 0.25 s on two threads, 0.17 s on one
-        columns = [
-            model(batch[:, i : i + CHUNK], SAMPLE_RATE)[:, 0] for i in range(0, width, CHUNK)
-        ]
+    columns = [model(batch[:, i : i + CHUNK], SAMPLE_RATE)[:, 0] for i in range(0, width, CHUNK)]
     table = torch.stack(columns, dim=1) if columns else torch.zeros(len(files), 0)
     return [table[row, :count].tolist() for row, count in enumerate(chunks)]
 
@@ -70,8 +77,6 @@ def speech_regions(
     files: Sequence[np.ndarray], max_seconds: float = 30.0
 ) -> list[list[tuple[int, int]]]:
     """Per file, ``(start, end)`` sample indices of speech, each at most ``max_seconds`` long."""
-    from silero_vad.utils_vad import get_speech_timestamps_from_probs
-
     regions: list[list[tuple[int, int]]] = [[] for _ in files]
     for group in _groups([len(samples) for samples in files]):
         voiced = [i for i in group if len(files[i])]
@@ -80,7 +85,7 @@ def speech_regions(
         for index, probabilities in zip(
             voiced, _probabilities([files[i] for i in voiced]), strict=True
         ):
-            stamps = get_speech_timestamps_from_probs(
+            stamps = silero().get_speech_timestamps_from_probs(
                 probabilities,
                 sampling_rate=SAMPLE_RATE,
                 max_speech_duration_s=max_seconds,

@@ -65,9 +65,11 @@ def resolve_precision(name: str, device: str, wav2vec2: bool = False) -> str:
     model (MMS's size, its time in big linear layers) takes int8 (see
     :mod:`polyspeech.ctc.quantize`): on mms-1b-all's shape it beat float32 1.8x on an AVX2
     processor (``bench/ctc_speed.py``), and bf16 on an AVX-512-bf16 one (``bench/int8_parts.py``:
-    25.5 s against 38.8 s for 60 s). Our small conformer takes bf16 where the processor has it
-    natively (:func:`native_bf16`; ``bench/batch_parts.py``: 8 files' forward pass together
-    0.149 s in bf16 against 0.226 s in int8), else int8.
+    13.4 s against 22.4 s for 60 s). Our small conformer takes bf16 where the processor has it
+    natively (:func:`native_bf16`), else int8: on two threads of an AMD EPYC with AVX-512 bf16
+    the two are level (``bench/batch_parts.py``, 8 files' forward pass together, two runs each:
+    0.089 and 0.095 s in bf16, 0.111 and 0.087 s in int8), and bf16 keeps a model's own
+    weights.
     """
     if name == "auto":
         if torch.device(device).type == "cuda":
@@ -310,10 +312,10 @@ class CtcModel:
         batch at once, each row through its own adapter; a wav2vec2 model one language at a
         time (its adapter is copied into the network).
 
-        On a CPU a wav2vec2 model takes the clips one at a time: padding them to one length
-        and masking the padding in attention costs more there than a batch saves (measured
-        on a 12-layer wav2vec2, 60 s of speech in VAD pieces: 28.1 s in batches of 4,
-        23.7 s one at a time).
+        On a CPU a wav2vec2 model takes the clips one at a time: a batch, padded to its
+        longest clip and masked, saves nothing there and holds more memory (mms-1b-all's shape
+        in int8 on two threads, 60 s of speech in 21 VAD pieces, longest first: 14.8 and
+        14.1 s one at a time, 15.7 and 13.8 s in batches of 4, 14.2 and 14.9 s in pairs).
         """
         if isinstance(lang, list):
             return self._mixed_log_probs(batch, [self.resolve_language(code) for code in lang])

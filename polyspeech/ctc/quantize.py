@@ -1,5 +1,9 @@
-"""int8 weights for the big linear layers of a CTC model (fbgemm's dynamic quantisation:
-activations are quantised on the fly, outputs are float32).
+"""int8 weights for the big linear layers of a CTC model (dynamic quantisation: activations
+are quantised on the fly, outputs are float32), packed for torch's default engine (x86, fbgemm's
+kernels). ``bench/int8_parts.py`` on an AMD EPYC with AVX-512 VNNI and bf16, 60 s of speech on
+two threads: 13.4 s with them against 13.9 s packed for oneDNN (a run before: 13.5 s against
+14.5 s; two more of these two variants alone: 14.6 and 14.0 s against 15.6 and 16.9 s). An
+earlier choice of oneDNN here had been measured on one thread.
 
 Adapters and output layers keep float32 weights, so adapters load and switch as before. Each
 layer is made float32 and replaced on its own, so a model held in bf16 is never whole in
@@ -25,19 +29,6 @@ def quantizable_linears(network: torch.nn.Module) -> list[str]:
     ]
 
 
-def packing_engine() -> str:
-    """The quantised engine whose kernels the int8 weights are packed for (the packed weights
-    keep their engine's kernels whatever engine is set later): oneDNN on a processor with VNNI,
-    else torch's default (x86, fbgemm's kernels, as measured on AVX2). ``bench/int8_parts.py``
-    on an AMD EPYC with AVX-512 VNNI and bf16, 60 s of speech: with bf16 convolutions
-    (:func:`polyspeech.ctc.wav2vec2.convolutions_in_bf16`) 25.5 s against 30.6 s; with float32
-    ones the two engines were level (31.0 s against 31.4 s)."""
-    engines = torch.backends.quantized.supported_engines
-    if "onednn" in engines and torch.cpu._is_vnni_supported():
-        return "onednn"
-    return torch.backends.quantized.engine
-
-
 def quantize_linear(network: torch.nn.Module, name: str) -> None:
     """Replace the linear layer ``name`` with its int8 form."""
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
@@ -47,14 +38,9 @@ def quantize_linear(network: torch.nn.Module, name: str) -> None:
     parent = network.get_submodule(parent_name)
     linear = getattr(parent, attribute).float()
     linear.qconfig = default_dynamic_qconfig
-    engine = torch.backends.quantized.engine
-    torch.backends.quantized.engine = packing_engine()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch points eager-mode users to torchao
-            setattr(parent, attribute, DynamicLinear.from_float(linear))
-    finally:
-        torch.backends.quantized.engine = engine
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch points eager-mode users to torchao
+        setattr(parent, attribute, DynamicLinear.from_float(linear))
 
 
 def quantize_linear_layers(network: torch.nn.Module) -> None:

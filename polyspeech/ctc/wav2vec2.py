@@ -137,8 +137,7 @@ def convolutions_in_bf16(network: torch.nn.Module) -> None:
     """Run an int8 wav2vec2's convolutions (the feature encoder and the positional convolution)
     in bf16, in place, their inputs cast in and outputs cast back to float32 around them; the
     linear layers stay int8 and attention float32. ``bench/int8_parts.py`` on an AMD EPYC with
-    AVX-512 bf16, 60 s of speech: 25.5 s against 31.0 s with the weights packed for oneDNN
-    (:func:`polyspeech.ctc.quantize.packing_engine`), 30.6 s against 31.4 s with fbgemm's."""
+    AVX-512 bf16, 60 s of speech on two threads: 13.4 s against 15.5 s."""
     model = network.wav2vec2
     for module in (model.feature_extractor, model.encoder.pos_conv_embed):
         module.to(torch.bfloat16)

@@ -53,22 +53,6 @@ def test_int8_quantizes_the_big_linear_layers_and_stays_close_to_float32(
         assert int8.precision == "int8" and int8.dtype == torch.float32
 
 
-@pytest.mark.parametrize("vnni", [True, False])
-def test_int8_weights_packed_for_onednn_with_vnni_leave_the_engine_as_it_was(monkeypatch, vnni):
-    from polyspeech.ctc.quantize import packing_engine, quantize_linear
-
-    monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: vnni)
-    before = torch.backends.quantized.engine
-    assert packing_engine() == ("onednn" if vnni else before)
-    torch.manual_seed(0)
-    network = torch.nn.Sequential(torch.nn.Linear(64, 32))
-    x = torch.randn(5, 64)
-    expected = network(x).detach()
-    quantize_linear(network, "0")
-    assert torch.backends.quantized.engine == before
-    assert (network(x) - expected).abs().max() < 0.05
-
-
 def test_int8_is_refused_off_the_cpu(conformer_folder):
     with pytest.raises(InputError, match="int8 runs on the CPU only, not on cuda"):
         CtcModel(conformer_folder[0], device="cuda", precision="int8")

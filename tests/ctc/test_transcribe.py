@@ -1,7 +1,10 @@
+import subprocess
+import sys
+
 import numpy as np
 
 from polyspeech.audio import load_audio
-from polyspeech.audio.vad import SPEECH_PAD_MS, pieces, speech_regions
+from polyspeech.audio.vad import SPEECH_PAD_MS, pieces, silero, speech_regions
 from polyspeech.ctc.transcribe import transcribe_many
 from polyspeech.data.manifest import read_manifest
 from polyspeech.text.vocab import Vocabulary
@@ -81,15 +84,14 @@ def test_files_detected_together_get_silero_vads_own_regions(tiny_corpus):
     """Batched detection against silero-vad's own get_speech_timestamps, file by file: files
     of several lengths (and so several groups), one of them empty."""
     import torch
-    from silero_vad import get_speech_timestamps, load_silero_vad
 
     clips = [load_audio(e.audio) for e in list(read_manifest(tiny_corpus / "train.jsonl"))[:6]]
     files = [clips[0], np.concatenate(clips[1:4]), np.zeros(0, np.float32), *clips[4:], clips[1]]
-    reference = load_silero_vad()
+    reference = silero().load_silero_vad()
     expected = [
         [
             (s["start"], s["end"])
-            for s in get_speech_timestamps(
+            for s in silero().get_speech_timestamps(
                 torch.from_numpy(f),
                 reference,
                 max_speech_duration_s=4.0,
@@ -102,6 +104,18 @@ def test_files_detected_together_get_silero_vads_own_regions(tiny_corpus):
     ]
     assert speech_regions(files, 4.0) == expected
     assert sum(map(len, expected)) > len(files)  # the 4 s limit cut the long file
+
+
+def test_vad_leaves_torchs_thread_count_alone():
+    """silero-vad's import sets torch to one thread for the whole process; detection must not
+    (a fresh process, where silero-vad is not yet imported)."""
+    code = (
+        "import numpy as np, torch; torch.set_num_threads(3); "
+        "from polyspeech.audio.vad import speech_regions; "
+        "speech_regions([np.zeros(16000, np.float32)]); print(torch.get_num_threads())"
+    )
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.split()[-1] == "3"
 
 
 class PitchModel(LoudnessModel):
