@@ -31,7 +31,8 @@ SPEECH_PAD_MS = 400  # audio kept on each side of the speech silero-vad finds
 def silero():
     """silero-vad's package, imported keeping torch's thread count: its import sets torch to
     one thread for the whole process (``torch.set_num_threads(1)`` in ``silero_vad.model``),
-    which halved the speed of everything run after it on two cores."""
+    which slowed everything run after it (``bench/ctc_speed.py`` on two cores: 24.3 s against
+    14.0 s)."""
     threads = torch.get_num_threads()
     try:
         import silero_vad
