@@ -72,6 +72,9 @@ def data_synth(
     per_lang: Annotated[int, typer.Option(help="Clips per language (80/10/10 split).")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same files.")] = 0,
     jobs: Annotated[int, typer.Option(help="Worker processes (default: all cores).")] = 0,
+    clean: Annotated[
+        bool, typer.Option(help="No silence around the speech and no noise, like `speak`.")
+    ] = False,
     quiet: Quiet = False,
 ) -> None:
     """Synthesise a multilingual speech corpus with espeak-ng."""
@@ -81,7 +84,7 @@ def data_synth(
     codes = [to_iso639_3(code) for code in langs.split(",") if code.strip()] or list(VOICES)
     with _progress(per_lang * len(codes), "synthesising", quiet) as advance:
         counts = synthesize_corpus(
-            out, codes, per_lang, seed=seed, jobs=jobs or None, on_clip=advance
+            out, codes, per_lang, seed=seed, jobs=jobs or None, on_clip=advance, clean=clean
         )
     summary = ", ".join(f"{name} {count}" for name, count in counts.items())
     typer.echo(f"wrote {sum(counts.values())} clips to {out} ({summary})")

@@ -4,7 +4,8 @@ Every clip is planned in the main process from the seed (sentence, voice variant
 pitch, silence, level, noise), then rendered in worker processes; the same seed gives the same
 files. Splits hold disjoint sentences (by a hash of the normalised text, so a sentence lands in the
 same split whatever the seed or size), and the test split is spoken only by voice variants that
-train and dev never use.
+train and dev never use. A clean corpus has no silence and no noise: speech from the first sample
+to the last, as `polyspeech speak` gives it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import itertools
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,7 @@ class ClipPlan:
     lead: float  # seconds of silence before the speech
     tail: float  # and after it
     peak: float  # peak level of the speech
-    snr_db: float  # white noise below the speech power
+    snr_db: float | None  # white noise below the speech power; None: no noise
     noise_seed: int
     translation: str | None = None  # the English of a Chinese parallel sentence
 
@@ -124,8 +125,11 @@ def _draw_plan(
     )
 
 
-def plan_corpus(langs: Sequence[str], per_lang: int, seed: int) -> list[ClipPlan]:
-    """Choose sentences and rendering settings for ``per_lang`` clips per language."""
+def plan_corpus(
+    langs: Sequence[str], per_lang: int, seed: int, clean: bool = False
+) -> list[ClipPlan]:
+    """Choose sentences and rendering settings for ``per_lang`` clips per language; ``clean``:
+    without silence around the speech or noise."""
     plans: list[ClipPlan] = []
     for lang in langs:
         rng = np.random.default_rng([seed, text_languages().index(lang)])
@@ -151,7 +155,8 @@ def plan_corpus(langs: Sequence[str], per_lang: int, seed: int) -> list[ClipPlan
             quotas[split] -= 1
             clip_id = f"{lang}-{split}-{numbered[split]:06d}"
             numbered[split] += 1
-            plans.append(_draw_plan(rng, clip_id, lang, split, text, source))
+            plan = _draw_plan(rng, clip_id, lang, split, text, source)
+            plans.append(replace(plan, lead=0.0, tail=0.0, snr_db=None) if clean else plan)
     return plans
 
 
@@ -225,8 +230,9 @@ def render_clip(plan: ClipPlan, out: Path) -> ManifestEntry:
             np.zeros(round(plan.tail * SAMPLE_RATE), np.float32),
         ]
     )
-    noise = np.random.default_rng(plan.noise_seed).standard_normal(len(signal))
-    signal = np.clip(signal + noise * np.sqrt(power / 10 ** (plan.snr_db / 10)), -1.0, 1.0)
+    if plan.snr_db is not None:
+        noise = np.random.default_rng(plan.noise_seed).standard_normal(len(signal))
+        signal = np.clip(signal + noise * np.sqrt(power / 10 ** (plan.snr_db / 10)), -1.0, 1.0)
     path = out / "audio" / plan.lang / f"{plan.id}.flac"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_audio(path, signal)
@@ -241,7 +247,7 @@ def render_clip(plan: ClipPlan, out: Path) -> ManifestEntry:
             "voice": plan.voice,
             "rate": plan.rate,
             "pitch": plan.pitch,
-            "snr_db": round(plan.snr_db, 1),
+            "snr_db": None if plan.snr_db is None else round(plan.snr_db, 1),
             "source": plan.source,
         },
     )
@@ -269,8 +275,10 @@ def synthesize_corpus(
     seed: int = 0,
     jobs: int | None = None,
     on_clip: Callable[[], None] | None = None,
+    clean: bool = False,
 ) -> dict[str, int]:
-    """Render the corpus under ``out``: ``audio/<lang>/<id>.flac`` and ``<split>.jsonl``.
+    """Render the corpus under ``out``: ``audio/<lang>/<id>.flac`` and ``<split>.jsonl``;
+    ``clean``, without silence or noise (:func:`plan_corpus`).
 
     ``on_clip`` is called after each clip (for a progress bar). Returns clips per split.
     """
@@ -281,7 +289,7 @@ def synthesize_corpus(
         )
     _check_count(per_lang)
     check_voices(langs)
-    return render_plans(plan_corpus(langs, per_lang, seed), Path(out), jobs, on_clip)
+    return render_plans(plan_corpus(langs, per_lang, seed, clean), Path(out), jobs, on_clip)
 
 
 def synthesize_parallel(

@@ -153,3 +153,23 @@ def test_synth_language_without_voice(tmp_path, cli, monkeypatch):
     result = cli("data", "synth", "--langs", "eng", "--per-lang", "5", "--out", tmp_path / "x")
     assert result.code == 2
     assert "espeak-ng has no voice 'xx-nowhere' for language eng" in result.stderr
+
+
+def test_clean_corpus_is_the_same_speech_without_silence_or_noise(tmp_path, cli):
+    synth.synthesize_corpus(tmp_path / "noisy", ["fra", "cmn"], 10, seed=4, jobs=2)
+    result = cli(
+        "data", "synth", "--langs", "fra,cmn", "--per-lang", "10", "--seed", "4", "--clean",
+        "--out", tmp_path / "clean", "--jobs", "2",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    plans = {plan.id: plan for plan in synth.plan_corpus(["fra", "cmn"], 10, seed=4)}
+    noisy, clean = entries_of(tmp_path / "noisy"), entries_of(tmp_path / "clean")
+    for name in ("train", "dev", "test"):
+        assert [(e.id, e.text, e.extra["voice"]) for e in clean[name]] == [
+            (e.id, e.text, e.extra["voice"]) for e in noisy[name]
+        ]
+        for plain, twin in zip(clean[name], noisy[name], strict=True):
+            assert plain.extra["snr_db"] is None and twin.extra["snr_db"] > 0
+            plan = plans[plain.id]
+            assert twin.duration - plain.duration == pytest.approx(plan.lead + plan.tail, abs=2e-3)
+            assert np.abs(load_audio(plain.audio)).max() == pytest.approx(plan.peak, abs=1e-3)
