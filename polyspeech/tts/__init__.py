@@ -40,8 +40,8 @@ def speak(
     seed: int = 0,
 ) -> np.ndarray:
     """``text`` spoken (16 kHz float32): by the MMS-TTS folder ``model``, or without one by
-    espeak-ng in ``lang``'s voice. The same ``seed`` gives the same audio from a VITS voice;
-    espeak-ng's also depends on what it spoke before in the process."""
+    espeak-ng in ``lang``'s voice. The same arguments give the same audio (a VITS voice draws
+    its noise from ``seed``; espeak-ng speaks in a fresh process, :func:`synthesize_afresh`)."""
     if not text.strip():
         raise InputError("nothing to speak: the text is empty")
     if not 0.25 <= speaking_rate <= 4.0:
@@ -52,11 +52,11 @@ def speak(
         return VitsVoice(model).speak(text, lang, speaking_rate, seed)
     if lang is None:
         raise InputError("espeak-ng needs the language: give --lang (or a TTS --model)")
-    from polyspeech.tts.espeak import get_espeak
+    from polyspeech.tts.espeak import get_espeak, synthesize_afresh
 
-    engine = get_espeak()
     voice = espeak_voice(lang)
-    samples = engine.synthesize(text, voice, round(ESPEAK_RATE * speaking_rate), seed=seed)
+    samples = synthesize_afresh(text, voice, round(ESPEAK_RATE * speaking_rate), seed=seed)
     if not samples.size:
         raise InputError(f"espeak-ng produced no audio for {text[:40]!r} ({voice})")
-    return soxr.resample(samples, engine.sample_rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
+    rate = get_espeak().sample_rate
+    return soxr.resample(samples, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
