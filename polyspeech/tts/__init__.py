@@ -41,7 +41,8 @@ def speak(
 ) -> np.ndarray:
     """``text`` spoken (16 kHz float32): by the MMS-TTS folder ``model``, or without one by
     espeak-ng in ``lang``'s voice. The same arguments give the same audio (a VITS voice draws
-    its noise from ``seed``; espeak-ng speaks in a fresh process, :func:`synthesize_afresh`)."""
+    its noise from ``seed``; espeak-ng speaks in a new process,
+    :func:`polyspeech.tts.espeak.synthesize_afresh`)."""
     if not text.strip():
         raise InputError("nothing to speak: the text is empty")
     if not 0.25 <= speaking_rate <= 4.0:

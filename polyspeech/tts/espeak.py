@@ -4,7 +4,8 @@ The library and its voice data come from the ``espeakng-loader`` wheel, or else 
 install (``apt-get install espeak-ng``). espeak-ng keeps global state, so there is one
 :class:`Espeak` per process (:func:`get_espeak`); processes synthesise in parallel. Its speech
 also depends on what the process spoke before (the same sentence twice in a row differs by a
-few samples), so :func:`synthesize_afresh` speaks in a process that has spoken nothing.
+few samples, even after ``espeak_Terminate`` and a new ``espeak_Initialize``), so
+:func:`synthesize_afresh` speaks in a process that has spoken nothing.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
-import multiprocessing
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from polyspeech.errors import DependencyError, InputError
+from polyspeech.errors import DependencyError, InputError, PolyspeechError
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2  # no background thread: espeak_Synth returns when done
 _POS_CHARACTERS = 1
@@ -146,16 +149,35 @@ def get_espeak() -> Espeak:
     return Espeak()
 
 
-def _synthesize(arguments: tuple[str, str, int, int, int]) -> np.ndarray:
-    return get_espeak().synthesize(*arguments)
-
-
 def synthesize_afresh(
     text: str, voice: str, rate: int = 175, pitch: int = 50, seed: int = 0
 ) -> np.ndarray:
-    """:meth:`Espeak.synthesize` in a new process forked from a server that has spoken nothing,
-    so the speech depends on the arguments alone (about 50 ms more a call)."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    with context.Pool(1) as pool:
-        return pool.apply(_synthesize, ((text, voice, rate, pitch, seed),))
+    """:meth:`Espeak.synthesize` in a new Python process (``python -m polyspeech.tts.espeak``),
+    so the speech depends on the arguments alone; about 0.3 s more a call. A new interpreter
+    rather than a fork: a fork would carry this process's espeak-ng state, and multiprocessing's
+    fork server re-runs a calling script that lacks a ``__main__`` guard."""
+    request = json.dumps([text, voice, rate, pitch, seed]).encode()
+    done = subprocess.run([sys.executable, "-m", __name__], input=request, capture_output=True)
+    if done.returncode != 0:
+        kind, _, message = (
+            done.stderr.decode(errors="replace").strip().rpartition("\n")[2].partition(":")
+        )
+        error = InputError if kind == InputError.__name__ else DependencyError
+        raise error(message.strip() if message else f"espeak-ng's process failed: {kind}")
+    return np.frombuffer(done.stdout, np.float32).copy()
+
+
+def _speak_request() -> None:
+    """One :func:`synthesize_afresh` request: JSON arguments on stdin, float32 samples on
+    stdout; a polyspeech error as ``Kind: message`` on stderr, exit status 2."""
+    text, voice, rate, pitch, seed = json.loads(sys.stdin.buffer.read())
+    try:
+        samples = get_espeak().synthesize(text, voice, rate, pitch, seed)
+    except PolyspeechError as error:
+        print(f"{type(error).__name__}: {error}", file=sys.stderr)
+        sys.exit(2)
+    sys.stdout.buffer.write(samples.astype(np.float32).tobytes())
+
+
+if __name__ == "__main__":
+    _speak_request()

@@ -33,6 +33,15 @@ def test_unknown_voice_and_variant():
         engine.synthesize("Hello.", "en-us+nobody")
 
 
+def test_speaking_afresh_ignores_what_was_spoken_before_and_reports_errors():
+    engine = espeak.get_espeak()
+    first = espeak.synthesize_afresh("Hello there.", "en-us")
+    engine.synthesize("Something else first.", "en-us")
+    assert np.array_equal(first, espeak.synthesize_afresh("Hello there.", "en-us"))
+    with pytest.raises(DependencyError, match=r"^espeak-ng has no voice 'en-us\+nobody'$"):
+        espeak.synthesize_afresh("Hello.", "en-us+nobody")
+
+
 def test_missing_espeak_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "espeakng_loader", None)
     monkeypatch.setattr(espeak.ctypes.util, "find_library", lambda name: None)
