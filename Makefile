@@ -32,7 +32,7 @@ demo: $(STAMP)
 	@for lang in $(EXAMPLE_LANGS); do \
 		$(BIN)/polyspeech transcribe examples/$$lang.flac --lang $$lang --word-timestamps || exit 1; \
 	done
-	$(BIN)/polyspeech evaluate examples/examples.jsonl --lm builtin:ctc-lm
+	$(BIN)/polyspeech evaluate examples/examples.jsonl
 	@for clip in examples/speechllm/cmn-*.flac; do \
 		echo "$$clip:"; $(BIN)/polyspeech translate $$clip || exit 1; \
 	done
@@ -77,11 +77,12 @@ default-model: $(STAMP)
 	cp recipes/default_ctc/decoding.json polyspeech/assets/ctc-lm/
 	$(BIN)/python recipes/default_ctc/pick_examples.py
 
-# The default model on the held-out test split: greedy, and beam search with its character LMs.
+# The default model on the held-out test split: greedy, and beam search with its character LMs
+# (how it decodes by default).
 evaluate-default: $(STAMP)
-	$(BIN)/polyspeech evaluate work/corpus/test.jsonl --quiet --json work/default_ctc/test_greedy.json
-	$(BIN)/polyspeech evaluate work/corpus/test.jsonl --quiet --lm builtin:ctc-lm \
-		--json work/default_ctc/test_lm.json
+	$(BIN)/polyspeech evaluate work/corpus/test.jsonl --quiet --lm none \
+		--json work/default_ctc/test_greedy.json
+	$(BIN)/polyspeech evaluate work/corpus/test.jsonl --quiet --json work/default_ctc/test_lm.json
 
 # A language the default model never saw, added by adapter training alone (base frozen) on at most
 # 20 minutes of synthetic audio; then its test CER, and the old languages' CER with the new folder.

@@ -8,6 +8,7 @@ another, for ``--seconds``. Requests answered while the clock runs are counted.
     python bench/serve_load.py                       # 16 clients, 30 s a mode, builtin:ctc
     python bench/serve_load.py --clients 4 --seconds 5
     python bench/serve_load.py --dtype int8         # the server's precision (default auto)
+    python bench/serve_load.py --lm builtin:ctc-lm  # the server's --lm (default none: greedy)
 
 Prints a table and writes JSON (default bench/results/serve_load.json).
 """
@@ -91,11 +92,14 @@ def mean_batch(url: str) -> float | None:
     return round(values["polyspeech_batch_size_sum"] / count, 2) if count else None
 
 
-def run_mode(model: str, dtype: str, max_batch: int, clients: int, seconds: float, files) -> dict:
+def run_mode(
+    model: str, dtype: str, lm: str, max_batch: int, clients: int, seconds: float, files
+) -> dict:
     port = free_port()
     command = [
         sys.executable, "-m", "polyspeech", "serve", "--model", f"m={model}", "--dtype", dtype,
-        "--port", str(port), "--max-batch", str(max_batch), "--max-queue", str(4 * clients),
+        "--lm", lm, "--port", str(port), "--max-batch", str(max_batch),
+        "--max-queue", str(4 * clients),
     ]  # fmt: skip
     server = subprocess.Popen(command)
     url = f"http://127.0.0.1:{port}"
@@ -126,17 +130,20 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--dtype", default="auto", help="the server's --dtype")
+    parser.add_argument("--lm", default="none", help="the server's --lm")
     parser.add_argument("--json", type=Path, default=Path("bench/results/serve_load.json"))
     args = parser.parse_args()
     rows = [json.loads(line) for line in (EXAMPLES / "examples.jsonl").read_text().splitlines()]
     files = [(r["audio"], (EXAMPLES / r["audio"]).read_bytes(), r["lang"]) for r in rows]
     results = {
-        mode: run_mode(args.model, args.dtype, max_batch, args.clients, args.seconds, files)
+        mode: run_mode(
+            args.model, args.dtype, args.lm, max_batch, args.clients, args.seconds, files
+        )
         for mode, max_batch in MODES.items()
     }
     on, off = results["batching on"], results["batching off"]
     ratio = on["requests_per_s"] / off["requests_per_s"] if off["requests_per_s"] else None
-    print(f"{args.clients} clients, {args.seconds:g} s a mode, model {args.model}")
+    print(f"{args.clients} clients, {args.seconds:g} s a mode, model {args.model}, lm {args.lm}")
     print(f"{'mode':<14}{'req/s':>8}{'p50 s':>8}{'p99 s':>8}{'errors':>8}{'batch':>8}")
     for mode, r in results.items():
         print(f"{mode:<14}{r['requests_per_s']:>8}{r['p50_s']:>8}{r['p99_s']:>8}"
@@ -147,7 +154,7 @@ def main() -> None:
     from polyspeech.ctc.model import native_bf16
 
     summary = {"clients": args.clients, "seconds": args.seconds, "model": args.model,
-               "dtype": args.dtype, "native_bf16": native_bf16(), "modes": results,
+               "dtype": args.dtype, "lm": args.lm, "native_bf16": native_bf16(), "modes": results,
                "ratio": ratio}  # fmt: skip
     args.json.write_text(json.dumps(summary, indent=1) + "\n")
 

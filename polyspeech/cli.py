@@ -46,7 +46,8 @@ LanguageModel = Annotated[
     typer.Option(
         "--lm",
         help="Beam search with an n-gram: an ARPA/KenLM file, or a folder of <lang>.arpa[.gz] "
-        "(character LMs from `train lm` or word LMs).",
+        "(character LMs from `train lm` or word LMs); none: greedy. Default: the model's own "
+        "(builtin:ctc decodes with builtin:ctc-lm), else greedy.",
     ),
 ]
 
@@ -417,6 +418,8 @@ def evaluate_command(
         typer.echo(f"most probable language of each line against its lang ({heard})")
     elif task == "asr":
         typer.echo(f"normalisation: {describe_normalization(not keep_case, not keep_punctuation)}")
+        for name, report in reports.items():
+            typer.echo(f"decoding{f' ({name})' if len(reports) > 1 else ''}: {report['decoding']}")
     else:
         typer.echo("scored as written: sacrebleu BLEU (13a tokens, case-sensitive) and chrF")
     if len(reports) == 1:
@@ -693,6 +696,14 @@ def serve_command(
     max_queue: Annotated[
         int, typer.Option(help="Requests waiting at most; more get 503 with Retry-After.")
     ] = 64,
+    lm: Annotated[
+        str,
+        typer.Option(
+            "--lm",
+            help="CTC models decode with this n-gram (as transcribe's --lm); none: greedy. "
+            "Beam search costs throughput (bench/serve_load.py: 2.5x fewer requests/s).",
+        ),
+    ] = "none",
     device: Device = "cpu",
     dtype: DType = "auto",
 ) -> None:
@@ -703,10 +714,10 @@ def serve_command(
 
     settings = ServeSettings(
         max_upload_mb, max_audio_seconds, request_timeout, max_batch, max_wait_ms, max_queue,
-        list(api_key or []),
+        list(api_key or []), lm,
     )  # fmt: skip
     models = dict(load_served(spec, device, dtype) for spec in model)
-    check_served(models)
+    check_served(models, lm)
     uvicorn.run(create_app(models, settings), host=host, port=port, log_level="warning")
 
 

@@ -58,17 +58,22 @@ def evaluate_asr(
     drop_punctuation: bool = True,
 ) -> dict:
     """``model`` (a loaded CTC model or speech LLM) on ``manifest``: ``{"per_lang": {lang: {"n",
-    "cer", "wer"}}, "macro_cer", "macro_wer", "rtf", "skipped", "normalization"}``.
+    "cer", "wer"}}, "macro_cer", "macro_wer", "rtf", "skipped", "normalization", "decoding"}``.
 
     Rates are fractions. ``wer`` is MER for Chinese. Lines in languages the model lacks are
     skipped and counted under ``skipped``. Texts are normalised by :func:`normalize_text` with
-    ``fold_case`` and ``drop_punctuation``.
+    ``fold_case`` and ``drop_punctuation``. ``decoding`` says how the model decoded, ``lm`` as
+    :meth:`polyspeech.ctc.model.CtcModel.decoding_lm` takes it.
     """
     options: dict = {"batch_size": batch_size, "vad": vad}
-    if lm is not None:
-        if model.family != "ctc":
-            raise InputError("--lm is for CTC models; a speech LLM decodes with its own LM")
+    if model.family == "ctc":
         options["lm"] = lm
+        chosen = model.decoding_lm(lm)
+        decoding = "greedy" if chosen is None else f"beam search with the LM {chosen}"
+    elif lm is not None:
+        raise InputError("--lm is for CTC models; a speech LLM decodes with its own LM")
+    else:
+        decoding = "the speech LLM's own"
     refs: dict[str, list[str]] = defaultdict(list)
     hyps: dict[str, list[str]] = defaultdict(list)
     run = _Run(model, manifest, options, on_line)
@@ -93,6 +98,7 @@ def evaluate_asr(
         "rtf": run.rtf,
         "skipped": dict(run.skipped),
         "normalization": describe_normalization(*rules),
+        "decoding": decoding,
     }
 
 

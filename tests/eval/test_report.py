@@ -27,6 +27,10 @@ def test_two_models_side_by_side_in_json_markdown_and_a_chart(tmp_path, cli, con
     table = out["r.md"].read_text()
     assert f"| CER % builtin:ctc | CER % {tiny} |" in table and "| deu | 1 |" in table
     assert "| deu | 1 | " in result.stdout and "peak memory" in result.stdout
+    assert "decoding (builtin:ctc): beam search with the LM builtin:ctc-lm" in result.stdout
+    assert (
+        f"decoding ({tiny}): greedy" in result.stdout and ctc["decoding"] != untrained["decoding"]
+    )
     assert out["r.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["r.json", "r.md", "r.png"]
 
@@ -41,8 +45,20 @@ def test_normalisation_options_are_applied_and_printed(tmp_path, cli):
     assert "normalisation: NFKC, case kept, punctuation kept" in result.stdout
     a, b = json.loads(plain.read_text()), json.loads(kept.read_text())
     assert a["normalization"].startswith("NFKC, case folding, punctuation and symbols removed")
-    assert b["macro_cer"] > a["macro_cer"]  # greedy CTC output has no case or punctuation
+    assert b["macro_cer"] > a["macro_cer"]  # CTC output has no case or punctuation
     twice = cli("evaluate", EXAMPLES, "--model", "builtin:ctc", "--model", "builtin:ctc")
     assert twice.code == 2 and "named twice" in twice.stderr
     wrong = cli("evaluate", EXAMPLES, "--task", "lid", "--keep-case")
     assert wrong.code == 2 and "are for recognition (asr)" in wrong.stderr
+
+
+def test_builtin_ctc_is_scored_with_its_lms_unless_told_none(tmp_path, cli):
+    runs = {}
+    for name, extra in (("default", []), ("none", ["--lm", "none"])):
+        out = tmp_path / f"{name}.json"
+        result = cli("evaluate", EXAMPLES, "--json", out, "--quiet", *extra)
+        assert result.code == 0, result.stderr
+        runs[name] = (result.stdout, json.loads(out.read_text()))
+    assert "decoding: beam search with the LM builtin:ctc-lm" in runs["default"][0]
+    assert "decoding: greedy" in runs["none"][0] and runs["none"][1]["decoding"] == "greedy"
+    assert runs["default"][1]["macro_cer"] < runs["none"][1]["macro_cer"]

@@ -205,10 +205,11 @@ class SlowModel:
     family = "ctc"
 
     def __init__(self, seconds: float) -> None:
-        self.seconds, self.batches = seconds, []
+        self.seconds, self.batches, self.lms = seconds, [], []
 
-    def transcribe_many(self, files, langs, batch_size):
+    def transcribe_many(self, files, langs, batch_size, lm):
         self.batches.append(len(files))
+        self.lms.append(lm)
         time.sleep(self.seconds)
         if any(len(f) == 1234 for f in files):
             raise RuntimeError("this one breaks")
@@ -243,6 +244,7 @@ def test_concurrent_requests_are_batched_and_a_failing_one_fails_alone():
     assert [a.text for a in answers[:7]] == [str(s) for s in sizes[:7]]
     assert isinstance(answers[7], openai.InternalServerError)
     assert max(model.batches) > 1  # they were computed together, then one by one after the error
+    assert set(model.lms) == {"none"}  # greedy unless the server is started with --lm
     assert sum(model.batches) > len(sizes)
 
 
@@ -276,7 +278,7 @@ def test_the_serve_command_starts_a_server(tmp_path, cli):
     port = free_port()
     env = {**os.environ, "POLYSPEECH_API_KEY": "k"}
     command = [sys.executable, "-m", "polyspeech", "serve", "--model", "ctc=builtin:ctc",
-               "--port", str(port)]  # fmt: skip
+               "--port", str(port), "--lm", "builtin:ctc-lm"]  # fmt: skip
     server = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -300,6 +302,7 @@ def test_the_serve_command_starts_a_server(tmp_path, cli):
         (["--model", str(tmp_path / "none")], "model folder not found"),
         (["--model", "builtin:ctc", "--max-batch", "0"], "--max-batch must be above 0"),
         (["--model", "builtin:ctc", "--max-wait-ms", "-1"], "--max-wait-ms must be 0 or more"),
+        (["--model", "builtin:ctc", "--lm", str(tmp_path)], "no language model for 'cmn'"),
     ):
         result = cli("serve", *args)
         assert result.code == 2 and problem in result.stderr
