@@ -899,13 +899,23 @@ def train_lm(
     lexicon: Annotated[
         bool, typer.Option(help="Also each of the language's 20,000 frequent words (wordfreq).")
     ] = False,
+    text: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also the lines of this UTF-8 text file, in the one language of --langs."
+        ),
+    ] = None,
+    min_count: Annotated[
+        int, typer.Option(help="Leave out n-grams of 3+ characters seen fewer times.")
+    ] = 1,
 ) -> None:
     """Character n-gram LMs (Kneser-Ney, ARPA) from manifests' texts, for ``--lm``."""
     from polyspeech.text.languages import to_iso639_3
     from polyspeech.text.ngram import train_from_manifests
 
     codes = [to_iso639_3(code) for code in langs.split(",") if code.strip()] or None
-    for lang, count in train_from_manifests(manifests, out, order, codes, lexicon).items():
+    counts = train_from_manifests(manifests, out, order, codes, lexicon, text, min_count)
+    for lang, count in counts.items():
         typer.echo(f"{lang}: {count} lines -> {out / f'{lang}.arpa.gz'}")
 
 

@@ -3,6 +3,7 @@ import json
 import pytest
 import soundfile
 
+from polyspeech.text.ngram import read_arpa
 from tests.audio.test_io import BAD_INPUTS
 from tests.conftest import sine
 
@@ -149,3 +150,37 @@ def test_train_lm_then_transcribe_with_it(tmp_path, cli, conformer_folder):
     assert len(result.stderr.strip().splitlines()) == 1
     result = cli("train", "lm", manifest, "--out", tmp_path / "lm2", "--langs", "fin")
     assert result.code == 2 and "no lines in the languages asked for" in result.stderr
+
+
+def test_train_lm_with_more_text_and_count_cut_offs(tmp_path, cli):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(
+        '{"audio": "a.flac", "text": "\u4f60\u597d", "lang": "cmn", "duration": 1.0}\n'
+        '{"audio": "a.flac", "text": "Hello", "lang": "eng", "duration": 1.0}\n'
+    )
+    (tmp_path / "more.txt").write_text(
+        "\u4eca\u5929\u5f88\u597d\u3002\n\n\u5929\u6c14\u5f88\u597d\n"
+    )
+    result = cli(
+        "train", "lm", manifest, "--out", tmp_path / "lm", "--langs", "cmn",
+        "--text", tmp_path / "more.txt", "--min-count", "2", "--order", "3",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    assert "cmn: 3 lines" in result.stdout
+    lm = read_arpa(tmp_path / "lm" / "cmn.arpa.gz")
+    assert ("\u5f88", "\u597d", "</s>") in lm.probs  # seen twice
+    assert ("\u4eca", "\u5929", "\u5f88") not in lm.probs  # seen once, cut
+    assert ("\u4eca", "\u5929") in lm.probs  # two characters: never cut
+    result = cli(
+        "train", "lm", manifest, "--out", tmp_path / "lm2", "--text", tmp_path / "more.txt"
+    )
+    assert result.code == 2 and "more.txt: more text is for one language" in result.stderr
+    (tmp_path / "bad.txt").write_bytes(b"\xff\xfe\x00bad")
+    result = cli(
+        "train", "lm", manifest, "--out", tmp_path / "lm3", "--langs", "cmn",
+        "--text", tmp_path / "bad.txt",
+    )  # fmt: skip
+    assert result.code == 2 and "bad.txt: not a readable UTF-8 text file" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "lm3").exists()
+    result = cli("train", "lm", manifest, "--out", tmp_path / "lm4", "--min-count", "0")
+    assert result.code == 2 and "count must be at least 1" in result.stderr

@@ -28,6 +28,7 @@ from polyspeech.text.normalize import normalize_text
 from polyspeech.text.vocab import BOS, EOS, UNK, WORD_DELIMITER
 
 _NO_PROB = -99.0  # ARPA's "never predicted" (the <s> unigram)
+_CUT_FROM = 3  # count cut-offs apply to n-grams of this many tokens and more
 
 
 def sentence_tokens(text: str) -> list[str]:
@@ -63,10 +64,14 @@ class NgramLm:
         return total
 
 
-def estimate(sentences: Iterable[list[str]], order: int) -> NgramLm:
-    """An interpolated Kneser-Ney model of ``order`` from token lists."""
+def estimate(sentences: Iterable[list[str]], order: int, min_count: int = 1) -> NgramLm:
+    """An interpolated Kneser-Ney model of ``order`` from token lists. With ``min_count`` above
+    1, n-grams of three tokens or more seen fewer times are left out (count cut-offs): their
+    share of the probability goes to the back-off, so the model stays normalised."""
     if order < 1:
         raise InputError(f"an n-gram order must be at least 1, not {order}")
+    if min_count < 1:
+        raise InputError(f"a minimum n-gram count must be at least 1, not {min_count}")
     raw: list[Counter] = [Counter() for _ in range(order + 1)]  # raw[k]: k-gram counts
     for sentence in sentences:
         padded = (BOS, *sentence, EOS)
@@ -91,10 +96,19 @@ def estimate(sentences: Iterable[list[str]], order: int) -> NgramLm:
         discount = _discount(counts[size])
         totals: Counter = Counter()
         kinds: Counter = Counter()
+        cut: Counter = Counter()  # the counts left out, per context
         for gram, count in counts[size].items():
             totals[gram[:-1]] += count
-            kinds[gram[:-1]] += 1
-        weights = {h: discount * kinds[h] / totals[h] for h in totals}
+            if size >= _CUT_FROM and raw[size][gram] < min_count:
+                cut[gram[:-1]] += count
+            else:
+                kinds[gram[:-1]] += 1
+        if cut:
+            kept = {
+                gram: count for gram, count in counts[size].items() if raw[size][gram] >= min_count
+            }
+            counts[size] = Counter(kept)
+        weights = {h: (discount * kinds[h] + cut[h]) / totals[h] for h in totals}
         current: dict[tuple[str, ...], float] = {}
         if size == 1:
             vocabulary = [*sorted(counts[1]), (UNK,)]
@@ -109,7 +123,8 @@ def estimate(sentences: Iterable[list[str]], order: int) -> NgramLm:
                     gram[1:]
                 ]
             for context, weight in weights.items():
-                backoffs[context] = math.log10(weight)
+                if kinds[context]:  # (a context whose continuations were all cut backs off fully)
+                    backoffs[context] = math.log10(weight)
         for gram, prob in current.items():
             probs[gram] = math.log10(prob)
         lower = current
@@ -228,18 +243,34 @@ def lexicon_lines(lang: str, per_line: int = 8) -> list[list[str]]:
     ]
 
 
+def text_file_lines(path: str | os.PathLike, lang: str) -> list[list[str]]:
+    """The normalised lines of a UTF-8 text file in ``lang`` (blank ones left out)."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            lines = [normalize_text(line, lang) for line in stream]
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: not a readable UTF-8 text file ({error})") from None
+    return [sentence_tokens(line) for line in lines if line]
+
+
 def train_from_manifests(
     manifests: Sequence[str | os.PathLike],
     out: str | os.PathLike,
     order: int,
     langs: list[str] | None,
     lexicon: bool = False,
+    text: str | os.PathLike | None = None,
+    min_count: int = 1,
 ) -> dict[str, int]:
-    """One character n-gram per language of ``manifests``, from their normalised texts (and with
-    ``lexicon``, :func:`lexicon_lines`), written as ``out/<lang>.arpa.gz``; returns the number
-    of lines each was estimated from."""
+    """One character n-gram per language of ``manifests``, from their normalised texts (with
+    ``lexicon`` also :func:`lexicon_lines`; with ``text``, the lines of that file, for the one
+    language of ``langs``), n-grams of three or more characters seen fewer than ``min_count``
+    times left out, written as ``out/<lang>.arpa.gz``; returns the number of lines each was
+    estimated from."""
     from polyspeech.data.manifest import read_manifests
 
+    if text is not None and (langs is None or len(langs) != 1):
+        raise InputError(f"{text}: more text is for one language; name it with --langs")
     texts: dict[str, list[list[str]]] = defaultdict(list)
     for entry in read_manifests(manifests):
         if langs is None or entry.lang in langs:
@@ -247,9 +278,11 @@ def train_from_manifests(
     if not texts:
         names = ", ".join(str(manifest) for manifest in manifests)
         raise InputError(f"{names}: no lines in the languages asked for")
+    if text is not None:
+        texts[langs[0]].extend(text_file_lines(text, langs[0]))
     Path(out).mkdir(parents=True, exist_ok=True)
     for lang, sentences in sorted(texts.items()):
         if lexicon:
             sentences.extend(lexicon_lines(lang))
-        write_arpa(estimate(sentences, order), Path(out) / f"{lang}.arpa.gz")
+        write_arpa(estimate(sentences, order, min_count), Path(out) / f"{lang}.arpa.gz")
     return {lang: len(sentences) for lang, sentences in sorted(texts.items())}

@@ -18,9 +18,10 @@ def vocabulary(lm):
     return [gram[0] for gram in lm.probs if len(gram) == 1 and gram[0] != BOS]
 
 
+@pytest.mark.parametrize("min_count", [1, 2, 3])
 @pytest.mark.parametrize("context", [(BOS,), (BOS, "t", "h"), ("c", "a"), ("q", "x"), ()])
-def test_every_context_is_a_distribution(context):
-    lm = estimate(sentences(), order=4)
+def test_every_context_is_a_distribution(context, min_count):
+    lm = estimate(sentences(), order=4, min_count=min_count)
     total = sum(10 ** lm.score(context, token) for token in vocabulary(lm))
     assert total == pytest.approx(1.0, abs=1e-6)
     assert UNK in vocabulary(lm) and EOS in vocabulary(lm)
@@ -35,9 +36,23 @@ def test_seen_continuations_beat_unseen_ones():
     )
 
 
-def test_arpa_round_trip_and_kenlm_agree(tmp_path):
+def test_count_cut_offs_leave_out_rare_long_n_grams():
+    full, cut = estimate(sentences(), order=4), estimate(sentences(), order=4, min_count=2)
+    assert ("c", "a", "t") in cut.probs and ("t", "h", "e", "|") in cut.probs  # seen 3, 4 times
+    assert ("d", "o", "g") in cut.probs and ("a", "|", "d") not in cut.probs  # seen 2 times, once
+    assert ("a", "|", "d") in full.probs
+    assert {gram for gram in full.probs if len(gram) <= 2} == {
+        gram for gram in cut.probs if len(gram) <= 2
+    }
+    assert len(cut.probs) < len(full.probs)
+    # what was seen often keeps its probability high
+    assert cut.score((BOS, "t", "h"), "e") > math.log10(0.5)
+
+
+@pytest.mark.parametrize("min_count", [1, 2])
+def test_arpa_round_trip_and_kenlm_agree(tmp_path, min_count):
     kenlm = pytest.importorskip("kenlm")
-    lm = estimate(sentences(), order=3)
+    lm = estimate(sentences(), order=3, min_count=min_count)
     write_arpa(lm, tmp_path / "lm.arpa.gz")
     with gzip.open(tmp_path / "lm.arpa.gz", "rt", encoding="utf-8") as stream:
         (tmp_path / "lm.arpa").write_text(stream.read(), encoding="utf-8")
@@ -58,6 +73,8 @@ def test_bad_inputs(tmp_path):
         estimate([], order=3)
     with pytest.raises(InputError, match="at least 1"):
         estimate(sentences(), order=0)
+    with pytest.raises(InputError, match="count must be at least 1"):
+        estimate(sentences(), order=3, min_count=0)
     (tmp_path / "broken.arpa").write_text("\\data\\\nngram 1=1\n\n\\2-grams:\n-1.0\tonly\n")
     with pytest.raises(InputError, match=r"broken\.arpa: not a readable ARPA"):
         read_arpa(tmp_path / "broken.arpa")
