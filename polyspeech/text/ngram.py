@@ -97,17 +97,15 @@ def estimate(sentences: Iterable[list[str]], order: int, min_count: int = 1) -> 
         totals: Counter = Counter()
         kinds: Counter = Counter()
         cut: Counter = Counter()  # the counts left out, per context
+        kept: Counter = Counter()
         for gram, count in counts[size].items():
             totals[gram[:-1]] += count
             if size >= _CUT_FROM and raw[size][gram] < min_count:
                 cut[gram[:-1]] += count
             else:
                 kinds[gram[:-1]] += 1
-        if cut:
-            kept = {
-                gram: count for gram, count in counts[size].items() if raw[size][gram] >= min_count
-            }
-            counts[size] = Counter(kept)
+                kept[gram] = count
+        counts[size] = kept
         weights = {h: (discount * kinds[h] + cut[h]) / totals[h] for h in totals}
         current: dict[tuple[str, ...], float] = {}
         if size == 1:
