@@ -772,6 +772,13 @@ def train_ctc(
     out: TrainOut,
     config: ConfigFile = None,
     langs: Annotated[str, typer.Option(help="Comma-separated languages (default: all).")] = "",
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            help="Train this model folder further, all of it (base, adapters, output layers) "
+            "and all of its languages at once."
+        ),
+    ] = None,
     resume: Resume = False,
     jobs: Jobs = 2,
     dtype: SaveDtype = "float32",
@@ -787,6 +794,7 @@ def train_ctc(
         out=out,
         config=config,
         langs=codes,
+        init=init,
         resume=resume,
         jobs=jobs,
         dtype=dtype,

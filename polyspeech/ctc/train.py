@@ -80,6 +80,7 @@ class TrainConfig:
     phoneme_layer: int = 3
     # Languages whose characters share output rows by their espeak-ng reading (see
     # ConformerCTC.tie_heads): a rare Chinese character then sounds like its homophones.
+    # Not when a whole model trains further (``init``): its output layers train untied.
     sound_tied: tuple[str, ...] = ()
     # Matrix products in bfloat16 under autocast (weights, optimiser and losses stay float32).
     # On a 2-core AMX Xeon a step of one fixed shape was 1.25x faster, but real batches, whose
@@ -373,6 +374,44 @@ def _continue_base_adapters(
             model.shared_head.bias[rows] = saved.head.bias.to(model.shared_head.bias)
 
 
+def _conformer_folder(folder: str | os.PathLike) -> tuple[Path, ConformerConfig]:
+    """A model folder to train further, and its dimensions; other kinds of model are an error."""
+    folder = resolve_model_folder(folder)
+    folder_config = json.loads((folder / "config.json").read_text())
+    if folder_config.get("model_type") != MODEL_TYPE:
+        raise InputError(
+            f"{folder}: training further needs a {MODEL_TYPE} model, "
+            f"not {folder_config.get('model_type')}"
+        )
+    return folder, ConformerConfig.from_dict(folder_config)
+
+
+def _check_init_languages(
+    init: Path,
+    vocabularies: dict[str, Vocabulary],
+    train_pairs: list[tuple[ManifestEntry, np.ndarray]],
+) -> None:
+    """Training a whole model further needs clips of every one of its languages (the shared base
+    changes under all of them) and no character its vocabularies lack (no new output rows)."""
+    langs = {entry.lang for entry, _ in train_pairs}
+    if langs != set(vocabularies):
+        missing, foreign = sorted(set(vocabularies) - langs), sorted(langs - set(vocabularies))
+        raise InputError(
+            f"{init} has languages {', '.join(sorted(vocabularies))}; the training manifests "
+            f"lack {', '.join(missing) or 'none'} and add {', '.join(foreign) or 'none'} "
+            "(a new language: polyspeech train adapter)"
+        )
+    for lang, vocabulary in vocabularies.items():
+        known = set(vocabulary.characters) | {" "}
+        texts = (normalize_text(e.text, lang) for e, _ in train_pairs if e.lang == lang)
+        new = sorted(set().union(*map(set, texts)) - known)
+        if new:
+            raise InputError(
+                f"{init}: the {lang} training texts have {len(new)} character(s) its vocabulary "
+                f"lacks ({''.join(new[:10])}); add them with polyspeech train adapter first"
+            )
+
+
 def train(
     train_manifests: Sequence[str | os.PathLike],
     dev_manifest: str | os.PathLike,
@@ -380,6 +419,7 @@ def train(
     config: TrainConfig,
     langs: list[str] | None = None,
     base: str | os.PathLike | None = None,
+    init: str | os.PathLike | None = None,
     resume: bool = False,
     jobs: int = 1,
     dtype: str = "float32",
@@ -393,17 +433,16 @@ def train(
     are trained (MMS's recipe); the output folder holds the base, its old adapters untouched, and
     the new ones, with their vocabularies appended to ``vocab.json``. A language the base already
     has continues from its own adapter and output layer (new characters get new rows).
+    With ``init``: every weight of that model folder (base, adapters, output layers) trained
+    further on all of its languages at once, output layers untied, vocabularies as they are.
     """
+    if base is not None and init is not None:
+        raise InputError("give a base (adapter training) or an init (the whole model), not both")
     model_config = config.model
     if base is not None:
-        base = resolve_model_folder(base)
-        base_config = json.loads((base / "config.json").read_text())
-        if base_config.get("model_type") != MODEL_TYPE:
-            raise InputError(
-                f"{base}: adapter training needs a {MODEL_TYPE} model, "
-                f"not {base_config.get('model_type')}"
-            )
-        model_config = ConformerConfig.from_dict(base_config)
+        base, model_config = _conformer_folder(base)
+    if init is not None:
+        init, model_config = _conformer_folder(init)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "checkpoint.pt"
@@ -430,6 +469,11 @@ def train(
             )
         for parameter in model.parameters():
             parameter.requires_grad_(False)
+    elif init is not None:
+        model, vocabularies = load_conformer_base(init)
+        _check_init_languages(init, vocabularies, train_pairs)
+        for lang, vocabulary in vocabularies.items():
+            model.adapters[lang] = load_language_adapter(init, model, lang, vocabulary)
     else:
         model = ConformerCTC(config.model)
         vocabularies, old_adapters, continued = {}, [], []
@@ -442,17 +486,18 @@ def train(
             known = vocabularies.get(lang)  # a language of the base: its ids stay, new ones follow
             vocabularies[lang] = known.extended(texts) if known else Vocabulary.from_texts(texts)
         save_vocabularies(vocab_file, {lang: vocabularies[lang] for lang in new_langs})
-    for lang in new_langs:
-        model.add_language(lang, len(vocabularies[lang]))
-    union = Vocabulary.from_texts(vocabularies[lang].characters for lang in new_langs)
-    index = union.mapping()
-    rows = {lang: [index[t] for t in vocabularies[lang].tokens] for lang in new_langs}
-    tied = [lang for lang in new_langs if lang in config.sound_tied]
-    model.tie_heads(rows, len(union), _sound_rows(vocabularies, tied) if tied else None)
+    if init is None:
+        for lang in new_langs:
+            model.add_language(lang, len(vocabularies[lang]))
+        union = Vocabulary.from_texts(vocabularies[lang].characters for lang in new_langs)
+        index = union.mapping()
+        rows = {lang: [index[t] for t in vocabularies[lang].tokens] for lang in new_langs}
+        tied = [lang for lang in new_langs if lang in config.sound_tied]
+        model.tie_heads(rows, len(union), _sound_rows(vocabularies, tied) if tied else None)
     if base is not None and not resume:
         _start_from_old_heads(model, base, vocabularies, old_adapters, union)
         _continue_base_adapters(model, base, continued, index)
-    if base is None:
+    if base is None and init is None:
         frames = np.concatenate([features for _, features in train_pairs]).astype(np.float32)
         model.feature_mean.copy_(torch.from_numpy(frames.mean(axis=0)))
         model.feature_std.copy_(torch.from_numpy(frames.std(axis=0) + 1e-5))
@@ -466,7 +511,7 @@ def train(
     ]
     dev_set = _prepare(dev_pairs, vocabularies)
     phoneme_head = None
-    if config.phoneme_weight and base is None:
+    if config.phoneme_weight and base is None and init is None:
         phonemes = _add_phonemes(train_set)
         phoneme_head = torch.nn.Linear(config.model.hidden_size, len(phonemes))
         log.info("phoneme loss: %d phonemes, weight %s", len(phonemes), config.phoneme_weight)

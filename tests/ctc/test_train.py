@@ -198,6 +198,43 @@ def test_a_language_of_the_base_continues_from_its_own_adapter(tiny_corpus, tmp_
         run(tiny_corpus, tmp_path / "two", langs=["eng", "fin"], base=base)
 
 
+def test_a_whole_model_trains_further_from_its_own_weights(tiny_corpus, tmp_path):
+    run(tiny_corpus, tmp_path / "base", langs=["eng", "spa"])
+    start = tmp_path / "base" / "model"
+    files = ["model.safetensors", "adapter.eng.safetensors", "adapter.spa.safetensors"]
+    still = dataclasses.replace(TINY, max_steps=1, learning_rate=0.0)
+    run(tiny_corpus, tmp_path / "still", still, langs=["eng", "spa"], init=start)
+    for name in files:  # not one step of learning: every weight as it was, none started afresh
+        before, after = load_file(start / name), load_file(tmp_path / "still" / "model" / name)
+        assert before.keys() == after.keys()
+        assert all(torch.equal(before[key], after[key]) for key in before), name
+    summary = run(tiny_corpus, tmp_path / "more", langs=["eng", "spa"], init=start)
+    assert summary["steps"] == 6 and summary["langs"] == ["eng", "spa"]
+    new = tmp_path / "more" / "model"
+    for name in files:  # the base and both adapters learn
+        before, after = load_file(start / name), load_file(new / name)
+        assert any(not torch.equal(before[key], after[key]) for key in before), name
+    assert load_vocabularies(new / "vocab.json") == load_vocabularies(start / "vocab.json")
+    assert CtcModel(new).languages == ["eng", "spa"]
+
+
+def test_a_whole_model_needs_all_its_languages_and_no_new_characters(tiny_corpus, tmp_path):
+    run(tiny_corpus, tmp_path / "base", langs=["eng", "spa"])
+    start = tmp_path / "base" / "model"
+    with pytest.raises(InputError, match="lack spa and add fin"):
+        run(tiny_corpus, tmp_path / "one", langs=["eng", "fin"], init=start)
+    clips = [e for e in read_manifest(tiny_corpus / "train.jsonl") if e.lang in ("eng", "spa")]
+    last = max(i for i, clip in enumerate(clips) if clip.lang == "spa")
+    clips[last] = dataclasses.replace(clips[last], text=clips[last].text + " ä")
+    write_manifest(tmp_path / "new.jsonl", clips)
+    with pytest.raises(InputError, match=r"spa training texts have 1 character\(s\).*\(ä\)"):
+        training.train(
+            [tmp_path / "new.jsonl"], tiny_corpus / "dev.jsonl", tmp_path / "n", TINY, init=start
+        )
+    with pytest.raises(InputError, match="not both"):
+        run(tiny_corpus, tmp_path / "both", langs=["eng", "spa"], base=start, init=start)
+
+
 def test_new_output_rows_start_from_the_old_languages_rows(tiny_corpus, tmp_path):
     run(tiny_corpus, tmp_path, langs=["eng", "spa"])
     base = tmp_path / "model"
@@ -249,6 +286,20 @@ def test_bad_training_input_from_the_cli(tmp_path, cli):
         "fin",
     )
     assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1
+    (tmp_path / "m.jsonl").write_text("")
+    result = cli(
+        "train",
+        "ctc",
+        tmp_path / "m.jsonl",
+        "--dev",
+        tmp_path / "d.jsonl",
+        "--out",
+        tmp_path / "out",
+        "--init",
+        tmp_path / "nomodel",
+    )
+    assert result.code == 2 and "nomodel" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_two_ddp_processes_train_in_step_and_stop_together(tiny_corpus, tmp_path):
