@@ -216,6 +216,11 @@ def test_a_whole_model_trains_further_from_its_own_weights(tiny_corpus, tmp_path
         assert any(not torch.equal(before[key], after[key]) for key in before), name
     assert load_vocabularies(new / "vocab.json") == load_vocabularies(start / "vocab.json")
     assert CtcModel(new).languages == ["eng", "spa"]
+    longer = dataclasses.replace(TINY, max_steps=9)
+    resumed = run(
+        tiny_corpus, tmp_path / "more", longer, langs=["eng", "spa"], init=start, resume=True
+    )
+    assert resumed["steps"] == 9 and [entry["step"] for entry in resumed["history"]] == [3, 6, 9]
 
 
 def test_a_whole_model_needs_all_its_languages_and_no_new_characters(tiny_corpus, tmp_path):
