@@ -15,7 +15,7 @@ import numpy as np
 from polyspeech.align.viterbi import align
 from polyspeech.ctc.model import BUILTIN_LM
 from polyspeech.errors import DependencyError, InputError
-from polyspeech.text.ngram import NgramLm, is_character_arpa, read_arpa
+from polyspeech.text.ngram import NgramLm, arpa_words, is_character_arpa, read_arpa
 from polyspeech.text.vocab import BOS, EOS, PAD, UNK, WORD_DELIMITER, Vocabulary
 
 
@@ -126,8 +126,13 @@ class LmBeamDecoder:
             "" if token == PAD else " " if token == WORD_DELIMITER else token
             for token in vocabulary.tokens
         ]
+        # pyctcdecode reads the words itself only from a plain .arpa; it needs them to tell
+        # partial words from unknown ones (without them it decodes much worse)
+        words = arpa_words(lm_path) if Path(lm_path).name.endswith(".arpa.gz") else None
         try:
-            self._decoder = build_ctcdecoder(labels, str(lm_path), alpha=alpha, beta=beta)
+            self._decoder = build_ctcdecoder(
+                labels, str(lm_path), unigrams=words, alpha=alpha, beta=beta
+            )
         except (OSError, RuntimeError, ValueError) as error:
             raise InputError(f"{lm_path}: cannot load the language model ({error})") from None
         self.beam_width = beam_width

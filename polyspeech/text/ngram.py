@@ -16,7 +16,7 @@ import gzip
 import math
 import os
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,13 +167,9 @@ def write_arpa(lm: NgramLm, path: str | os.PathLike) -> None:
     os.replace(partial, path)
 
 
-def is_character_arpa(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is an ARPA file (``.arpa`` or ``.arpa.gz``) whose unigrams are single
-    characters (and ``|``); it reads up to the first longer word, so a large word LM costs a few
-    lines."""
-    path = Path(path)
-    if not path.name.endswith((".arpa", ".arpa.gz")):
-        return False
+def _unigrams(path: Path) -> Iterator[str]:
+    """The words of an ARPA file's unigram section, in file order, ``<s>``, ``</s>`` and
+    ``<unk>`` left out, read lazily."""
     in_unigrams = False
     try:
         with _open(path, "r", path.suffix == ".gz") as lines:
@@ -182,14 +178,31 @@ def is_character_arpa(path: str | os.PathLike) -> bool:
                 if line == "\\1-grams:":
                     in_unigrams = True
                 elif in_unigrams and (not line or line.startswith("\\")):
-                    return True
+                    return
                 elif in_unigrams:
                     fields = line.split()
-                    if len(fields) > 1 and fields[1] not in (BOS, EOS, UNK) and len(fields[1]) > 1:
-                        return False
+                    if len(fields) > 1 and fields[1] not in (BOS, EOS, UNK):
+                        yield fields[1]
     except (OSError, UnicodeDecodeError, EOFError) as error:
         raise InputError(f"{path}: cannot read the language model ({error})") from None
-    return in_unigrams
+    if not in_unigrams:
+        raise InputError(f"{path}: not an ARPA language model (no 1-grams section)")
+
+
+def is_character_arpa(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an ARPA file (``.arpa`` or ``.arpa.gz``) whose unigrams are single
+    characters (and ``|``); it reads up to the first longer word, so a large word LM costs a few
+    lines."""
+    path = Path(path)
+    if not path.name.endswith((".arpa", ".arpa.gz")):
+        return False
+    return all(len(word) == 1 for word in _unigrams(path))
+
+
+def arpa_words(path: str | os.PathLike) -> list[str]:
+    """The words of an ARPA file (plain or ``.gz``): its unigrams but the sentence marks and
+    ``<unk>``."""
+    return list(_unigrams(Path(path)))
 
 
 def read_arpa(path: str | os.PathLike) -> NgramLm:

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from polyspeech.ctc.decode import greedy_decode, spans_to_text
 from polyspeech.text.vocab import Vocabulary
@@ -74,8 +75,31 @@ def test_lm_beam_search_prefers_the_likely_word(tmp_path):
     assert (word.text, word.start_frame, word.end_frame) == ("cat", 0, 3)
 
 
+@pytest.mark.parametrize("name", ["words.arpa", "words.arpa.gz"])
+def test_word_lm_knows_its_words_plain_or_compressed(tmp_path, name):
+    """With a beam of one, "b" (the louder) is kept over "c" unless the decoder knows that only
+    "c" begins a word of the LM: pyctcdecode reads the words itself only from a plain .arpa."""
+    from polyspeech.ctc.decode import LmBeamDecoder
+    from polyspeech.text.ngram import arpa_words, estimate, write_arpa
+
+    path = tmp_path / name
+    write_arpa(estimate([["cat"]] * 5, order=2), path)  # a word LM that knows only "cat"
+    assert arpa_words(path) == ["cat"]
+    vocab, log_probs = bat_or_cat()
+    decoder = LmBeamDecoder(vocab, path, alpha=1.0, beta=0.0, beam_width=1)
+    assert [w.text for w in decoder.words(log_probs)] == ["cat"]
+
+
+def test_an_arpa_file_without_unigrams(tmp_path):
+    from polyspeech.ctc.decode import make_decoder
+    from polyspeech.errors import InputError
+
+    (tmp_path / "eng.arpa").write_text("\\data\\\nngram 1=0\n\\end\\\n")
+    with pytest.raises(InputError, match=r"eng\.arpa: not an ARPA language model"):
+        make_decoder(VOCAB, False, tmp_path, "eng")
+
+
 def test_missing_lm_file(tmp_path):
-    import pytest
 
     from polyspeech.ctc.decode import LmBeamDecoder
     from polyspeech.errors import InputError
@@ -131,7 +155,6 @@ def test_word_lm_files_go_to_pyctcdecode(tmp_path):
 
 
 def test_a_folder_without_the_language_names_what_it_has(tmp_path):
-    import pytest
 
     from polyspeech.ctc.decode import make_decoder
     from polyspeech.errors import InputError
@@ -162,7 +185,6 @@ def test_an_lm_folders_decoding_settings_apply_to_their_language_only(tmp_path):
 
 
 def test_a_bad_decoding_settings_file_is_named(tmp_path):
-    import pytest
 
     from polyspeech.ctc.decode import make_decoder
     from polyspeech.errors import InputError
