@@ -100,7 +100,6 @@ def test_an_arpa_file_without_unigrams(tmp_path):
 
 
 def test_missing_lm_file(tmp_path):
-
     from polyspeech.ctc.decode import LmBeamDecoder
     from polyspeech.errors import InputError
 
@@ -155,7 +154,6 @@ def test_word_lm_files_go_to_pyctcdecode(tmp_path):
 
 
 def test_a_folder_without_the_language_names_what_it_has(tmp_path):
-
     from polyspeech.ctc.decode import make_decoder
     from polyspeech.errors import InputError
 
@@ -185,7 +183,6 @@ def test_an_lm_folders_decoding_settings_apply_to_their_language_only(tmp_path):
 
 
 def test_a_bad_decoding_settings_file_is_named(tmp_path):
-
     from polyspeech.ctc.decode import make_decoder
     from polyspeech.errors import InputError
 
