@@ -9,6 +9,13 @@ file except within reach of the context edges.
 Language ``auto`` (the default for a model of several languages) has a language-ID model name
 each piece's language among the recogniser's, and routes the piece to that adapter, so a file
 that switches language is transcribed in each of its languages.
+
+A model emits a sound's character before the sound (the default model, 40 ms frames: in French
+one to four frames before), so speech that starts at the file's first sample has no frame for
+its first character and often loses it. A piece that starts there on speech is therefore heard
+after :data:`LEAD_IN` of white noise at the level of its own quietest 20 ms, and those frames
+are decoded with it (times before the file's start count as its start). Measured in
+recipes/default_ctc/README.md, "A lead-in for speech at the file's first sample".
 """
 
 from __future__ import annotations
@@ -32,6 +39,21 @@ WINDOW = 30.0  # seconds of audio a window keeps
 CONTEXT = 2.0  # seconds of audio either side, run and then cut off
 AUTO = "auto"  # the language: identified per piece
 SHORTEST_IDENTIFIED = 1.0  # seconds: a shorter piece takes the language of the whole file
+LEAD_IN = 0.3  # seconds (to the nearest frame) heard before a piece that starts on speech
+QUIET = 0.02  # seconds: the span whose lowest RMS sets the lead-in's level
+SPEECH_ABOVE_FLOOR = 10.0  # dB: a clip whose first QUIET seconds are louder starts on speech
+
+
+def lead_in(clip: np.ndarray, length: int) -> np.ndarray:
+    """For a clip that starts on speech (its first :data:`QUIET` seconds more than
+    :data:`SPEECH_ABOVE_FLOOR` dB above its quietest), ``length`` samples of white noise (always
+    the same draw) at the RMS of that quietest span; for any other clip, no samples."""
+    span = int(QUIET * SAMPLE_RATE)
+    frames = clip[: len(clip) // span * span].reshape(-1, span).astype(np.float64)
+    rms = np.sqrt((frames**2).mean(axis=1))
+    if not len(rms) or rms[0] <= rms.min() * 10 ** (SPEECH_ABOVE_FLOOR / 20):
+        return np.zeros(0, np.float32)
+    return (np.random.default_rng(0).standard_normal(length) * rms.min()).astype(np.float32)
 
 
 def identify_pieces(
@@ -70,19 +92,32 @@ def window_log_probs(
     context: int,
     langs: list[str | None],
     batch_size: int,
-) -> Iterator[np.ndarray]:
+    lead: bool = False,
+) -> Iterator[tuple[int, np.ndarray]]:
     """For each piece (samples, start, end) in its language, the log-probabilities of its own
-    frames: it runs with ``context`` samples either side, whose frames are cut off. Pieces may
-    come from different files and languages; they run in batches of ``batch_size``."""
+    frames: it runs with ``context`` samples either side, whose frames are cut off. With
+    ``lead``, a piece at its file's start is heard after its :func:`lead_in`, whose frames are
+    kept (the first sound is often emitted there): each piece comes as (frames before its
+    start, log-probabilities). Pieces may come from different files and languages; they run in
+    batches of ``batch_size``."""
+    lead_frames = round(LEAD_IN / model.frame_shift)  # a whole number of frames
+    lead_samples = round(lead_frames * model.frame_shift * SAMPLE_RATE)
     for first in range(0, len(runs), batch_size):
         group = runs[first : first + batch_size]
         clips = [samples[max(0, s - context) : e + context] for samples, s, e in group]
+        leads = [
+            lead_in(clip, lead_samples) if lead and start == 0 else np.zeros(0, np.float32)
+            for clip, (_, start, _) in zip(clips, group, strict=True)
+        ]
+        clips = [np.concatenate(pair) for pair in zip(leads, clips, strict=True)]
         found = model.log_probs(clips, langs[first : first + batch_size])
-        for (_, start, end), log_probs in zip(group, found, strict=True):
-            lead = (start - max(0, start - context)) / SAMPLE_RATE
-            first_frame = round(lead / model.frame_shift)
-            last_frame = first_frame + round((end - start) / SAMPLE_RATE / model.frame_shift)
-            yield log_probs[first_frame:last_frame]
+        for (_, start, end), added, log_probs in zip(group, leads, found, strict=True):
+            before = lead_frames if len(added) else 0
+            first_frame = round((start - max(0, start - context)) / SAMPLE_RATE / model.frame_shift)
+            last_frame = (
+                before + first_frame + round((end - start) / SAMPLE_RATE / model.frame_shift)
+            )
+            yield before, log_probs[first_frame:last_frame]
 
 
 def stitched_log_probs(
@@ -102,7 +137,7 @@ def stitched_log_probs(
     windows = [(samples, start, end) for start, end in pieces([samples], WINDOW, False)[0]]
     context = int(CONTEXT * SAMPLE_RATE)
     langs = [lang] * len(windows)
-    for log_probs in window_log_probs(model, windows, context, langs, batch_size):
+    for _, log_probs in window_log_probs(model, windows, context, langs, batch_size):
         kept = log_probs if columns is None else log_probs[:, columns]
         if with_best:
             kept = np.concatenate([kept, log_probs.max(axis=1, keepdims=True)], axis=1)
@@ -157,15 +192,17 @@ def transcribe_many(
     shift = model.frame_shift
     found = window_log_probs(
         model, [(files[i], s, e) for i, s, e, _, _ in runs], context,
-        [language for *_, language, _ in runs], batch_size,
+        [language for *_, language, _ in runs], batch_size, lead=True,
     )  # fmt: skip
-    for (index, start, _, language, probability), log_probs in zip(runs, found, strict=True):
-        offset = start / SAMPLE_RATE
+    for (index, start, _, language, probability), (before, log_probs) in zip(
+        runs, found, strict=True
+    ):
+        offset = start / SAMPLE_RATE - before * shift  # the time of the first frame
         words = [
             Word(
                 span.text,
-                round(offset + span.start_frame * shift, 3),
-                round(offset + (span.end_frame + 1) * shift, 3),
+                round(max(0.0, offset + span.start_frame * shift), 3),
+                round(max(shift, offset + (span.end_frame + 1) * shift), 3),
                 round(span.score, 4),
             )
             for span in decoders[language].words(log_probs)

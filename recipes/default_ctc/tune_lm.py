@@ -32,6 +32,7 @@ from polyspeech.ctc.decode import (
     load_character_lm,
     toneless_classes,
 )
+from polyspeech.ctc.transcribe import window_log_probs
 from polyspeech.data.manifest import load_entry_audio, read_manifest
 from polyspeech.eval.metrics import cer
 from polyspeech.text.languages import is_written_without_spaces
@@ -39,14 +40,17 @@ from polyspeech.text.normalize import normalize_text
 
 
 def log_probs_of(model, manifest: str, per_lang: int | None, cache: Path) -> list:
-    """(lang, text, log-probabilities) of each kept line, computed once into ``cache`` (which is
-    read as it is from then on: delete it for another model or ``--per-lang``)."""
+    """(lang, text, log-probabilities) of each kept line, heard whole as ``transcribe`` hears a
+    piece (with its lead-in if it starts on speech), computed once into ``cache`` (which is read
+    as it is from then on: delete it for another model or ``--per-lang``)."""
     if not cache.exists():
         rows, counts = [], {}
         for entry in read_manifest(manifest):
             counts[entry.lang] = counts.get(entry.lang, 0) + 1
             if per_lang is None or counts[entry.lang] <= per_lang:
-                log_probs = model.log_probs([load_entry_audio(entry)], entry.lang)[0]
+                audio = load_entry_audio(entry)
+                whole = [(audio, 0, len(audio))]
+                _, log_probs = next(window_log_probs(model, whole, 0, [entry.lang], 1, lead=True))
                 rows.append((entry.lang, entry.text, log_probs.astype(np.float32)))
         cache.write_bytes(pickle.dumps(rows))
     return pickle.loads(cache.read_bytes())

@@ -5,7 +5,7 @@ import numpy as np
 
 from polyspeech.audio import load_audio
 from polyspeech.audio.vad import SPEECH_PAD_MS, pieces, silero, speech_regions
-from polyspeech.ctc.transcribe import transcribe_many
+from polyspeech.ctc.transcribe import lead_in, transcribe_many
 from polyspeech.data.manifest import read_manifest
 from polyspeech.text.vocab import Vocabulary
 from tests.conftest import sine
@@ -60,6 +60,37 @@ def test_words_keep_their_times_across_windows():
         assert abs(start - true_start) <= 0.04 and abs(end - true_end) <= 0.04
     assert [len(call) for call in model.calls] == [2, 1]  # three 30 s windows, batches of two
     assert max(max(call) for call in model.calls) <= (30 + 2 * 2) * rate  # window + context
+
+
+def test_a_clip_that_starts_on_speech_gets_noise_at_the_level_of_its_quietest_20_ms():
+    rate = 16000
+    square = np.where(np.arange(rate // 2) % 2, 0.05, -0.05).astype(np.float32)  # RMS 0.05
+    clip = np.concatenate([sine(440, 1.0, rate), square])
+    lead = lead_in(clip, 4800)
+    assert len(lead) == 4800 and abs(np.sqrt(np.mean(lead**2)) - 0.05) < 0.003
+    assert np.array_equal(lead_in(clip, 4800), lead)  # the same draw every time
+    silent = np.concatenate([clip, np.zeros(rate // 10, np.float32)])
+    assert len(lead_in(silent, 4800)) == 4800 and not lead_in(silent, 4800).any()
+    # a clip that starts in its background (within 10 dB of its quietest) gets none
+    assert len(lead_in(np.concatenate([square, sine(440, 1.0, rate)]), 4800)) == 0
+    assert len(lead_in(np.zeros(rate, np.float32), 4800)) == 0
+
+
+def test_speech_from_the_first_sample_keeps_its_times_after_the_lead_in():
+    rate = 16000
+    noise = (0.01 * np.random.default_rng(1).standard_normal(4 * rate)).astype(np.float32)
+    for bursts, heard in [([(0.0, 0.52), (2.0, 2.52)], 0.32), ([(1.0, 1.52)], 0.0)]:
+        audio = noise.copy()
+        for start, end in bursts:
+            audio[round(start * rate) : round(end * rate)] += sine(440, end - start, rate)
+        model = LoudnessModel()
+        result = transcribe_many(model, [audio], ["eng"], vad=False)[0]
+        times = [(w.start, w.end) for s in result.segments for w in s.words]
+        assert len(times) == len(bursts)
+        for (start, end), true in zip(times, bursts, strict=True):
+            assert abs(start - true[0]) <= 0.04 and abs(end - true[1]) <= 0.04
+        # speech at the first sample: the model heard 0.32 s (eight 40 ms frames) before it
+        assert model.calls == [[len(audio) + round(heard * rate)]]
 
 
 def test_vad_finds_each_utterance_and_never_bridges_a_pause(tiny_corpus):

@@ -11,11 +11,11 @@ from polyspeech.data.texts import load_texts
 from polyspeech.eval.metrics import cer
 from polyspeech.text.normalize import normalize_text
 
-# builtin:ctc is short of 15% in French (measured 2026-12-07 after the joint stage, on an AMD
-# EPYC with AVX2 in int8, float32 and bf16 alike: 15.3% with its LMs, 29 errors in 190
-# characters where 28 would pass; Chinese 5.7%, Russian 9.1%, the others under 8%). Not strict:
-# one character from the line, a processor that rounds otherwise may pass it; the recipe README's
-# "The joint stage" has the figures
+# builtin:ctc is short of 15% in French (measured 2026-12-07 with the lead-in for speech at the
+# file's first sample, on an AMD EPYC with AVX2 in int8: 15.8% with its LMs, 30 errors in 190
+# characters where 28 would pass; 15.3% before the lead-in; Chinese 5.7%, English 9.6%, Russian
+# 9.1%, the others under 5%). Not strict: two characters from the line, a processor that rounds
+# otherwise may pass it; the recipe README's "A lead-in" has the figures
 SHORT_OF_TARGET = {"fra"}
 MAIN_LANGS = "cmn deu eng fra ind ita nld por rus spa swh tur".split()
 
