@@ -30,10 +30,32 @@ app.add_typer(train_app, name="train")
 
 _stderr = Console(stderr=True)
 
+
+def _device(name: str) -> str:
+    from polyspeech.devices import check_device
+
+    return check_device(name)
+
+
+def _output_file(path: Path | None) -> Path | None:
+    from polyspeech.files import check_output_file
+
+    return None if path is None else check_output_file(path)
+
+
+def _output_folder(path: Path | None) -> Path | None:
+    from polyspeech.files import check_output_folder
+
+    return None if path is None else check_output_folder(path)
+
+
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
-BatchSize = Annotated[int, typer.Option(help="Pieces of up to 30 s per forward pass.")]
+BatchSize = Annotated[int, typer.Option(min=1, help="Pieces of up to 30 s per forward pass.")]
 Vad = Annotated[bool, typer.Option(help="Cut at speech regions (silero-vad), else 30 s windows.")]
-Device = Annotated[str, typer.Option(help="cpu or cuda.")]
+Device = Annotated[str, typer.Option(callback=_device, help="cpu, cuda or cuda:N.")]
+OutputDir = Annotated[
+    Path | None, typer.Option(callback=_output_folder, help="Write files here, not stdout.")
+]
 DType = Annotated[
     str,
     typer.Option(
@@ -66,13 +88,18 @@ def _progress(total: int | None, label: str, quiet: bool):
 
 @data_app.command("synth")
 def data_synth(
-    out: Annotated[Path, typer.Option(help="Folder for audio/ and train/dev/test.jsonl.")],
+    out: Annotated[
+        Path,
+        typer.Option(callback=_output_folder, help="Folder for audio/ and train/dev/test.jsonl."),
+    ],
     langs: Annotated[
         str, typer.Option(help="Comma-separated ISO 639 codes; default: every language.")
     ] = "",
-    per_lang: Annotated[int, typer.Option(help="Clips per language (80/10/10 split).")] = 1000,
+    per_lang: Annotated[
+        int, typer.Option(min=1, help="Clips per language (80/10/10 split).")
+    ] = 1000,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same files.")] = 0,
-    jobs: Annotated[int, typer.Option(help="Worker processes (default: all cores).")] = 0,
+    jobs: Annotated[int, typer.Option(min=0, help="Worker processes (default: all cores).")] = 0,
     clean: Annotated[
         bool, typer.Option(help="No silence around the speech and no noise, like `speak`.")
     ] = False,
@@ -93,10 +120,15 @@ def data_synth(
 
 @data_app.command("synth-parallel")
 def data_synth_parallel(
-    out: Annotated[Path, typer.Option(help="Folder for audio/ and the split manifests.")],
-    per_lang: Annotated[int, typer.Option(help="Clips per language (80/10/10 split).")] = 1000,
+    out: Annotated[
+        Path,
+        typer.Option(callback=_output_folder, help="Folder for audio/ and the split manifests."),
+    ],
+    per_lang: Annotated[
+        int, typer.Option(min=1, help="Clips per language (80/10/10 split).")
+    ] = 1000,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same files.")] = 0,
-    jobs: Annotated[int, typer.Option(help="Worker processes (default: all cores).")] = 0,
+    jobs: Annotated[int, typer.Option(min=0, help="Worker processes (default: all cores).")] = 0,
     quiet: Quiet = False,
 ) -> None:
     """Synthesise Chinese/English parallel speech (Chinese clips carry their English)."""
@@ -114,10 +146,10 @@ def data_synth_parallel(
 def data_validate(
     manifest: Annotated[Path, typer.Argument(help="A JSON Lines manifest.")],
     max_duration: Annotated[
-        float | None, typer.Option(help="Refuse audio longer than this (seconds).")
+        float | None, typer.Option(min=0, help="Refuse audio longer than this (seconds).")
     ] = None,
     tolerance: Annotated[
-        float, typer.Option(help="Allowed difference from the declared duration (seconds).")
+        float, typer.Option(min=0, help="Allowed difference from the declared duration (seconds).")
     ] = 0.1,
     quiet: Quiet = False,
 ) -> None:
@@ -144,7 +176,7 @@ def data_validate(
 @data_app.command("from-kaldi")
 def data_from_kaldi(
     folder: Annotated[Path, typer.Argument(help="Kaldi/WeNet folder with wav.scp and text.")],
-    out: Annotated[Path, typer.Option(help="The manifest to write.")],
+    out: Annotated[Path, typer.Option(callback=_output_file, help="The manifest to write.")],
     lang: Annotated[str | None, typer.Option(help="Language, unless utt2lang gives it.")] = None,
 ) -> None:
     """Convert a Kaldi/WeNet data folder to a JSON Lines manifest."""
@@ -157,7 +189,10 @@ def data_from_kaldi(
 @data_app.command("to-kaldi")
 def data_to_kaldi(
     manifest: Annotated[Path, typer.Argument(help="A JSON Lines manifest.")],
-    out: Annotated[Path, typer.Option(help="Folder for wav.scp, text, utt2lang, segments.")],
+    out: Annotated[
+        Path,
+        typer.Option(callback=_output_folder, help="Folder for wav.scp, text, utt2lang, segments."),
+    ],
 ) -> None:
     """Convert a JSON Lines manifest to a Kaldi/WeNet data folder."""
     from polyspeech.data.manifest import export_kaldi, read_manifest
@@ -169,8 +204,10 @@ def data_to_kaldi(
 @data_app.command("to-shards")
 def data_to_shards(
     manifest: Annotated[Path, typer.Argument(help="A JSON Lines manifest.")],
-    out: Annotated[Path, typer.Option(help="Folder for shard-000000.tar, ...")],
-    per_shard: Annotated[int, typer.Option(help="Utterances per shard.")] = 1000,
+    out: Annotated[
+        Path, typer.Option(callback=_output_folder, help="Folder for shard-000000.tar, ...")
+    ],
+    per_shard: Annotated[int, typer.Option(min=1, help="Utterances per shard.")] = 1000,
 ) -> None:
     """Pack a manifest into WebDataset-style tar shards (KEY.json + KEY.flac), for training."""
     from polyspeech.data.manifest import read_manifest
@@ -183,9 +220,10 @@ def data_to_shards(
 @data_app.command("romanize")
 def data_romanize(
     manifests: Annotated[list[Path], typer.Argument(help="JSON Lines manifests.")],
-    out: Annotated[Path, typer.Option(help="The manifest to write.")],
+    out: Annotated[Path, typer.Option(callback=_output_file, help="The manifest to write.")],
     per_lang: Annotated[
-        int | None, typer.Option(help="At most this many lines of each language (the first).")
+        int | None,
+        typer.Option(min=1, help="At most this many lines of each language (the first)."),
     ] = None,
 ) -> None:
     """Texts as the universal alignment model reads them (uroman, a-z and '), language und."""
@@ -239,7 +277,7 @@ def transcribe_command(
     ] = None,
     task: Task = "asr",
     output_format: Annotated[str, typer.Option(help="txt, json, srt, vtt or tsv.")] = "txt",
-    output_dir: Annotated[Path | None, typer.Option(help="Write files here, not stdout.")] = None,
+    output_dir: OutputDir = None,
     word_timestamps: Annotated[
         bool, typer.Option(help="Print word times (txt to stdout).")
     ] = False,
@@ -264,7 +302,7 @@ def translate_command(
     ),
     manifest: Annotated[Path | None, typer.Option(help="Translate a manifest's lines.")] = None,
     output_format: Annotated[str, typer.Option(help="txt, json, srt, vtt or tsv.")] = "txt",
-    output_dir: Annotated[Path | None, typer.Option(help="Write files here, not stdout.")] = None,
+    output_dir: OutputDir = None,
     batch_size: BatchSize = 8,
     vad: Vad = True,
     device: Device = "cpu",
@@ -322,7 +360,8 @@ def _recognise(
                 )
             )
         return
-    for path in files or []:
+
+    def handle(path: Path) -> None:
         result = run(path, lang)
         if output_dir is not None:
             write_result(result, output_dir / f"{path.stem}.{output_format}", output_format)
@@ -335,6 +374,24 @@ def _recognise(
             typer.echo(WRITERS[output_format](result), nl=False)
             if result.translation is not None and output_format == "txt":
                 typer.echo(result.translation)
+
+    _each_file(files or [], handle)
+
+
+def _each_file(paths: list[Path], handle) -> None:
+    """``handle`` every path; a file that fails is one line on stderr and the others still
+    run (as whisper's CLI does); exit status 2 at the end if any failed."""
+    failed = 0
+    for path in paths:
+        try:
+            handle(path)
+        except PolyspeechError as error:
+            typer.echo(f"polyspeech: error: {error}", err=True)
+            failed += 1
+    if failed and len(paths) > 1:
+        typer.echo(f"polyspeech: {failed} of {len(paths)} files failed", err=True)
+    if failed:
+        raise typer.Exit(2)
 
 
 @app.command("evaluate")
@@ -355,15 +412,21 @@ def evaluate_command(
         ),
     ] = "asr",
     max_seconds: Annotated[
-        float | None, typer.Option(help="lid: hear only each clip's first seconds.")
+        float | None, typer.Option(min=0.1, help="lid: hear only each clip's first seconds.")
     ] = None,
     keep_case: Annotated[bool, typer.Option(help="asr: score with case kept.")] = False,
     keep_punctuation: Annotated[
         bool, typer.Option(help="asr: score with punctuation kept.")
     ] = False,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
-    markdown: Annotated[Path | None, typer.Option(help="Also write a Markdown table here.")] = None,
-    plot: Annotated[Path | None, typer.Option(help="Also draw a PNG bar chart here.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", callback=_output_file, help="Also write JSON here.")
+    ] = None,
+    markdown: Annotated[
+        Path | None, typer.Option(callback=_output_file, help="Also write a Markdown table here.")
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option(callback=_output_file, help="Also draw a PNG bar chart here.")
+    ] = None,
     batch_size: BatchSize = 4,
     vad: Vad = True,
     lm: LanguageModel = None,
@@ -500,7 +563,9 @@ def align_command(
     granularity: Granularity = "word",
     star: Star = False,
     output_format: Annotated[str, typer.Option(help="json, srt, vtt, textgrid or ctm.")] = "json",
-    output: Annotated[Path | None, typer.Option(help="Write here, not to stdout.")] = None,
+    output: Annotated[
+        Path | None, typer.Option(callback=_output_file, help="Write here, not to stdout.")
+    ] = None,
     batch_size: BatchSize = 4,
     device: Device = "cpu",
     dtype: DType = "auto",
@@ -541,7 +606,9 @@ def align_command(
 def segment_command(
     audio: Annotated[Path, typer.Argument(help="A long recording.")],
     transcript: Annotated[Path, typer.Argument(help="Its transcript: one utterance per line.")],
-    out_dir: Annotated[Path, typer.Option(help="Folder for audio/ and manifest.jsonl.")],
+    out_dir: Annotated[
+        Path, typer.Option(callback=_output_folder, help="Folder for audio/ and manifest.jsonl.")
+    ],
     lang: Annotated[str, typer.Option(help="Language of the transcript (goes in the manifest).")],
     model: AlignModel = "builtin:align",
     star: Star = True,
@@ -573,7 +640,7 @@ def identify_command(
     model: Annotated[str, typer.Option(help="Language-ID model folder or builtin name.")] = (
         "builtin:lid"
     ),
-    top_k: Annotated[int, typer.Option(help="How many languages to give.")] = 3,
+    top_k: Annotated[int, typer.Option(min=1, help="How many languages to give.")] = 3,
     segments: Annotated[
         bool, typer.Option(help="Also the languages of each VAD segment (code-switching).")
     ] = False,
@@ -588,14 +655,15 @@ def identify_command(
     from polyspeech.ctc.lid import LidModel
 
     identifier = LidModel(model, device=device, precision=dtype)
-    for path in files:
+
+    def handle(path: Path) -> None:
         found = identifier.identify(path, top_k=top_k, vad=vad)
         if json_lines:
             line = {"file": str(path), "languages": found.to_dict()["languages"]}
             if segments:
                 line["segments"] = found.to_dict()["segments"]
             typer.echo(json.dumps(line, ensure_ascii=False))
-            continue
+            return
         ranked = ", ".join(f"{g.lang} {g.prob:.3f}" for g in found.languages) or "no speech"
         typer.echo(f"{path}: {ranked}")
         if segments:
@@ -605,11 +673,18 @@ def identify_command(
                     f"  {segment.start:8.2f} {segment.end:8.2f}  {best.lang} {best.prob:.3f}"
                 )
 
+    _each_file(files, handle)
+
 
 @app.command("speak")
 def speak_command(
     text: Annotated[str, typer.Argument(help="What to say.")],
-    output: Annotated[Path, typer.Option(help="The audio file to write (.wav or .flac, 16 kHz).")],
+    output: Annotated[
+        Path,
+        typer.Option(
+            callback=_output_file, help="The audio file to write (.wav or .flac, 16 kHz)."
+        ),
+    ],
     lang: Annotated[
         str | None, typer.Option(help="Language (ISO 639); espeak-ng needs it.")
     ] = None,
@@ -631,7 +706,10 @@ def speak_command(
 @app.command("batch")
 def batch_command(
     manifest: Annotated[Path, typer.Argument(help="A JSON Lines manifest (ids unique).")],
-    out: Annotated[Path, typer.Option(help="Folder for the part-*.jsonl result shards.")],
+    out: Annotated[
+        Path,
+        typer.Option(callback=_output_folder, help="Folder for the part-*.jsonl result shards."),
+    ],
     model: Annotated[str, typer.Option(help="Model folder or builtin name.")] = "builtin:ctc",
     ray_address: Annotated[
         str | None,
@@ -641,9 +719,12 @@ def batch_command(
             "runtime starts.",
         ),
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Files per model batch (and per shard).")] = 16,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Files per model batch (and per shard).")
+    ] = 16,
     actors: Annotated[
-        int | None, typer.Option(help="Model replicas (default: one per GPU, else per 2 CPUs).")
+        int | None,
+        typer.Option(min=1, help="Model replicas (default: one per GPU, else per 2 CPUs)."),
     ] = None,
     dtype: DType = "auto",
     quiet: Quiet = False,
@@ -674,7 +755,7 @@ def serve_command(
         ),
     ],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
     api_key: Annotated[
         list[str] | None,
         typer.Option(
@@ -682,19 +763,21 @@ def serve_command(
             help="Require this key (Authorization: Bearer KEY) on /v1/; repeat for several.",
         ),
     ] = None,
-    max_upload_mb: Annotated[float, typer.Option(help="Largest upload, MB.")] = 25.0,
-    max_audio_seconds: Annotated[float, typer.Option(help="Longest audio, seconds.")] = 1800.0,
+    max_upload_mb: Annotated[float, typer.Option(min=0.001, help="Largest upload, MB.")] = 25.0,
+    max_audio_seconds: Annotated[
+        float, typer.Option(min=0.1, help="Longest audio, seconds.")
+    ] = 1800.0,
     request_timeout: Annotated[
-        float, typer.Option(help="Seconds from a request's arrival to its answer.")
+        float, typer.Option(min=0.1, help="Seconds from a request's arrival to its answer.")
     ] = 300.0,
     max_batch: Annotated[
-        int, typer.Option(help="Requests computed together (1: no batching).")
+        int, typer.Option(min=1, help="Requests computed together (1: no batching).")
     ] = 16,
     max_wait_ms: Annotated[
-        float, typer.Option(help="How long a lone request waits for company, ms.")
+        float, typer.Option(min=0, help="How long a lone request waits for company, ms.")
     ] = 10.0,
     max_queue: Annotated[
-        int, typer.Option(help="Requests waiting at most; more get 503 with Retry-After.")
+        int, typer.Option(min=1, help="Requests waiting at most; more get 503 with Retry-After.")
     ] = 64,
     lm: Annotated[
         str,
@@ -758,10 +841,13 @@ TrainManifests = Annotated[
     list[Path], typer.Argument(help="Training manifests (JSON Lines), read as one.")
 ]
 DevManifest = Annotated[Path, typer.Option("--dev", help="Dev manifest, for CER during training.")]
-TrainOut = Annotated[Path, typer.Option(help="Folder for checkpoints and the model/ folder.")]
+TrainOut = Annotated[
+    Path,
+    typer.Option(callback=_output_folder, help="Folder for checkpoints and the model/ folder."),
+]
 ConfigFile = Annotated[Path | None, typer.Option(help="JSON training config (see recipes/).")]
 Resume = Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.")]
-Jobs = Annotated[int, typer.Option(help="Processes for feature extraction.")]
+Jobs = Annotated[int, typer.Option(min=1, help="Processes for feature extraction.")]
 SaveDtype = Annotated[str, typer.Option(help="Weights of the written model: float32 or float16.")]
 
 
@@ -901,8 +987,11 @@ def train_lid_command(
 @train_app.command("lm")
 def train_lm(
     manifests: TrainManifests,
-    out: Annotated[Path, typer.Option(help="Folder for one <lang>.arpa.gz per language.")],
-    order: Annotated[int, typer.Option(help="n-gram order, in characters.")] = 6,
+    out: Annotated[
+        Path,
+        typer.Option(callback=_output_folder, help="Folder for one <lang>.arpa.gz per language."),
+    ],
+    order: Annotated[int, typer.Option(min=1, help="n-gram order, in characters.")] = 6,
     langs: Annotated[str, typer.Option(help="Comma-separated languages (default: all).")] = "",
     lexicon: Annotated[
         bool, typer.Option(help="Also each of the language's 20,000 frequent words (wordfreq).")
@@ -914,7 +1003,7 @@ def train_lm(
         ),
     ] = None,
     min_count: Annotated[
-        int, typer.Option(help="Leave out n-grams of 3+ characters seen fewer times.")
+        int, typer.Option(min=1, help="Leave out n-grams of 3+ characters seen fewer times.")
     ] = 1,
 ) -> None:
     """Character n-gram LMs (Kneser-Ney, ARPA) from manifests' texts, for ``--lm``."""
@@ -927,13 +1016,29 @@ def train_lm(
         typer.echo(f"{lang}: {count} lines -> {out / f'{lang}.arpa.gz'}")
 
 
+# The command-line parser's own errors (an unknown option, a value out of range): click's
+# ClickException, which typer re-exports only through BadParameter's ancestry.
+_ParserError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
 def main() -> None:
-    """Entry point of the ``polyspeech`` console script."""
+    """Entry point of the ``polyspeech`` console script: every problem the user can fix, a bad
+    option as much as a bad file, is one line on stderr and exit status 2."""
     try:
-        app()
+        code = app(standalone_mode=False)
+    except _ParserError as error:
+        if type(error).__name__ == "NoArgsIsHelpError":  # no arguments at all: the help
+            print(error.format_message())
+            sys.exit(0)
+        _fail(" ".join(error.format_message().split()))
     except PolyspeechError as error:
-        print(f"polyspeech: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
+        _fail(str(error))
+    except (KeyboardInterrupt, typer.Abort):
         print("polyspeech: interrupted", file=sys.stderr)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str) -> None:
+    print(f"polyspeech: error: {message}", file=sys.stderr)
+    sys.exit(2)

@@ -180,7 +180,7 @@ def test_train_lm_with_more_text_and_count_cut_offs(tmp_path, cli):
         "train", "lm", manifest, "--out", tmp_path / "lm3", "--langs", "cmn",
         "--text", tmp_path / "bad.txt",
     )  # fmt: skip
-    assert result.code == 2 and "bad.txt: not a readable UTF-8 text file" in result.stderr
+    assert result.code == 2 and "bad.txt: text file is not UTF-8 text" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "lm3").exists()
     result = cli("train", "lm", manifest, "--out", tmp_path / "lm4", "--min-count", "0")
-    assert result.code == 2 and "count must be at least 1" in result.stderr
+    assert result.code == 2 and "Invalid value for '--min-count'" in result.stderr

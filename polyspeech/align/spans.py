@@ -24,7 +24,8 @@ from polyspeech.align.transcript import (
     prepare_transcript,
 )
 from polyspeech.align.viterbi import align as viterbi_align
-from polyspeech.ctc.model import CtcModel
+from polyspeech.audio import SAMPLE_RATE
+from polyspeech.ctc.model import MIN_SAMPLES, CtcModel
 from polyspeech.ctc.transcribe import stitched_log_probs
 from polyspeech.errors import InputError
 from polyspeech.results import Span
@@ -111,6 +112,11 @@ def align_transcript(
     """Align 16 kHz samples to ``lines`` (one utterance each) with a CTC model."""
     if granularity not in GRANULARITIES:
         raise InputError(f"unknown granularity {granularity!r}; use {', '.join(GRANULARITIES)}")
+    if len(samples) < MIN_SAMPLES:
+        raise InputError(
+            f"audio is {len(samples) / SAMPLE_RATE:.3f} s long, too short to align "
+            f"(at least {MIN_SAMPLES / SAMPLE_RATE:g} s)"
+        )
     model_lang = lang
     if lang is not None and model.languages == [UNIVERSAL]:
         model_lang = UNIVERSAL  # one model for every language; ``lang`` still guides the text

@@ -16,9 +16,9 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from polyspeech.errors import InputError
+from polyspeech.files import read_text
 from polyspeech.text.languages import is_written_without_spaces
 from polyspeech.text.normalize import UNSPACED_SCRIPT, normalize_text
 from polyspeech.text.romanize import romanize
@@ -51,13 +51,7 @@ class Transcript:
 
 def read_transcript(path: str | os.PathLike) -> list[str]:
     """The non-empty lines of a UTF-8 transcript file, one utterance each."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: transcript not found") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: transcript is not UTF-8 text") from None
+    text = read_text(path, "transcript")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         raise InputError(f"{path}: transcript is empty")

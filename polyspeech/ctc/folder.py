@@ -14,11 +14,11 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from polyspeech.ctc.conformer import ConformerConfig, ConformerCTC, LanguageAdapter
 from polyspeech.text.vocab import Vocabulary, load_vocabularies, save_vocabularies
-from polyspeech.weights import load_strict
+from polyspeech.weights import load_strict, loading_model, read_safetensors
 
 
 def adapter_path(folder: Path, lang: str) -> Path:
@@ -57,10 +57,12 @@ def save_conformer(
 
 def load_conformer_base(folder: Path) -> tuple[ConformerCTC, dict[str, Vocabulary]]:
     """The shared base (no adapters yet) and the vocabularies of every language."""
-    config = ConformerConfig.from_dict(json.loads((folder / "config.json").read_text()))
-    model = ConformerCTC(config)
-    load_strict(model, load_file(folder / "model.safetensors"), folder / "model.safetensors")
-    vocabularies = load_vocabularies(folder / "vocab.json")
+    with loading_model(folder):
+        config = ConformerConfig.from_dict(json.loads((folder / "config.json").read_text()))
+        model = ConformerCTC(config)
+        weights = read_safetensors(folder / "model.safetensors")
+        load_strict(model, weights, folder / "model.safetensors")
+        vocabularies = load_vocabularies(folder / "vocab.json")
     return model, {lang: vocab for lang, vocab in vocabularies.items() if lang is not None}
 
 
@@ -70,5 +72,5 @@ def load_language_adapter(
     """Read ``adapter.<lang>.safetensors`` into a new adapter of ``model``."""
     adapter = LanguageAdapter(model.config, len(vocabulary))
     path = adapter_path(folder, lang)
-    load_strict(adapter, load_file(path), path)
+    load_strict(adapter, read_safetensors(path), path)
     return adapter

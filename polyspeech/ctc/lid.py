@@ -20,16 +20,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from polyspeech.audio import SAMPLE_RATE, load_audio
 from polyspeech.audio.vad import pieces
 from polyspeech.ctc.conformer import ConformerConfig, ConformerCTC, input_features
 from polyspeech.ctc.model import native_bf16, resolve_model_folder, resolve_precision
+from polyspeech.devices import resolve_device
 from polyspeech.errors import InputError
 from polyspeech.text.languages import to_iso639_3
-from polyspeech.weights import load_strict
+from polyspeech.weights import load_strict, loading_model, read_safetensors
 
 LID_MODEL_TYPE = "polyspeech-conformer-lid"
 PIECE = 30.0  # seconds: the longest piece one decision covers
@@ -126,31 +126,32 @@ class LidModel:
 
     def __init__(self, folder: str | Path, device: str = "cpu", precision: str = "auto") -> None:
         self.folder = resolve_model_folder(folder)
-        self.device = torch.device(device)
-        config = json.loads((self.folder / "config.json").read_text())
-        mms = "Wav2Vec2ForSequenceClassification" in config.get("architectures", [])
-        self.precision = resolve_precision(precision, device, wav2vec2=mms)
-        if config.get("model_type") == LID_MODEL_TYPE:
-            self.labels = list(config["labels"])
-            self._network: nn.Module = ConformerLid(
-                ConformerConfig.from_dict(config["base"]),
-                LidHeadConfig(**config["head"]),
-                len(self.labels),
-            )
-            for part, name in ((self._network.base, "model"), (self._network.head, "head")):
-                weights = self.folder / f"{name}.safetensors"
-                if not weights.is_file():
-                    raise InputError(f"{weights}: missing; our LID folder needs it")
-                load_strict(part, load_file(weights), weights)
-            self._network.float()
-            self.precision = "float32"  # a small model: nothing to gain from int8 or bf16
-        elif mms:
-            self._network = self._load_mms_lid(config)
-        else:
-            raise InputError(
-                f"{self.folder / 'config.json'}: not a language-ID model (expected model_type "
-                f"{LID_MODEL_TYPE!r} or a Wav2Vec2ForSequenceClassification)"
-            )
+        self.device = resolve_device(device)
+        with loading_model(self.folder):
+            config = json.loads((self.folder / "config.json").read_text())
+            mms = "Wav2Vec2ForSequenceClassification" in config.get("architectures", [])
+            self.precision = resolve_precision(precision, device, wav2vec2=mms)
+            if config.get("model_type") == LID_MODEL_TYPE:
+                self.labels = list(config["labels"])
+                self._network: nn.Module = ConformerLid(
+                    ConformerConfig.from_dict(config["base"]),
+                    LidHeadConfig(**config["head"]),
+                    len(self.labels),
+                )
+                for part, name in ((self._network.base, "model"), (self._network.head, "head")):
+                    weights = self.folder / f"{name}.safetensors"
+                    if not weights.is_file():
+                        raise InputError(f"{weights}: missing; our LID folder needs it")
+                    load_strict(part, read_safetensors(weights), weights)
+                self._network.float()
+                self.precision = "float32"  # a small model: nothing to gain from int8 or bf16
+            elif mms:
+                self._network = self._load_mms_lid(config)
+            else:
+                raise InputError(
+                    f"{self.folder / 'config.json'}: not a language-ID model (expected model_type "
+                    f"{LID_MODEL_TYPE!r} or a Wav2Vec2ForSequenceClassification)"
+                )
         self._network.to(self.device).eval()
 
     def _load_mms_lid(self, config: dict) -> nn.Module:

@@ -13,16 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from polyspeech.audio import SAMPLE_RATE, load_audio
 from polyspeech.ctc.conformer import MODEL_TYPE, input_features
 from polyspeech.ctc.folder import adapter_path, load_conformer_base, load_language_adapter
 from polyspeech.ctc.quantize import quantize_linear_layers
 from polyspeech.ctc.wav2vec2 import convolutions_in_bf16, load_wav2vec2, return_freed_memory
+from polyspeech.devices import resolve_device
 from polyspeech.errors import InputError
 from polyspeech.text.languages import to_iso639_3
 from polyspeech.text.vocab import Vocabulary, load_vocabularies
+from polyspeech.weights import check_model_folder, read_safetensors
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 BUILTIN = {
@@ -45,15 +46,22 @@ def resolve_model_folder(name: str | Path) -> Path:
         if not (folder / "config.json").is_file():
             raise InputError(f"{name}: the embedded model is not installed ({folder} is missing)")
         return folder
-    folder = Path(name)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: model folder not found")
+    folder = check_model_folder(name)
     if not (folder / "config.json").is_file():
         raise InputError(f"{folder}: not a model folder (no config.json)")
     return folder
 
 
 PRECISIONS = ("float32", "bfloat16", "int8")
+
+# The shortest clip the networks take: the conformer's two stride-2 3x3 convolutions need 7
+# filterbank frames (85 ms), wav2vec2's first convolution 400 samples. Shorter clips (a
+# 30 s window's last few milliseconds) are heard padded with silence to this length.
+MIN_SAMPLES = SAMPLE_RATE // 10
+
+
+def _at_least(samples: np.ndarray, length: int) -> np.ndarray:
+    return samples if len(samples) >= length else np.pad(samples, (0, length - len(samples)))
 
 
 def native_bf16() -> bool:
@@ -101,7 +109,7 @@ class CtcModel:
     ) -> None:
         self.folder = resolve_model_folder(folder)
         self.default_lm = DEFAULT_LM.get(str(folder))
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         config = json.loads((self.folder / "config.json").read_text())
         model_type = config.get("model_type")
         self.precision = resolve_precision(precision, device, model_type == "wav2vec2")
@@ -253,7 +261,7 @@ class CtcModel:
                 )
                 self._cache[lang] = adapter.to(self.device, self.dtype).eval()
             else:
-                self._cache[lang] = load_file(adapter_path(self.folder, lang))
+                self._cache[lang] = read_safetensors(adapter_path(self.folder, lang))
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         if self._conformer is not None:
@@ -332,6 +340,7 @@ class CtcModel:
         in int8 on two threads, 60 s of speech in 21 VAD pieces, longest first: 14.8 and
         14.1 s one at a time, 15.7 and 13.8 s in batches of 4, 14.2 and 14.9 s in pairs).
         """
+        batch = [_at_least(samples, MIN_SAMPLES) for samples in batch]
         if isinstance(lang, list):
             return self._mixed_log_probs(batch, [self.resolve_language(code) for code in lang])
         code = self.resolve_language(lang)

@@ -38,7 +38,7 @@ from polyspeech.data.synth import VOICES
 from polyspeech.distributed import agree
 from polyspeech.errors import InputError
 from polyspeech.eval.metrics import cer
-from polyspeech.files import atomic_torch_save
+from polyspeech.files import atomic_torch_save, make_folder, read_json
 from polyspeech.schedule import warmup_cosine
 from polyspeech.text.normalize import normalize_text
 from polyspeech.text.vocab import Vocabulary, load_vocabularies, save_vocabularies
@@ -90,7 +90,7 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> TrainConfig:
-        data = json.loads(Path(path).read_text())
+        data = read_json(path, "training config")
         model = ConformerConfig.from_dict(data.pop("model", {}))
         sound_tied = tuple(data.pop("sound_tied", ()))
         return cls(**data, sound_tied=sound_tied, model=model)
@@ -444,7 +444,6 @@ def train(
     if init is not None:
         init, model_config = _conformer_folder(init)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "checkpoint.pt"
     accelerator = Accelerator(  # without GPUs, processes launched together join over gloo
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
@@ -477,6 +476,7 @@ def train(
     else:
         model = ConformerCTC(config.model)
         vocabularies, old_adapters, continued = {}, [], []
+    make_folder(out)  # once the data and the models it starts from are known to be readable
     vocab_file = out / "checkpoint.vocab.json"
     if resume and vocab_file.is_file():
         vocabularies.update({k: v for k, v in load_vocabularies(vocab_file).items() if k})

@@ -18,7 +18,7 @@ import numpy as np
 
 from polyspeech.audio import audio_duration, load_audio
 from polyspeech.errors import InputError
-from polyspeech.files import atomic_text_file
+from polyspeech.files import atomic_text_file, open_text
 from polyspeech.text.languages import to_iso639_3
 
 _REQUIRED = {"audio": str, "text": str, "lang": str, "duration": (int, float)}
@@ -108,13 +108,15 @@ def _parse_line(line: str, where: str, base: Path) -> ManifestEntry:
 def read_manifest(path: str | os.PathLike) -> Iterator[ManifestEntry]:
     """Yield the entries of a JSON Lines manifest; an :class:`InputError` names a bad line."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: manifest not found")
     base = path.parent.resolve()
-    with open(path, encoding="utf-8") as lines:
+    count = 0
+    with open_text(path, "manifest") as lines:
         for number, line in enumerate(lines, start=1):
             if line.strip():
+                count += 1
                 yield _parse_line(line, f"{path}:{number}", base)
+    if not count:
+        raise InputError(f"{path}: manifest is empty, nothing to do")
 
 
 def read_manifests(paths: Iterable[str | os.PathLike]) -> Iterator[ManifestEntry]:

@@ -20,6 +20,7 @@ import soundfile
 from polyspeech.audio import SAMPLE_RATE, load_audio
 from polyspeech.data.manifest import ManifestEntry, load_entry_audio
 from polyspeech.errors import InputError
+from polyspeech.files import check_input_file, make_folder
 
 AUDIO_SUFFIXES = (".flac", ".wav", ".mp3", ".ogg", ".opus", ".m4a")
 
@@ -93,7 +94,6 @@ def write_shards(
     A whole file goes in as it is; a span (an entry with an offset) as FLAC. Each shard appears
     under its name only once complete."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     archive = None
 
@@ -101,30 +101,41 @@ def write_shards(
         archive.close()
         os.replace(_partial(written[-1]), written[-1])
 
-    for count, entry in enumerate(entries):
-        if count % per_shard == 0:
-            if archive is not None:
-                finish()
-            written.append(out / f"shard-{len(written):06d}.tar")
-            archive = tarfile.open(_partial(written[-1]), "w")
-        key = entry.id or f"{count:09d}"
-        if entry.offset is None and Path(entry.audio).suffix in AUDIO_SUFFIXES:
-            name, data = f"{key}{Path(entry.audio).suffix}", Path(entry.audio).read_bytes()
-        else:
-            buffer = io.BytesIO()
-            soundfile.write(buffer, load_entry_audio(entry), SAMPLE_RATE, format="FLAC")
-            name, data = f"{key}.flac", buffer.getvalue()
-        fields = {"text": entry.text, "lang": entry.lang, "duration": entry.duration, "id": key}
-        for field in ("translation", "task"):
-            if getattr(entry, field) is not None:
-                fields[field] = getattr(entry, field)
-        for member, payload in ((f"{key}.json", json.dumps(fields).encode()), (name, data)):
-            info = tarfile.TarInfo(member)
-            info.size = len(payload)
-            archive.addfile(info, io.BytesIO(payload))
+    try:
+        for count, entry in enumerate(entries):
+            if count % per_shard == 0:
+                if archive is not None:
+                    finish()
+                written.append(make_folder(out) / f"shard-{len(written):06d}.tar")
+                archive = tarfile.open(_partial(written[-1]), "w")
+            _add(archive, entry, entry.id or f"{count:09d}")
+    except BaseException:
+        if archive is not None:
+            archive.close()
+            _partial(written[-1]).unlink(missing_ok=True)
+        raise
     if archive is not None:
         finish()
     return written
+
+
+def _add(archive: tarfile.TarFile, entry: ManifestEntry, key: str) -> None:
+    """One utterance into ``archive``: KEY.json and its audio."""
+    if entry.offset is None and Path(entry.audio).suffix in AUDIO_SUFFIXES:
+        name = f"{key}{Path(entry.audio).suffix}"
+        data = check_input_file(entry.audio, "audio file").read_bytes()
+    else:
+        buffer = io.BytesIO()
+        soundfile.write(buffer, load_entry_audio(entry), SAMPLE_RATE, format="FLAC")
+        name, data = f"{key}.flac", buffer.getvalue()
+    fields = {"text": entry.text, "lang": entry.lang, "duration": entry.duration, "id": key}
+    for field in ("translation", "task"):
+        if getattr(entry, field) is not None:
+            fields[field] = getattr(entry, field)
+    for member, payload in ((f"{key}.json", json.dumps(fields).encode()), (name, data)):
+        info = tarfile.TarInfo(member)
+        info.size = len(payload)
+        archive.addfile(info, io.BytesIO(payload))
 
 
 def _partial(path: Path) -> Path:

@@ -4,7 +4,6 @@ training texts. ``polyspeech train speechllm --init CONFIG`` builds one and trai
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from pathlib import Path
 import torch
 
 from polyspeech.errors import InputError
+from polyspeech.files import read_json
 from polyspeech.speechllm.adapter import AdapterConfig, FrameStackAdapter
 from polyspeech.speechllm.encoders import ENCODER_TYPES, folder_encoder
 from polyspeech.speechllm.model import SpeechLlm
@@ -34,7 +34,7 @@ class NewSpeechLlmConfig:
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> NewSpeechLlmConfig:
         try:
-            data = json.loads(Path(path).read_text())
+            data = read_json(path, "speech-LLM config")
             if "languages" in data:
                 data["languages"] = tuple(data["languages"])
             return cls(**data)

@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from polyspeech.errors import InputError
 from polyspeech.speechllm.adapter import AdapterConfig, FrameStackAdapter
@@ -35,7 +35,13 @@ from polyspeech.speechllm.encoders import ParaformerSpeechEncoder, folder_encode
 from polyspeech.speechllm.frontend import Cmvn, ParaformerFrontend, read_cmvn
 from polyspeech.speechllm.model import DecodingConfig, SpeechLlm
 from polyspeech.speechllm.sanm import SanmConfig, SanmEncoder
-from polyspeech.weights import load_strict
+from polyspeech.weights import (
+    check_model_folder,
+    load_strict,
+    loading_model,
+    read_safetensors,
+    read_torch_weights,
+)
 
 CONFIG = "polyspeech.json"
 FAMILY = "speechllm"
@@ -60,20 +66,6 @@ def _find(folder: Path, name: str, required: bool = True, is_dir: bool = False) 
     if not found and required:
         raise InputError(f"{folder}: no {name} (looked in the folder and two levels down)")
     return found[0] if found else None
-
-
-def read_torch_weights(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from a ``.pt``/``.pth`` file, unpickled with ``weights_only=True``."""
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a damaged file or one holding more than weights
-        raise InputError(f"{path}: not a weights file torch can read safely ({error})") from None
-    for key in ("state_dict", "model"):
-        if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
-            loaded = loaded[key]
-    if not isinstance(loaded, dict) or not all(torch.is_tensor(v) for v in loaded.values()):
-        raise InputError(f"{path}: not a state dict of tensors")
-    return loaded
 
 
 def _strip(weights: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -110,7 +102,9 @@ def _check_lora(llm, lora: Path) -> None:
     path = next((f for f in files if f.is_file()), None)
     if path is None:
         raise InputError(f"{lora}: no adapter_model.safetensors or adapter_model.bin")
-    stored = set(load_file(path) if path.suffix == ".safetensors" else read_torch_weights(path))
+    stored = set(
+        read_safetensors(path) if path.suffix == ".safetensors" else read_torch_weights(path)
+    )
     expected = {k.replace(".default.", ".") for k in llm.state_dict() if "lora_" in k}
     missing, unexpected = sorted(expected - stored), sorted(stored - expected)
     if missing or unexpected:
@@ -139,11 +133,12 @@ def load_speechllm(
     ``attention_heads`` applies to MooER's layout (its weights do not tell the heads apart);
     ``merge_lora`` folds the LoRA weights into the LLM for inference.
     """
-    folder = Path(folder)
-    if (folder / CONFIG).is_file():
-        model = _load_ours(folder, dtype, merge_lora, trainable)
-    else:
-        model = _load_mooer(folder, dtype, merge_lora, attention_heads, trainable)
+    folder = check_model_folder(folder)
+    with loading_model(folder):
+        if (folder / CONFIG).is_file():
+            model = _load_ours(folder, dtype, merge_lora, trainable)
+        else:
+            model = _load_mooer(folder, dtype, merge_lora, attention_heads, trainable)
     return model.to(device).eval()
 
 
@@ -201,11 +196,15 @@ def _load_ours(folder: Path, dtype, merge_lora, trainable) -> SpeechLlm:
             encoder_config["lfr_n"],
         )
         path = folder / "encoder.safetensors"
-        encoder = ParaformerSpeechEncoder(frontend, _sanm(_read(path), sanm_config, path))
+        encoder = ParaformerSpeechEncoder(
+            frontend, _sanm(read_safetensors(path), sanm_config, path)
+        )
     else:
         encoder = folder_encoder(kind, folder / "encoder")
     adapter = FrameStackAdapter(AdapterConfig(**config["adapter"]))
-    load_strict(adapter, _read(folder / "adapter.safetensors"), folder / "adapter.safetensors")
+    load_strict(
+        adapter, read_safetensors(folder / "adapter.safetensors"), folder / "adapter.safetensors"
+    )
     lora = folder / "lora" if (folder / "lora" / "adapter_config.json").is_file() else None
     llm, tokenizer = _llm(folder / "llm", lora, dtype, merge_lora, trainable)
     _check_width(adapter, llm, folder / "adapter.safetensors")
@@ -219,12 +218,6 @@ def _load_ours(folder: Path, dtype, merge_lora, trainable) -> SpeechLlm:
     )
     model.languages = config.get("languages", [])
     return model
-
-
-def _read(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise InputError(f"{path}: missing")
-    return load_file(path)
 
 
 def write_cmvn(cmvn: Cmvn, path: Path) -> None:

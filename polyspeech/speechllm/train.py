@@ -28,12 +28,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from polyspeech.data.manifest import ManifestEntry, load_entry_audio, read_manifests
+from polyspeech.data.manifest import (
+    ManifestEntry,
+    load_entry_audio,
+    read_manifest,
+    read_manifests,
+)
 from polyspeech.data.shards import is_shard, read_shards
 from polyspeech.distributed import agree
 from polyspeech.errors import InputError, PolyspeechError
 from polyspeech.eval.metrics import bleu, cer
-from polyspeech.files import atomic_torch_save
+from polyspeech.files import atomic_torch_save, check_input_file, make_folder, read_json
 from polyspeech.schedule import warmup_cosine
 from polyspeech.speechllm.build import NewSpeechLlmConfig, new_speechllm
 from polyspeech.speechllm.folder import load_speechllm, save_speechllm
@@ -77,7 +82,7 @@ class SpeechLlmTrainConfig:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> SpeechLlmTrainConfig:
-        data = json.loads(Path(path).read_text())
+        data = read_json(path, "training config")
         if "lora_targets" in data:
             data["lora_targets"] = tuple(data["lora_targets"])
         return cls(**data)
@@ -310,7 +315,6 @@ def train_speechllm(
     if (base is None) == (init is None):
         raise InputError("give either a base speech LLM to train or an init config, not both")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "checkpoint.pt"
     accelerator = Accelerator(  # without GPUs, processes launched together join over gloo
         gradient_accumulation_steps=config.gradient_accumulation,
@@ -326,6 +330,12 @@ def train_speechllm(
     if plugin is not None:  # no data loader passes through accelerate to tell DeepSpeed
         plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = share
     paths = [Path(p) for p in train_manifests]
+    for path in paths:  # a bad manifest fails before anything is written (read once: cheap)
+        if is_shard(path):
+            check_input_file(path, "shard")
+        else:
+            for _ in read_manifest(path):
+                pass
     if init is not None:
         base = out / "base"
         if accelerator.is_main_process and not base.is_dir():
@@ -342,6 +352,7 @@ def train_speechllm(
         model.encoder = _CachedEncoder(model.encoder)
     batches = global_batches(paths, config.batch_size, config.seed)
     dev_entries = list(read_manifests([Path(dev_manifest)])) if dev_manifest else []
+    make_folder(out)  # once the data and the model are known to be readable
     optimizer = torch.optim.AdamW(
         trainable, lr=config.learning_rate, weight_decay=config.weight_decay
     )

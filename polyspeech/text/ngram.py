@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from polyspeech.errors import InputError
+from polyspeech.files import open_text
 from polyspeech.text.languages import is_written_without_spaces
 from polyspeech.text.normalize import normalize_text
 from polyspeech.text.vocab import BOS, EOS, UNK, WORD_DELIMITER
@@ -256,11 +257,8 @@ def lexicon_lines(lang: str, per_line: int = 8) -> list[list[str]]:
 
 def text_file_lines(path: str | os.PathLike, lang: str) -> list[list[str]]:
     """The normalised lines of a UTF-8 text file in ``lang`` (blank ones left out)."""
-    try:
-        with open(path, encoding="utf-8") as stream:
-            lines = [normalize_text(line, lang) for line in stream]
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: not a readable UTF-8 text file ({error})") from None
+    with open_text(path, "text file") as stream:
+        lines = [normalize_text(line, lang) for line in stream]
     return [sentence_tokens(line) for line in lines if line]
 
 

@@ -15,6 +15,7 @@ import torch
 from polyspeech.audio import SAMPLE_RATE
 from polyspeech.errors import InputError
 from polyspeech.text.romanize import romanize
+from polyspeech.weights import loading_model
 
 
 class VitsVoice:
@@ -26,11 +27,12 @@ class VitsVoice:
         config = self.folder / "config.json"
         if not config.is_file():
             raise InputError(f"{self.folder}: not a TTS model folder (no config.json)")
-        if json.loads(config.read_text()).get("model_type") != "vits":
-            raise InputError(f"{config}: not a VITS (MMS-TTS) model")
         transformers_logging.disable_progress_bar()
-        self.tokenizer = VitsTokenizer.from_pretrained(self.folder)
-        self.model = VitsModel.from_pretrained(self.folder).eval()
+        with loading_model(self.folder):
+            if json.loads(config.read_text()).get("model_type") != "vits":
+                raise InputError(f"{config}: not a VITS (MMS-TTS) model")
+            self.tokenizer = VitsTokenizer.from_pretrained(self.folder)
+            self.model = VitsModel.from_pretrained(self.folder).eval()
 
     @torch.inference_mode()
     def speak(
