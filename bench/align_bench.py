@@ -11,9 +11,11 @@ the call (Python, the libraries and the emissions). Each path is compared with p
 
     python bench/align_bench.py                  # all sizes
     python bench/align_bench.py --sizes 20min    # one size
-    python bench/align_bench.py --tiny           # seconds long, to check the script itself
+    python bench/align_bench.py --smoke          # seconds long, to check the script itself
 
-Prints a table and writes JSON (default bench/results/align_bench.json).
+Prints a table and writes JSON (``--out``, default bench/results/align_bench.json): each run's
+time, memory and score, and against polyspeech's run of the same size its path, score and
+time (``seconds_vs_first``: how many times polyspeech's time it took).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from polyspeech.eval.memory import current_bytes, peak_bytes
+from polyspeech.files import atomic_text_file
 
 CLASSES = 30
 SIZES = {  # frames, tokens
@@ -79,7 +82,8 @@ def numpy_full_table(log_probs: np.ndarray, tokens: np.ndarray) -> tuple[np.ndar
     path = np.empty(frames, np.int64)
     for t in range(frames - 1, -1, -1):
         path[t] = state
-        state -= pointers[t, state]
+        # a Python int: NumPy 2 would keep int - uint8 in uint8, which overflows past state 255
+        state -= int(pointers[t, state])
     return states[path], total
 
 
@@ -128,14 +132,17 @@ def main() -> None:
     parser.add_argument(
         "--sizes", default="20min,1h,4h", help="comma-separated: " + ",".join(SIZES)
     )
-    parser.add_argument("--tiny", action="store_true", help="only the tiny size")
+    parser.add_argument("--smoke", action="store_true", help="only the tiny size")
     parser.add_argument("--out", type=Path, default=Path("bench/results/align_bench.json"))
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(run_one(*args.child)))
         return
-    sizes = ["tiny"] if args.tiny else args.sizes.split(",")
+    sizes = ["tiny"] if args.smoke else args.sizes.split(",")
+    unknown = sorted(set(sizes) - set(SIZES))
+    if unknown:
+        parser.error(f"--sizes: unknown {', '.join(unknown)} (expected {', '.join(SIZES)})")
     rows = []
     for size in sizes:
         frames, count = SIZES[size]
@@ -166,13 +173,15 @@ def main() -> None:
             first = done_rows[0]
             row["same_path"] = row["path_digest"] == first["path_digest"]
             row["score_below_first"] = first["score"] - row["score"]
+            row["seconds_vs_first"] = row["seconds"] / first["seconds"]
             print(
                 f"{size:6s} {row['system']:19s} "
                 + ("the same path" if row["same_path"] else "another path")
-                + f", its score {row['score_below_first']:.3g} below {first['system']}'s"
+                + f", its score {row['score_below_first']:.3g} below {first['system']}'s, "
+                f"{row['seconds_vs_first']:.1f}x its time"
             )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"classes": CLASSES, "runs": rows}, indent=1))
+    with atomic_text_file(args.out) as stream:
+        json.dump({"classes": CLASSES, "runs": rows}, stream, indent=1)
     print(f"wrote {args.out}")
 
 

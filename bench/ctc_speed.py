@@ -2,13 +2,16 @@
 
 A model with the exact shape of facebook/mms-1b-all (1280 wide, 48 layers, adapters of 16) is
 built with random weights and saved in the MMS folder layout, so the compute is the real one.
-Every run is a fresh process (its peak resident memory is its own), on the same speech audio.
+Every run is a fresh process (its peak resident memory is its own), on the same speech audio
+(``--smoke``: both of its runs in one process, which checks the code, not the peaks).
 
     python bench/ctc_speed.py                 # the full benchmark (about 10 GB of disk in /tmp)
-    python bench/ctc_speed.py --tiny          # a small model, to check the script itself
+    python bench/ctc_speed.py --smoke         # small model, 4 s, baseline and default, 1 process
     python bench/ctc_speed.py --skip pipeline:bfloat16   # where bf16 is emulated (very slow)
 
-Prints a table and writes JSON (default bench/results/ctc_speed.json).
+Prints a table and writes JSON (``--out``, default bench/results/ctc_speed.json), each run with
+``speedup_vs_pipeline_fp32`` (the baseline's real-time factor over its own; null where the
+baseline was skipped).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 import soundfile
 
 from polyspeech.eval.memory import peak_bytes
+from polyspeech.files import atomic_text_file
 
 RUNS = [
     ("pipeline", "float32", 60),
@@ -34,9 +38,12 @@ RUNS = [
     ("polyspeech", "float32", 60),
     ("polyspeech", "auto", 600),
 ]
+# the smoke run: the baseline and polyspeech's default, on seconds of audio, in one process
+SMOKE_SECONDS = 4
+SMOKE_RUNS = [("pipeline", "float32", SMOKE_SECONDS), ("polyspeech", "auto", SMOKE_SECONDS)]
 
 
-def build_model(folder: Path, tiny: bool) -> None:
+def build_model(folder: Path, small: bool) -> None:
     import torch
     from safetensors.torch import save_file
     from transformers import (
@@ -49,8 +56,14 @@ def build_model(folder: Path, tiny: bool) -> None:
 
     letters = list("abcdefghijklmnopqrstuvwxyz'")
     vocab = {"eng": {t: i for i, t in enumerate(["<pad>", "<s>", "</s>", "<unk>", "|", *letters])}}
-    size = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
-    if not tiny:  # facebook/mms-1b-all
+    size = dict(  # the same layers, small (a smoke run)
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        conv_dim=(32,) * 7,
+    )
+    if not small:  # facebook/mms-1b-all
         size = dict(
             hidden_size=1280, num_hidden_layers=48, num_attention_heads=16, intermediate_size=5120
         )
@@ -129,7 +142,9 @@ def run_one(system: str, dtype_name: str, folder: Path, audio: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--tiny", action="store_true", help="a small model (checks the script)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a small model, 4 s, one process (checks the script)"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/ctc_speed.json"))
     parser.add_argument(
         "--skip",
@@ -139,49 +154,52 @@ def main() -> None:
         help="leave a run out, e.g. pipeline:bfloat16 where the processor emulates bf16 "
         "(it took over 10 min for 60 s on an AVX2 machine)",
     )
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    runs = [run for run in RUNS if f"{run[0]}:{run[1]}" not in args.skip]
-    if args.child:
-        system, dtype_name, folder, audio = args.child
-        print(json.dumps(run_one(system, dtype_name, Path(folder), Path(audio))))
+    if args.child:  # FOLDER AUDIO SYSTEM:DTYPE...: a JSON list, one result per run in turn
+        folder, audio, *pairs = args.child
+        results = [run_one(*pair.split(":"), Path(folder), Path(audio)) for pair in pairs]
+        print(json.dumps(results))
         return
+    runs = SMOKE_RUNS if args.smoke else RUNS
+    runs = [run for run in runs if f"{run[0]}:{run[1]}" not in args.skip]
+    if not runs:
+        parser.error("--skip leaves no run")
+    # a fresh process per run; the smoke run checks the code, not the peaks: one for all
+    groups = [runs] if args.smoke else [[run] for run in runs]
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
-        build_model(work / "model", args.tiny)
+        build_model(work / "model", args.smoke)
         for seconds in sorted({s for _, _, s in runs}):
             build_audio(work / f"{seconds}.flac", seconds)
         rows = []
-        for system, dtype_name, seconds in runs:
-            command = [
-                sys.executable,
-                __file__,
-                "--child",
-                system,
-                dtype_name,
-                str(work / "model"),
-                str(work / f"{seconds}.flac"),
-            ]
+        for group in groups:
+            seconds = group[0][2]  # the smoke runs are all SMOKE_SECONDS long
+            pairs = [f"{system}:{dtype_name}" for system, dtype_name, _ in group]
+            command = [sys.executable, __file__, "--child", str(work / "model"),
+                       str(work / f"{seconds}.flac"), *pairs]  # fmt: skip
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-            row = {
-                "system": system,
-                "dtype": dtype_name,
-                "audio_s": seconds,
-                **json.loads(output.strip().splitlines()[-1]),
-            }
-            row["rtf"] = row["transcribe_s"] / seconds
-            rows.append(row)
-            print(
-                f"{system:11s} {dtype_name:8s} ({row['dtype_used']:8s}) {seconds:4d} s audio: "
-                f"{row['transcribe_s']:7.1f} s (RTF {row['rtf']:.3f}), "
-                f"load {row['load_s']:5.1f} s, peak {row['peak_gb']:.2f} GB",
-                flush=True,
-            )
-    baseline = rows[0]["transcribe_s"]
+            results = json.loads(output.strip().splitlines()[-1])
+            for (system, dtype_name, _), result in zip(group, results, strict=True):
+                row = {"system": system, "dtype": dtype_name, "audio_s": seconds, **result}
+                row["rtf"] = row["transcribe_s"] / seconds  # runs differ in length: compare RTFs
+                rows.append(row)
+                print(
+                    f"{system:11s} {dtype_name:8s} ({row['dtype_used']:8s}) {seconds:4d} s "
+                    f"audio: {row['transcribe_s']:7.1f} s (RTF {row['rtf']:.3f}), "
+                    f"load {row['load_s']:5.1f} s, peak {row['peak_gb']:.2f} GB",
+                    flush=True,
+                )
+    baseline = next(
+        (r["rtf"] for r in rows if (r["system"], r["dtype"]) == ("pipeline", "float32")), None
+    )
     for row in rows:
-        row["speedup_vs_pipeline_fp32"] = baseline * row["audio_s"] / 60 / row["transcribe_s"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"tiny": args.tiny, "runs": rows}, indent=1))
+        row["speedup_vs_pipeline_fp32"] = baseline / row["rtf"] if baseline else None
+        if baseline:
+            print(f"{row['system']:11s} {row['dtype']:8s} {row['audio_s']:4d} s audio: "
+                  f"{row['speedup_vs_pipeline_fp32']:.2f}x pipeline float32's speed")  # fmt: skip
+    with atomic_text_file(args.out) as stream:
+        json.dump({"smoke": args.smoke, "runs": rows}, stream, indent=1)
     print(f"wrote {args.out}")
 
 

@@ -9,8 +9,10 @@ another, for ``--seconds``. Requests answered while the clock runs are counted.
     python bench/serve_load.py --clients 4 --seconds 5
     python bench/serve_load.py --dtype int8         # the server's precision (default auto)
     python bench/serve_load.py --lm builtin:ctc-lm  # the server's --lm (default none: greedy)
+    python bench/serve_load.py --smoke              # 2 clients, 1 s a mode: checks the script
 
-Prints a table and writes JSON (default bench/results/serve_load.json).
+Prints a table and writes JSON (``--out``, default bench/results/serve_load.json), with
+``ratio``: requests/s with batching over those without (null if none were answered without).
 """
 
 from __future__ import annotations
@@ -131,8 +133,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--dtype", default="auto", help="the server's --dtype")
     parser.add_argument("--lm", default="none", help="the server's --lm")
-    parser.add_argument("--json", type=Path, default=Path("bench/results/serve_load.json"))
+    parser.add_argument("--out", type=Path, default=Path("bench/results/serve_load.json"))
+    parser.add_argument("--smoke", action="store_true", help="2 clients, 1 s a mode")
     args = parser.parse_args()
+    if args.smoke:
+        args.clients, args.seconds = 2, 1.0
     rows = [json.loads(line) for line in (EXAMPLES / "examples.jsonl").read_text().splitlines()]
     files = [(r["audio"], (EXAMPLES / r["audio"]).read_bytes(), r["lang"]) for r in rows]
     results = {
@@ -146,17 +151,18 @@ def main() -> None:
     print(f"{args.clients} clients, {args.seconds:g} s a mode, model {args.model}, lm {args.lm}")
     print(f"{'mode':<14}{'req/s':>8}{'p50 s':>8}{'p99 s':>8}{'errors':>8}{'batch':>8}")
     for mode, r in results.items():
-        print(f"{mode:<14}{r['requests_per_s']:>8}{r['p50_s']:>8}{r['p99_s']:>8}"
-              f"{r['errors']:>8}{r['mean_batch']:>8}")  # fmt: skip
+        cells = [r[key] for key in ("requests_per_s", "p50_s", "p99_s", "errors", "mean_batch")]
+        print(f"{mode:<14}" + "".join(f"{'-' if c is None else c:>8}" for c in cells))
     if ratio is not None:
         print(f"batching on / off: {ratio:.2f}x requests/s")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
     from polyspeech.ctc.model import native_bf16
+    from polyspeech.files import atomic_text_file
 
     summary = {"clients": args.clients, "seconds": args.seconds, "model": args.model,
                "dtype": args.dtype, "lm": args.lm, "native_bf16": native_bf16(), "modes": results,
                "ratio": ratio}  # fmt: skip
-    args.json.write_text(json.dumps(summary, indent=1) + "\n")
+    with atomic_text_file(args.out) as stream:
+        stream.write(json.dumps(summary, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -10,9 +10,10 @@ duration, which a random LLM always reaches; the repetition guard off, see ``bui
 - ``polyspeech, batch 8``: ``SpeechLlm.answer`` on all eight (left-padded).
 
     python bench/speechllm_speed.py            # the full shapes (about 3 GB of memory)
-    python bench/speechllm_speed.py --tiny     # small shapes, to check the script itself
+    python bench/speechllm_speed.py --smoke    # small shapes, clips a third as long
 
-Prints a table and writes JSON (default bench/results/speechllm_speed.json).
+Prints a table and writes JSON (``--out``, default bench/results/speechllm_speed.json), each
+decoding run with ``vs_batch_1``: its tokens/s over ``polyspeech, batch 1``'s.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from polyspeech.files import atomic_text_file
 
-def build(tiny: bool):
+
+def build(small: bool):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from polyspeech.speechllm.adapter import AdapterConfig, FrameStackAdapter
@@ -38,7 +41,7 @@ def build(tiny: bool):
     from polyspeech.speechllm.tokenizer import train_tokenizer
 
     torch.manual_seed(0)
-    sanm = SanmConfig(num_blocks=4 if tiny else 50, dropout_rate=0.0)
+    sanm = SanmConfig(num_blocks=4 if small else 50, dropout_rate=0.0)
     llm_shape = dict(  # Qwen2-0.5B
         hidden_size=896,
         intermediate_size=4864,
@@ -47,7 +50,7 @@ def build(tiny: bool):
         num_key_value_heads=2,
         vocab_size=151936,
     )
-    if tiny:
+    if small:
         llm_shape = dict(
             hidden_size=64,
             intermediate_size=128,
@@ -93,11 +96,12 @@ def count_tokens(rows: list[list[int]], eos: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--tiny", action="store_true", help="small shapes (checks the script)")
+    parser.add_argument("--smoke", action="store_true", help="small shapes, shorter clips")
     parser.add_argument("--out", type=Path, default=Path("bench/results/speechllm_speed.json"))
     args = parser.parse_args()
-    model = build(args.tiny)
-    clips = speech([2.0, 2.4, 2.8, 3.2, 2.2, 2.6, 3.0, 3.4])
+    model = build(args.smoke)
+    seconds = [2.0, 2.4, 2.8, 3.2, 2.2, 2.6, 3.0, 3.4]
+    clips = speech([s / 3 for s in seconds] if args.smoke else seconds)  # smoke: fewer tokens
     eos = model.tokenizer.convert_tokens_to_ids("<|im_end|>")
     config = model.decoding
     rows = []
@@ -167,13 +171,13 @@ def main() -> None:
         else:
             print(f"{row['run']:32s} {row['seconds']:7.1f} s")
     report = {
-        "tiny": args.tiny,
+        "smoke": args.smoke,
         "threads": torch.get_num_threads(),
         "decoding": config.to_dict(),
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    with atomic_text_file(args.out) as stream:
+        stream.write(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":
