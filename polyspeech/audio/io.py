@@ -1,14 +1,35 @@
 """Decode audio from a path, bytes, a file object or an array into float32 mono at a chosen rate.
 
-WAV, FLAC, OGG and MP3 are read with soundfile (libsndfile); every other container (m4a, mp4,
-webm, opus, ...) is decoded in-process with PyAV. Resampling is done with soxr. Every failure is
-an :class:`InputError` whose message names the source and the problem.
+WAV, FLAC, AIFF and libsndfile's other uncompressed or lossless formats are read with soundfile
+(libsndfile); MP3, Ogg and every other container (m4a, mp4, webm, opus, ...) are decoded
+in-process with PyAV. Resampling is done with soxr. Every failure is an :class:`InputError` whose
+message names the source and the problem.
+
+Audio cut short is refused; a header's length is trusted only as far as it is exact:
+
+- PCM WAV, AIFF (their data chunk's size) and FLAC (STREAMINFO's sample count) state their
+  length exactly: any frame missing is a corrupt stream. A WAV or AIFF file cut short still opens
+  in libsndfile, which shortens its length to the bytes there, so their chunk is read here. A
+  data size of 0 or from 0x7FFFF000 up is the placeholder streaming writers leave (SoX, ffmpeg
+  to a pipe), and is not checked.
+- An MP3's length is an estimate: with a Xing, Info or VBRI frame, the encoder's frame count less
+  its delay and padding, which a recorder can get wrong (a phone's 178 s talk promised 2845600
+  frames and held 2843712, 0.07% fewer); without one, the file's size over its first frame's
+  bitrate. PyAV decodes every frame there is (libsndfile stops at the estimate: it kept 1.5 s of
+  a 10 s VBR MP3 whose Xing frame it could not read). An MP3 with a frame count is refused when
+  it decodes short of that count by more than :data:`ESTIMATE_SHORTFALL` of it and more than
+  :data:`ESTIMATE_SLACK` seconds (1% and 0.25 s): one cut in half is caught, a count a few
+  frames too high is not. Without a count nothing tells a cut MP3 from a short one.
+- The other containers (Ogg's last granule position, mp4's index, a WebM duration where one is
+  written) are decoded to the end of what is there: a cut Ogg file ends on a whole page whose
+  position matches, and AAC in ADTS has only a bitrate estimate.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -24,6 +45,19 @@ from polyspeech.files import atomic_binary_file
 SAMPLE_RATE = 16000
 
 _UNREADABLE = "not an audio file, or a damaged one (no decoder recognises it)"
+
+ESTIMATE_SHORTFALL = 0.01  # of an MP3's counted length: decoding less is a cut file
+ESTIMATE_SLACK = 0.25  # seconds an MP3 with a frame count may decode short, however short it is
+
+# libsndfile formats whose length is an estimate: PyAV decodes them to their end.
+_ESTIMATED = {"MP3", "OGG"}
+# Bytes per sample of the PCM subtypes, to turn a WAV or AIFF data chunk's size into frames.
+_SAMPLE_BYTES = {
+    "PCM_S8": 1, "PCM_U8": 1, "ULAW": 1, "ALAW": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4,
+    "FLOAT": 4, "DOUBLE": 8,
+}  # fmt: skip
+_UNSIZED = 0x7FFFF000  # data sizes from here up (and 0) stand for "to the end of the file"
+_FRAME_SYNC = re.compile(rb"\xff[\xe0-\xff]")
 
 AudioSource = str | os.PathLike | bytes | BinaryIO | np.ndarray
 
@@ -70,6 +104,53 @@ def _open_bytes(source: AudioSource, name: str) -> BinaryIO:
     return source
 
 
+def _pcm_chunk_bytes(stream: BinaryIO) -> int | None:
+    """The bytes of audio a WAV or AIFF header declares; None for other files and for a size
+    left to the end of the file."""
+    start = stream.tell()
+    try:
+        head = stream.read(12)
+        if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+            order, wanted, extra = "little", b"data", 0
+        elif head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+            order, wanted, extra = "big", b"SSND", 8  # SSND's size counts its offset and block
+        else:
+            return None
+        end = stream.seek(0, io.SEEK_END)
+        position = start + 12
+        while position + 8 <= end:
+            stream.seek(position)
+            chunk = stream.read(8)
+            size = int.from_bytes(chunk[4:], order)
+            if chunk[:4] == wanted:
+                return None if size == 0 or size >= _UNSIZED else size - extra
+            position += 8 + size + (size & 1)
+        return None
+    finally:
+        stream.seek(start)
+
+
+def _counts_mp3_frames(stream: BinaryIO) -> bool:
+    """Whether the stream's first MPEG audio frame (after any ID3v2 tag) is a Xing, Info or VBRI
+    frame, where an encoder writes the number of frames."""
+    start = stream.tell()
+    try:
+        head = stream.read(10)
+        if head[:3] == b"ID3" and len(head) == 10:
+            size = 10 + sum((byte & 0x7F) << (7 * (3 - i)) for i, byte in enumerate(head[6:10]))
+            stream.seek(start + size + (10 if head[5] & 0x10 else 0))  # 0x10: a footer follows
+        else:
+            stream.seek(start)
+        data = stream.read(4096)
+    finally:
+        stream.seek(start)
+    sync = _FRAME_SYNC.search(data)
+    # The tag follows the frame header and side information: 4 + 9, 17 or 32 bytes in, or 36.
+    return sync is not None and any(
+        tag in data[sync.start() : sync.start() + 48] for tag in (b"Xing", b"Info", b"VBRI")
+    )
+
+
 def _check_length(seconds: float, max_duration: float | None, name: str) -> None:
     if max_duration is not None and seconds > max_duration:
         raise AudioTooLong(
@@ -84,15 +165,29 @@ def _decode_soundfile(
     duration: float | None,
     max_duration: float | None,
 ) -> _Decoded | None:
-    """Decode with libsndfile; None when libsndfile does not know the format."""
+    """Decode with libsndfile; None when libsndfile does not know the format or its length is
+    an estimate (PyAV decodes those)."""
     start = stream.tell()
+    declared_bytes = _pcm_chunk_bytes(stream)
     try:
         sound = soundfile.SoundFile(stream)
     except soundfile.LibsndfileError:
         stream.seek(start)
         return None
+    if sound.format in _ESTIMATED:
+        sound.close()
+        stream.seek(start)
+        return None
     with sound:
         rate = sound.samplerate
+        sample_bytes = _SAMPLE_BYTES.get(sound.subtype)
+        if declared_bytes is not None and sample_bytes is not None:
+            promised = declared_bytes // (sample_bytes * sound.channels)
+            if promised > sound.frames:
+                raise InputError(
+                    f"{name}: corrupt audio stream (cut short: header promises {promised} "
+                    f"frames, the file holds {sound.frames})"
+                )
         first = round(offset * rate)
         count = -1 if duration is None else round(duration * rate)
         wanted = sound.frames - first if count < 0 else count
@@ -128,6 +223,7 @@ def _decode_pyav(
     duration: float | None,
     max_duration: float | None,
 ) -> _Decoded:
+    counted = _counts_mp3_frames(stream)
     try:
         container = av.open(stream, mode="r")
     except av.error.FFmpegError:
@@ -137,6 +233,9 @@ def _decode_pyav(
             raise InputError(f"{name}: contains no audio stream")
         audio_stream = container.streams.audio[0]
         rate = audio_stream.codec_context.sample_rate or audio_stream.rate
+        promised = None  # an MP3's frame count: the only estimate a shortfall is checked against
+        if counted and container.format.name == "mp3" and container.duration is not None:
+            promised = container.duration / av.time_base
         if container.duration is not None:
             header_seconds = container.duration / av.time_base - offset
             _check_length(
@@ -183,6 +282,13 @@ def _decode_pyav(
         raise InputError(f"{name}: offset {offset:g} s is past the end of the audio")
     if not chunks:
         raise InputError(f"{name}: {_UNREADABLE}; no audio frames could be decoded")
+    if promised is not None and duration is None:
+        decoded = offset + total / rate
+        if promised - decoded > max(ESTIMATE_SHORTFALL * promised, ESTIMATE_SLACK):
+            raise InputError(
+                f"{name}: corrupt audio stream (cut short: its frame count promises "
+                f"{promised:.2f} s, {decoded:.2f} s could be decoded)"
+            )
     return _Decoded(np.concatenate(chunks), rate)
 
 
@@ -252,9 +358,11 @@ def audio_duration(path: str | os.PathLike) -> float:
     with stream:
         try:
             info = soundfile.info(stream)
-            return info.frames / info.samplerate
+            if info.format not in _ESTIMATED:
+                return info.frames / info.samplerate
         except soundfile.LibsndfileError:
-            stream.seek(0)
+            pass
+        stream.seek(0)
         try:
             with av.open(stream, mode="r") as container:
                 if not container.streams.audio:
@@ -276,7 +384,5 @@ def write_audio(path: str | os.PathLike, samples: np.ndarray) -> None:
     kind = AUDIO_FORMATS.get(path.suffix.lower())
     if kind is None:
         raise InputError(f"{path}: write .flac or .wav, not {path.suffix or 'no suffix'}")
-    if not path.parent.is_dir():
-        raise InputError(f"{path}: its folder does not exist")
     with atomic_binary_file(path) as stream:
         soundfile.write(stream, samples, SAMPLE_RATE, subtype="PCM_16", format=kind)

@@ -7,6 +7,18 @@ model's dev split with its LMs scored macro CER 6.96% with 0.1 s, 6.72% with 0.4
 recipes/default_ctc/README.md, "Decoding"). Regions less than 0.8 s apart then touch, the pause
 shared between them.
 
+silero hears each file levelled: its loud parts (the 95th percentile of its 32 ms chunks' RMS)
+raised to :data:`LOUD_LEVEL` dBFS, by at most :data:`MAX_GAIN` dB, never lowered. Clean speech
+keeps its regions at any level (real clips at -67 dBFS do), but under music or noise silero's
+speech probability falls with the level. 19 real recordings (FLEURS, TIMIT and AISHELL-3 clips)
+over a synthetic music bed 5 dB above the speech, the mix at -40 dBFS RMS: 34% of the speech
+found as heard, 55% levelled (52% raised to -25 dBFS, 56% to -10); the mix at -27 dBFS, 47%
+and 63%; over pink noise 10 dB above the speech at -40 dBFS, 65% and 76%; under 1% of the
+rest taken for speech in each. Noise, hum, a tone and the music bed alone had no speech at any
+level from -70 to -3 dBFS; the cap keeps near-silence (dither, a room's hum) from being raised
+to the level of speech all the same. Under music louder than the speech, a lower ``threshold``
+finds more (0.3: 69% rather than 63% at -27 dBFS, 2% of the rest taken for speech).
+
 Several files are detected together: silero's network is recurrent over 32 ms chunks, and a
 chunk costs about as much alone as in a batch, so files of similar length run side by side, one
 row each (rows do not interact), and silero's own rules turn each row's probabilities into
@@ -22,9 +34,13 @@ import numpy as np
 import torch
 
 from polyspeech.audio.io import SAMPLE_RATE
+from polyspeech.errors import InputError
 
 CHUNK = 512  # samples silero-vad hears at a time at 16 kHz
 SPEECH_PAD_MS = 400  # audio kept on each side of the speech silero-vad finds
+LOUD_LEVEL = -15.0  # dBFS silero hears a file's loud parts at, where they are quieter
+LOUD_PERCENTILE = 95  # of a file's chunks' RMS: its loud parts
+MAX_GAIN = 30.0  # dB a file is raised by at most
 
 
 @functools.cache
@@ -59,15 +75,33 @@ def _groups(lengths: list[int]) -> list[list[int]]:
     return groups
 
 
+def level_gain(samples: np.ndarray) -> float:
+    """The factor that brings ``samples``' loud parts (the :data:`LOUD_PERCENTILE` th percentile
+    of its chunks' RMS) up to :data:`LOUD_LEVEL` dBFS, at least 1, at most :data:`MAX_GAIN` dB."""
+    whole = samples[: len(samples) // CHUNK * CHUNK].reshape(-1, CHUNK).astype(np.float64)
+    if not len(whole):  # under one chunk: its own RMS
+        whole = samples[None].astype(np.float64)
+    loud = float(np.percentile(np.sqrt((whole**2).mean(axis=1)), LOUD_PERCENTILE))
+    target, most = 10 ** (LOUD_LEVEL / 20), 10 ** (MAX_GAIN / 20)
+    return float(np.clip(target / max(loud, target / most), 1.0, most))
+
+
+def check_threshold(threshold: float) -> None:
+    """Refuse a speech-probability threshold outside (0, 1)."""
+    if not 0 < threshold < 1:
+        raise InputError(f"vad threshold must be between 0 and 1 (exclusive), got {threshold:g}")
+
+
 @torch.inference_mode()
 def _probabilities(files: list[np.ndarray]) -> list[list[float]]:
-    """Per file, silero's speech probability of each 512-sample chunk (the last zero-padded)."""
+    """Per file, silero's speech probability of each 512-sample chunk (the last zero-padded),
+    the file heard at its :func:`level_gain`."""
     model = _model()
     chunks = [-(-len(samples) // CHUNK) for samples in files]
     width = max(chunks) * CHUNK
     batch = torch.zeros(len(files), width)
     for row, samples in enumerate(files):
-        batch[row, : len(samples)] = torch.from_numpy(samples)
+        batch[row, : len(samples)] = torch.from_numpy(samples) * level_gain(samples)
     model.reset_states()
     columns = [model(batch[:, i : i + CHUNK], SAMPLE_RATE)[:, 0] for i in range(0, width, CHUNK)]
     table = torch.stack(columns, dim=1) if columns else torch.zeros(len(files), 0)
@@ -75,9 +109,12 @@ def _probabilities(files: list[np.ndarray]) -> list[list[float]]:
 
 
 def speech_regions(
-    files: Sequence[np.ndarray], max_seconds: float = 30.0
+    files: Sequence[np.ndarray], max_seconds: float = 30.0, threshold: float = 0.5
 ) -> list[list[tuple[int, int]]]:
-    """Per file, ``(start, end)`` sample indices of speech, each at most ``max_seconds`` long."""
+    """Per file, ``(start, end)`` sample indices of speech, each at most ``max_seconds`` long:
+    the chunks whose speech probability is above ``threshold`` (silero's rules, as
+    faster-whisper's ``VadOptions.threshold``)."""
+    check_threshold(threshold)
     regions: list[list[tuple[int, int]]] = [[] for _ in files]
     for group in _groups([len(samples) for samples in files]):
         voiced = [i for i in group if len(files[i])]
@@ -89,6 +126,7 @@ def speech_regions(
             stamps = silero().get_speech_timestamps_from_probs(
                 probabilities,
                 sampling_rate=SAMPLE_RATE,
+                threshold=threshold,
                 max_speech_duration_s=max_seconds,
                 speech_pad_ms=SPEECH_PAD_MS,
                 audio_length_samples=len(files[index]),
@@ -98,11 +136,13 @@ def speech_regions(
 
 
 def pieces(
-    files: Sequence[np.ndarray], max_seconds: float, vad: bool
+    files: Sequence[np.ndarray], max_seconds: float, vad: bool, threshold: float = 0.5
 ) -> list[list[tuple[int, int]]]:
-    """Per file, the pieces long audio is handled in: speech regions with ``vad``, else
-    consecutive windows of ``max_seconds`` (the last one shorter)."""
+    """Per file, the pieces long audio is handled in: speech regions with ``vad`` (see
+    :func:`speech_regions` for ``threshold``), else consecutive windows of ``max_seconds`` (the
+    last one shorter). A ``threshold`` outside (0, 1) is refused either way."""
+    check_threshold(threshold)
     if vad:
-        return speech_regions(files, max_seconds)
+        return speech_regions(files, max_seconds, threshold)
     step = int(max_seconds * SAMPLE_RATE)
     return [[(s, min(s + step, len(f))) for s in range(0, len(f), step)] for f in files]

@@ -205,15 +205,21 @@ class LidModel:
         return [LanguageProb(self.labels[i], round(float(probabilities[i]), 4)) for i in order]
 
     def identify(
-        self, audio, top_k: int = 3, vad: bool = True, sample_rate: int = SAMPLE_RATE
+        self,
+        audio,
+        top_k: int = 3,
+        vad: bool = True,
+        sample_rate: int = SAMPLE_RATE,
+        vad_threshold: float = 0.5,
     ) -> Identification:
         """The ``top_k`` languages of ``audio`` (any length) and of each VAD piece of at most
-        30 s (without VAD, of each 30 s window; a last one under 0.25 s is left out)."""
+        30 s (without VAD, of each 30 s window; a last one under 0.25 s is left out).
+        ``vad_threshold``: silero's speech probability above which VAD hears speech."""
         if top_k < 1:
             raise InputError(f"--top-k must be at least 1, got {top_k}")
         rate = sample_rate if isinstance(audio, np.ndarray) else None
         samples = load_audio(audio, source_rate=rate)
-        spans = pieces([samples], PIECE, vad)[0]
+        spans = pieces([samples], PIECE, vad, threshold=vad_threshold)[0]
         spans = [(s, e) for s, e in spans if e - s >= SHORTEST * SAMPLE_RATE]
         probabilities = self.probabilities([samples[s:e] for s, e in spans])
         duration = round(len(samples) / SAMPLE_RATE, 3)

@@ -173,16 +173,20 @@ class CtcModel:
         lm: str | Path | None = None,
         sample_rate: int = SAMPLE_RATE,
         lid="builtin:lid",
+        vad_threshold: float = 0.5,
     ):
         """Transcribe ``audio`` (anything :func:`polyspeech.load_audio` takes; an array's rate
         is ``sample_rate``); returns a :class:`polyspeech.results.Result` with segments and
         timed words. ``lang`` ``auto`` (the default of a model of several languages) has
         ``lid`` (a LID folder, builtin name or :class:`polyspeech.ctc.lid.LidModel`) identify
-        each segment's language. ``lm``: see :meth:`decoding_lm`. See
+        each segment's language. ``lm``: see :meth:`decoding_lm`. ``vad_threshold``: silero's
+        speech probability above which VAD hears speech. See
         :func:`polyspeech.ctc.transcribe.transcribe_many`."""
         rate = sample_rate if isinstance(audio, np.ndarray) else None
         samples = load_audio(audio, source_rate=rate)
-        return self.transcribe_many([samples], [lang], batch_size, vad, lm, lid)[0]
+        return self.transcribe_many(
+            [samples], [lang], batch_size, vad, lm, lid, vad_threshold=vad_threshold
+        )[0]
 
     def transcribe_many(
         self,
@@ -192,6 +196,7 @@ class CtcModel:
         vad: bool = True,
         lm: str | Path | None = None,
         lid="builtin:lid",
+        vad_threshold: float = 0.5,
     ) -> list:
         """Several files (16 kHz float32 samples) at once, their pieces batched together: see
         :func:`polyspeech.ctc.transcribe.transcribe_many`."""
@@ -208,7 +213,7 @@ class CtcModel:
                 lid = self._identifiers[str(lid)]
             identifier = lid
         return transcribe_many(
-            self, files, langs, batch_size, vad, self.decoding_lm(lm), identifier
+            self, files, langs, batch_size, vad, self.decoding_lm(lm), identifier, vad_threshold
         )
 
     def decoding_lm(self, lm: str | Path | None) -> str | Path | None:

@@ -157,6 +157,7 @@ def transcribe_many(
     vad: bool = True,
     lm: str | os.PathLike | None = None,
     identifier: LidModel | None = None,
+    vad_threshold: float = 0.5,
 ) -> list[Result]:
     """Transcribe several files (16 kHz mono samples, any length) together: their pieces run
     in shared batches, whatever their files and languages, longest first. One segment per
@@ -165,13 +166,15 @@ def transcribe_many(
     A file in language ``auto`` has ``identifier`` name each of its pieces' languages
     (:func:`identify_pieces`); its result's language is the one of the most speech, with the
     file's probability of it. Other files have every piece in their ``lang``.
+    ``vad_threshold`` is silero's speech probability above which VAD hears speech (see
+    :func:`polyspeech.audio.vad.speech_regions`); one outside (0, 1) is an :class:`InputError`.
     """
     context = 0 if vad else int(CONTEXT * SAMPLE_RATE)
     plans = []  # per file: its windows, each with its language and that language's probability
     decoders = {}  # by language, made before any audio runs (a missing LM is found first)
     runs: list[tuple[int, int, int, str | None, float | None]] = []
     for index, (samples, lang, windows) in enumerate(
-        zip(files, langs, pieces(files, WINDOW, vad), strict=True)
+        zip(files, langs, pieces(files, WINDOW, vad, threshold=vad_threshold), strict=True)
     ):
         if lang == AUTO:
             if identifier is None:

@@ -85,6 +85,57 @@ def test_offset_and_duration_select_a_part(tmp_path):
         load_audio(path, offset=1.5, duration=1.0)
 
 
+def write_mp3(path, seconds=10.0):
+    """A VBR MP3 of a tone at 16 kHz (576 samples a frame), with libsndfile's Xing frame."""
+    soundfile.write(path, sine(440, seconds, 16000), 16000, format="MP3")
+    return path.read_bytes()
+
+
+def with_frame_count(data: bytes, extra: int) -> bytes:
+    """The MP3 ``data`` with its Xing frame claiming ``extra`` more frames than it holds."""
+    tag = data.index(b"Xing")
+    assert data[tag + 7] & 1  # the flags say a frame count follows them
+    count = int.from_bytes(data[tag + 8 : tag + 12], "big")
+    return data[: tag + 8] + (count + extra).to_bytes(4, "big") + data[tag + 12 :]
+
+
+def test_mp3_whose_frame_count_is_a_little_high_decodes_whole(tmp_path):
+    # As a phone's recorder wrote one: 3 frames (0.11 s) more than there are.
+    path = tmp_path / "talk.mp3"
+    path.write_bytes(with_frame_count(write_mp3(path), 3))
+    assert 10.0 <= len(load_audio(path)) / 16000 < 10.05
+
+
+def test_mp3_decodes_past_a_frame_count_too_low(tmp_path):
+    path = tmp_path / "talk.mp3"
+    path.write_bytes(with_frame_count(write_mp3(path), -50))  # 1.8 s fewer
+    assert abs(len(load_audio(path)) / 16000 - 10.0) < 0.05
+
+
+def test_vbr_mp3_without_frame_count_decodes_to_its_end(tmp_path):
+    # libsndfile took this file's length from its first frame's bitrate and stopped at 1.5 s.
+    path = tmp_path / "talk.mp3"
+    path.write_bytes(write_mp3(path).replace(b"Xing", b"None", 1))
+    assert 10.0 <= len(load_audio(path)) / 16000 < 10.15  # with the encoder's delay and padding
+
+
+@pytest.mark.parametrize("size", [0xFFFFFFFF, 0x7FFFF000])
+def test_wav_with_a_streaming_placeholder_size_decodes(tmp_path, size):
+    path = tmp_path / "stream.wav"
+    soundfile.write(path, sine(440, 1.0, 16000), 16000)
+    data = path.read_bytes()
+    at = data.index(b"data") + 4
+    path.write_bytes(data[:at] + size.to_bytes(4, "little") + data[at + 4 :])
+    assert len(load_audio(path)) == 16000
+
+
+def test_wav_with_a_chunk_after_its_audio_decodes(tmp_path):
+    path = tmp_path / "tagged.wav"
+    soundfile.write(path, sine(440, 1.0, 16000), 16000)
+    path.write_bytes(path.read_bytes() + b"LIST\x04\x00\x00\x00INFO")
+    assert len(load_audio(path)) == 16000
+
+
 # Bad inputs: each is a real file made here; the error names the file and the problem.
 
 
@@ -116,6 +167,31 @@ def make_truncated_flac(tmp_path):
     path = tmp_path / "truncated.flac"
     path.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     return path
+
+
+def cut(tmp_path, suffix, fraction):
+    """A 3 s tone written as ``suffix``, then all but its first ``fraction`` of bytes cut off."""
+    whole = tmp_path / f"whole.{suffix}"
+    soundfile.write(whole, sine(440, 3.0, 16000), 16000)
+    path = tmp_path / f"cut.{suffix}"
+    path.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * fraction)])
+    return path
+
+
+def make_flac_cut_at_30(tmp_path):
+    return cut(tmp_path, "flac", 0.3)
+
+
+def make_truncated_wav(tmp_path):
+    return cut(tmp_path, "wav", 0.9)
+
+
+def make_truncated_aiff(tmp_path):
+    return cut(tmp_path, "aiff", 0.5)
+
+
+def make_truncated_mp3(tmp_path):
+    return cut(tmp_path, "mp3", 0.5)
 
 
 def make_truncated_m4a(tmp_path):
@@ -154,6 +230,10 @@ BAD_INPUTS = [
     (make_zero_length, "no audio samples"),
     (make_text_renamed_wav, "not an audio file"),
     (make_truncated_flac, "corrupt audio stream"),
+    (make_flac_cut_at_30, "corrupt audio stream"),
+    (make_truncated_wav, "corrupt audio stream (cut short: header promises 48000 frames"),
+    (make_truncated_aiff, "corrupt audio stream (cut short: header promises 48000 frames"),
+    (make_truncated_mp3, "corrupt audio stream (cut short: its frame count promises 3.00 s"),
     (make_truncated_m4a, "not an audio file, or a damaged one"),
     (make_nan, "NaN or infinite"),
     (make_inf, "NaN or infinite"),

@@ -115,7 +115,7 @@ def test_identify_mistakes_are_one_line_errors(
     not_lid = cli("identify", path, "--model", conformer_folder[0])
     assert not_lid.code == 2 and "not a language-ID model" in not_lid.stderr
     zero = cli("identify", path, "--model", out / "model", "--top-k", "0")
-    assert zero.code == 2 and "--top-k must be at least 1" in zero.stderr
+    assert zero.code == 2 and "Invalid value for '--top-k'" in zero.stderr
     missing = cli("identify", tmp_path / "gone.wav", "--model", out / "model")
     assert missing.code == 2 and "gone.wav" in missing.stderr
     one = tmp_path / "eng.jsonl"
@@ -157,3 +157,22 @@ def test_builtin_lid_is_the_default_and_names_each_example(cli):
     found = [json.loads(line) for line in result.stdout.splitlines()]
     assert [f["languages"][0]["lang"] for f in found] == [r["lang"] for r in rows]
     assert all(len(f["languages"]) == 2 for f in found)
+
+
+def test_identify_takes_a_vad_threshold(tmp_path, monkeypatch):
+    import polyspeech.ctc.lid as lid
+
+    folder, _ = make_mms_lid_folder(tmp_path / "mms-lid")
+    model = LidModel(folder, precision="float32")
+    clip = sine(220, 1.5, 16000)
+    heard, real = [], lid.pieces
+
+    def spy(files, max_seconds, vad, threshold=0.5):
+        heard.append(threshold)
+        return real(files, max_seconds, vad, threshold=threshold)
+
+    monkeypatch.setattr(lid, "pieces", spy)
+    model.identify(clip, vad=False, vad_threshold=0.3)
+    assert heard == [0.3]
+    with pytest.raises(InputError, match="vad threshold must be between 0 and 1"):
+        model.identify(clip, vad_threshold=1.0)

@@ -4,7 +4,7 @@ import sys
 import numpy as np
 
 from polyspeech.audio import load_audio
-from polyspeech.audio.vad import SPEECH_PAD_MS, pieces, silero, speech_regions
+from polyspeech.audio.vad import SPEECH_PAD_MS, level_gain, pieces, silero, speech_regions
 from polyspeech.ctc.transcribe import lead_in, transcribe_many
 from polyspeech.data.manifest import read_manifest
 from polyspeech.text.vocab import Vocabulary
@@ -112,8 +112,9 @@ def test_vad_finds_each_utterance_and_never_bridges_a_pause(tiny_corpus):
 
 
 def test_files_detected_together_get_silero_vads_own_regions(tiny_corpus):
-    """Batched detection against silero-vad's own get_speech_timestamps, file by file: files
-    of several lengths (and so several groups), one of them empty."""
+    """Batched detection against silero-vad's own get_speech_timestamps, file by file, each
+    file at its level_gain: files of several lengths (and so several groups), one of them
+    empty."""
     import torch
 
     clips = [load_audio(e.audio) for e in list(read_manifest(tiny_corpus / "train.jsonl"))[:6]]
@@ -123,7 +124,7 @@ def test_files_detected_together_get_silero_vads_own_regions(tiny_corpus):
         [
             (s["start"], s["end"])
             for s in silero().get_speech_timestamps(
-                torch.from_numpy(f),
+                torch.from_numpy(f * level_gain(f)),
                 reference,
                 max_speech_duration_s=4.0,
                 speech_pad_ms=SPEECH_PAD_MS,
@@ -244,3 +245,26 @@ def test_files_transcribed_together_come_back_as_each_alone():
     ]
     assert together == alone
     assert [r.text for r in together] == ["a a", "b", ""]
+
+
+def test_the_vad_threshold_reaches_the_vad_and_is_checked(conformer_folder, monkeypatch):
+    import pytest
+
+    import polyspeech.ctc.transcribe as transcribe
+    from polyspeech.ctc.model import CtcModel
+    from polyspeech.errors import InputError
+
+    heard, real = [], transcribe.pieces
+
+    def spy(files, max_seconds, vad, threshold=0.5):
+        heard.append(threshold)
+        return real(files, max_seconds, vad, threshold=threshold)
+
+    monkeypatch.setattr(transcribe, "pieces", spy)
+    clip = sine(440, 1.0, 16000)
+    transcribe_many(LoudnessModel(), [clip], ["eng"], vad_threshold=0.3)
+    CtcModel(conformer_folder[0]).transcribe(clip, "eng", lm="none", vad_threshold=0.7)
+    assert heard == [0.3, 0.7]
+    for threshold in (0.0, 1.0):
+        with pytest.raises(InputError, match="vad threshold must be between 0 and 1"):
+            transcribe_many(LoudnessModel(), [clip], ["eng"], vad_threshold=threshold)
