@@ -20,14 +20,14 @@ class Segment:
     text: str
     words: list[Word] = field(default_factory=list)
     translation: str | None = None  # speech translation (into English), when asked for
-    language: str | None = None
+    language: str | None = None  # the speech's: asked, or identified (heard)
     language_probability: float | None = None  # when the language was identified
 
 
 @dataclass
 class Result:
     text: str
-    language: str | None  # identified: the language of most of the speech
+    language: str | None  # the speech's, a translation's too: asked, or that of most of it
     segments: list[Segment] = field(default_factory=list)
     duration: float = 0.0
     translation: str | None = None

@@ -1,4 +1,10 @@
-"""Result writers: txt, json, srt, vtt, tsv. Each file appears only when complete."""
+"""Result writers: txt, json, srt, vtt, tsv. Each file appears only when complete.
+
+Subtitle cues (srt, vtt) and TextGrid intervals are timed text: a piece without text is left
+out, and one without duration (a word or character alignment found no frame for) lasts
+``SHORTEST_CUE``, taken from what follows it, so no cue is empty, none has zero length and
+none overlaps the next. JSON, tsv and ctm keep the times as found.
+"""
 
 from __future__ import annotations
 
@@ -25,16 +31,34 @@ def to_json(result: Result) -> str:
     return json.dumps(result.to_dict(), ensure_ascii=False) + "\n"
 
 
+SHORTEST_CUE = 0.001  # seconds: the resolution of srt and vtt clocks
+
+
+def _timed(cues: Sequence[Segment | Span]) -> list[tuple[float, float, str]]:
+    """``(start, end, text)`` of the cues with text, each at least ``SHORTEST_CUE`` long and
+    starting no earlier than the one before it ends."""
+    timed: list[tuple[float, float, str]] = []
+    for cue in cues:
+        if not cue.text.strip():
+            continue
+        start = max(cue.start, timed[-1][1]) if timed else cue.start
+        timed.append((start, max(cue.end, round(start + SHORTEST_CUE, 3)), cue.text))
+    return timed
+
+
 def _srt(cues: Sequence[Segment | Span]) -> str:
     blocks = [
-        f"{number}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{s.text}\n"
-        for number, s in enumerate(cues, start=1)
+        f"{number}\n{_clock(start, ',')} --> {_clock(end, ',')}\n{text}\n"
+        for number, (start, end, text) in enumerate(_timed(cues), start=1)
     ]
     return "\n".join(blocks)
 
 
 def _vtt(cues: Sequence[Segment | Span]) -> str:
-    blocks = [f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{s.text}\n" for s in cues]
+    blocks = [
+        f"{_clock(start, '.')} --> {_clock(end, '.')}\n{text}\n"
+        for start, end, text in _timed(cues)
+    ]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
@@ -88,17 +112,15 @@ def spans_to_vtt(spans: list[Span]) -> str:
 
 
 def spans_to_textgrid(spans: list[Span], duration: float, tier: str) -> str:
-    """A Praat TextGrid (long format) with one interval tier; gaps become empty intervals and
-    spans without duration are left out (an interval must have one)."""
+    """A Praat TextGrid (long format) with one interval tier; gaps become empty intervals, and
+    spans are timed as subtitle cues are (an interval must have a duration)."""
     intervals: list[tuple[float, float, str]] = []
     time = 0.0
-    for span in spans:
-        if span.end <= span.start or span.start < time:
-            continue
-        if span.start > time:
-            intervals.append((time, span.start, ""))
-        intervals.append((span.start, span.end, span.text))
-        time = span.end
+    for start, stop, text in _timed(spans):
+        if start > time:
+            intervals.append((time, start, ""))
+        intervals.append((start, stop, text))
+        time = stop
     end = max(duration, time)
     if end > time:
         intervals.append((time, end, ""))

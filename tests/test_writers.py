@@ -4,7 +4,14 @@ import re
 import pytest
 
 from polyspeech.results import Result, Segment, Span, Word
-from polyspeech.writers import WRITERS, spans_to_ctm, spans_to_textgrid, write_result
+from polyspeech.writers import (
+    WRITERS,
+    spans_to_ctm,
+    spans_to_srt,
+    spans_to_textgrid,
+    spans_to_vtt,
+    write_result,
+)
 
 RESULT = Result(
     "hello world again",
@@ -48,18 +55,44 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_textgrid_tiles_the_recording_and_leaves_out_spans_without_duration():
+def test_textgrid_tiles_the_recording_and_gives_spans_without_duration_a_millisecond():
     spans = [Span("a", 0.5, 1.0, 0.9), Span("42", 1.0, 1.0, 0.0), Span('say "b"', 1.2, 1.5, 0.8)]
     grid = spans_to_textgrid(spans, 2.0, "word")
     intervals = re.findall(r"xmin = ([\d.]+)\s+xmax = ([\d.]+)\s+text = \"(.*)\"", grid)
     assert intervals == [
         ("0.0", "0.5", ""),
         ("0.5", "1.0", "a"),
-        ("1.0", "1.2", ""),
+        ("1.0", "1.001", "42"),
+        ("1.001", "1.2", ""),
         ("1.2", "1.5", 'say ""b""'),
         ("1.5", "2.0", ""),
     ]
-    assert "intervals: size = 5" in grid and 'name = "word"' in grid
+    assert "intervals: size = 6" in grid and 'name = "word"' in grid
+
+
+def test_cues_have_text_and_duration_and_do_not_overlap():
+    result = Result(
+        "hello world",
+        "cmn",
+        [
+            Segment(0.0, 1.0, "", translation="hi"),  # a translation into nothing
+            Segment(1.0, 2.0, "hello"),
+            Segment(2.5, 3.0, "  "),
+            Segment(3.0, 4.0, "world"),
+        ],
+    )
+    assert WRITERS["srt"](result) == (
+        "1\n00:00:01,000 --> 00:00:02,000\nhello\n\n2\n00:00:03,000 --> 00:00:04,000\nworld\n"
+    )
+    assert WRITERS["vtt"](result).count("-->") == 2
+    # a character the aligner found no frame for, at the start of the next one's time
+    spans = [Span("¿", 0.5, 0.5, 0.0), Span("h", 0.5, 0.54, 0.9), Span("o", 0.54, 0.6, 0.8)]
+    assert spans_to_srt(spans).splitlines()[1::4] == [
+        "00:00:00,500 --> 00:00:00,501",
+        "00:00:00,501 --> 00:00:00,540",
+        "00:00:00,540 --> 00:00:00,600",
+    ]
+    assert spans_to_vtt(spans).splitlines()[2] == "00:00:00.500 --> 00:00:00.501"
 
 
 def test_ctm_has_one_token_a_line():

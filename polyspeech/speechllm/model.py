@@ -5,15 +5,29 @@ answers. MooER's multitask model, asked to translate, answers "transcript\\ntran
 Batches are padded on the left, so every sequence ends where its answer starts.
 
 Decoding follows MooER (beam 4, at most 200 new tokens, length penalty 0.8, -0.2 on the end of
-sequence; the search ends once as many answers as beams have ended), with two guards against
-what LLM recognisers are known for: an answer stops when its last tokens repeat one n-gram
-over and over (the repeats are cut), and it may not run longer than its audio could hold
-(``tokens_per_second`` per answer line, plus a margin).
+sequence; the search ends once as many answers as beams have ended), with guards against what
+LLM recognisers are known for: an answer stops when its last tokens repeat one n-gram over and
+over (the repeats are cut), and it may not run longer than its audio could hold
+(``tokens_per_second`` per answer line, plus a margin). Across the pieces of one file, a piece
+whose answer repeats the last one kept (at most ``NEAR_REPEAT`` of its characters differing) is
+dropped: pieces are answered independently, so the same sentence from different audio is the
+LLM falling back on a sentence it knows, not what was said; asked again with that sentence's
+tokens penalised, the embedded model only falls back on another (``Great, we won!`` for each
+of "one", "two", "three" became ``Today is Wednesday.`` for each), so the repeat is dropped,
+not decoded again. A speaker who says the same sentence in two pieces in a row loses the second.
+
+Answers are decoded to whole characters only (see ``decode_whole_characters``). The language of
+a result is the one asked for, else the one heard: the script of each piece's transcript tells
+it among the model's languages (Han characters for its Chinese language, other letters for its
+one other language), and the file's is the language of most of its speech. A single-task
+model's translation comes without a transcript, so without a language unless one is asked for.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -24,8 +38,11 @@ from polyspeech.audio import SAMPLE_RATE, load_audio
 from polyspeech.audio.vad import pieces as audio_pieces
 from polyspeech.errors import InputError
 from polyspeech.results import Result, Segment, Word
-from polyspeech.text.languages import is_written_without_spaces
+from polyspeech.speechllm.tokenizer import decode_whole_characters
+from polyspeech.text.languages import is_written_without_spaces, to_iso639_3
 from polyspeech.text.normalize import normalize_text
+
+logger = logging.getLogger(__name__)
 
 CHATML = (
     "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
@@ -34,6 +51,11 @@ CHATML = (
 PROMPTS = {"asr": "Transcribe speech to text. ", "ast": "Translate speech to english text. "}
 TASKS = ("asr", "ast", "asr+ast")
 CHUNK = 30.0  # seconds: the longest piece of audio one answer covers
+NEAR_REPEAT = 0.1  # at most this share of characters differing, an answer repeats another
+HAN_RANGES = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff"
+HAN = re.compile(f"[{HAN_RANGES}]")
+OTHER_WORD = re.compile(rf"[^\W\d_{HAN_RANGES}]+")  # a run of letters of other scripts
+CHINESE = {"cmn", "yue", "wuu", "hak", "nan", "zho"}  # languages written in Han characters
 
 
 @dataclass(frozen=True)
@@ -75,6 +97,28 @@ def cut_repeats(tokens: list[int], min_tokens: int, min_times: int) -> list[int]
     while len(tokens) >= 2 * n and tokens[-2 * n : -n] == tail:
         tokens = tokens[:-n]
     return tokens
+
+
+def repeats(previous: str | None, text: str) -> bool:
+    """Whether ``text`` repeats ``previous`` (the last answer kept of the same file), its
+    normalised characters differing in at most ``NEAR_REPEAT`` of them."""
+    if previous is None:
+        return False
+    from polyspeech.eval.metrics import cer  # lazily: it imports sacrebleu, a second's work
+
+    return cer(normalize_text(previous), normalize_text(text)).rate <= NEAR_REPEAT
+
+
+def heard_language(transcript: str, languages: list[str]) -> str | None:
+    """The language of ``transcript`` among a model's ``languages``, told by its script: more
+    Han characters than words in other letters name the one language written in Han, else the
+    one language written otherwise; None where the script leaves a choice (or has no letters)."""
+    han, other = len(HAN.findall(transcript)), len(OTHER_WORD.findall(transcript))
+    if not han and not other:
+        return None
+    chinese = han > other
+    candidates = [lang for lang in languages if (to_iso639_3(lang) in CHINESE) == chinese]
+    return candidates[0] if len(candidates) == 1 else None
 
 
 class _Guard:
@@ -249,7 +293,7 @@ class SpeechLlm(nn.Module):
         for row in output.tolist():
             tokens = row[: row.index(eos)] if eos in row else row
             tokens = cut_repeats(tokens, config.repeat_tokens, config.repeat_times)
-            texts.append(self.tokenizer.decode(tokens, skip_special_tokens=True))
+            texts.append(decode_whole_characters(self.tokenizer, tokens))
         return texts
 
     def transcribe(
@@ -262,18 +306,21 @@ class SpeechLlm(nn.Module):
         sample_rate: int = SAMPLE_RATE,
         word_timestamps: bool = False,
         aligner="builtin:align",
+        vad_threshold: float = 0.5,
     ) -> Result:
         """Transcribe (``asr``), translate (``ast``) or both (``asr+ast``) audio of any length:
         VAD pieces of at most 30 s (without VAD, 30 s windows), answered in batches, joined.
         A file with no speech gives an empty result, not an invented sentence.
 
-        Segments carry their piece's times; ``word_timestamps`` aligns each transcript to its
-        piece with a CTC ``aligner`` (a loaded model, a folder or a builtin name) for word
-        times. ``lang`` (ISO 639) guides that alignment and the joining of the pieces."""
+        The result's language is that of the speech: ``lang`` (ISO 639) when given, else the
+        one heard (see the module's notes), also for a translation. Segments carry their
+        piece's times and language; ``word_timestamps`` aligns each transcript to its piece in
+        that language with a CTC ``aligner`` (a loaded model, a folder or a builtin name) for
+        word times. ``vad_threshold`` is the speech probability VAD counts as speech."""
         rate = sample_rate if isinstance(audio, np.ndarray) else None
         samples = load_audio(audio, source_rate=rate)
         return self.transcribe_many(
-            [samples], [lang], task, batch_size, vad, word_timestamps, aligner
+            [samples], [lang], task, batch_size, vad, word_timestamps, aligner, vad_threshold
         )[0]
 
     def transcribe_many(
@@ -285,51 +332,67 @@ class SpeechLlm(nn.Module):
         vad: bool = True,
         word_timestamps: bool = False,
         aligner="builtin:align",
+        vad_threshold: float = 0.5,
     ) -> list[Result]:
         """Several files (16 kHz float32 samples) at once, their pieces answered together in
         batches; one :class:`Result` each, as :meth:`transcribe` gives it."""
+        asked = [to_iso639_3(lang) if lang is not None else None for lang in langs]
         pieces = [
             (index, start, end)
-            for index, spans in enumerate(audio_pieces(files, CHUNK, vad))
+            for index, spans in enumerate(audio_pieces(files, CHUNK, vad, threshold=vad_threshold))
             for start, end in spans
         ]
-        segments: list[list[Segment]] = [[] for _ in files]
+        answers: list[tuple[str, str | None]] = []
         for first in range(0, len(pieces), batch_size):
             group = pieces[first : first + batch_size]
-            answers = self.answer([files[i][s:e] for i, s, e in group], task)
-            for (index, start, end), (text, translation) in zip(group, answers, strict=True):
-                if text or translation:
-                    main = translation if task == "ast" else text
-                    extra = translation if task == "asr+ast" else None
-                    segments[index].append(
-                        Segment(start / SAMPLE_RATE, end / SAMPLE_RATE, main or "", [], extra)
-                    )
+            answers += self.answer([files[i][s:e] for i, s, e in group], task)
+        segments: list[list[Segment]] = [[] for _ in files]
+        kept: list[str | None] = [None for _ in files]  # per file, the last answer kept
+        for (index, start, end), (text, translation) in zip(pieces, answers, strict=True):
+            said = text or translation
+            if not said or repeats(kept[index], said):
+                continue
+            kept[index] = said
+            language = asked[index] or heard_language(text, self.languages)
+            main = translation if task == "ast" else text
+            extra = translation if task == "asr+ast" else None
+            segments[index].append(
+                Segment(start / SAMPLE_RATE, end / SAMPLE_RATE, main or "", [], extra, language)
+            )
         results = []
-        for samples, lang, found in zip(files, langs, segments, strict=True):
+        for samples, lang, found in zip(files, asked, segments, strict=True):
+            language = lang or _most_heard(found)
             if word_timestamps and task != "ast":
-                self._time_words(samples, found, lang, aligner)
-            joiner = "" if lang is not None and is_written_without_spaces(lang) else " "
+                self._time_words(samples, found, aligner)
+            written = "eng" if task == "ast" else language  # the language of the text
+            joiner = "" if written is not None and is_written_without_spaces(written) else " "
             joined = joiner.join(s.text for s in found if s.text)
             translation = None
             if task == "asr+ast":
                 translation = " ".join(s.translation for s in found if s.translation)
-            language = "eng" if task == "ast" else lang
             duration = round(len(samples) / SAMPLE_RATE, 3)
             results.append(Result(joined, language, found, duration, translation))
         return results
 
     @staticmethod
-    def _time_words(samples: np.ndarray, segments: list[Segment], lang, aligner) -> None:
+    def _time_words(samples: np.ndarray, segments: list[Segment], aligner) -> None:
+        """Word times for each segment, its transcript aligned in its language."""
         from polyspeech import load
         from polyspeech.align.spans import align_transcript
 
         model = load(aligner) if isinstance(aligner, str) else aligner
         for segment in segments:
-            if not normalize_text(segment.text, lang).strip():
+            if not normalize_text(segment.text, segment.language).strip():
                 continue
             start = round(segment.start * SAMPLE_RATE)
             piece = samples[start : round(segment.end * SAMPLE_RATE)]
-            spans = align_transcript(model, piece, [segment.text], lang).spans
+            try:
+                spans = align_transcript(model, piece, [segment.text], segment.language).spans
+            except InputError as error:  # the LLM's text does not fit its piece of audio
+                logger.warning(
+                    "no word times for %.2f-%.2f s: %s", segment.start, segment.end, error
+                )
+                continue
             segment.words = [
                 Word(
                     s.text,
@@ -339,3 +402,14 @@ class SpeechLlm(nn.Module):
                 )
                 for s in spans
             ]
+
+
+def _most_heard(segments: list[Segment]) -> str | None:
+    """The language of the most speech among ``segments`` (None if none has one)."""
+    speech: dict[str, float] = {}
+    for segment in segments:
+        if segment.language is not None:
+            speech[segment.language] = (
+                speech.get(segment.language, 0.0) + segment.end - segment.start
+            )
+    return max(speech, key=speech.__getitem__) if speech else None

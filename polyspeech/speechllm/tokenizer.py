@@ -29,3 +29,13 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>"
     )
+
+
+def decode_whole_characters(tokenizer, ids: list[int]) -> str:
+    """The text of ``ids`` (special tokens left out) made of whole characters only.
+
+    A byte-level BPE token may hold part of a character's bytes, and an LLM may end its answer,
+    or go on to another character, before the rest: the decoder writes U+FFFD for every such
+    run of bytes, so dropping it drops exactly the characters that never came whole.
+    """
+    return tokenizer.decode(ids, skip_special_tokens=True).replace("\ufffd", "")

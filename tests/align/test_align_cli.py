@@ -1,5 +1,6 @@
 import itertools
 import json
+import re
 
 import pytest
 import soundfile
@@ -41,6 +42,29 @@ def test_align_gives_spans_in_transcript_order_in_every_format(cli, conformer_fo
     assert vtt.startswith("WEBVTT\n\n00:00:")
     ctm = align(cli, model, *recording, "--output-format", "ctm").stdout.splitlines()
     assert len(ctm) == 4 and ctm[1].split()[:2] == ["a", "1"] and ctm[1].split()[4] == "world!"
+
+
+def milliseconds(clock: str) -> int:
+    hours, minutes, seconds, thousandths = map(int, re.split("[:,.]", clock))
+    return ((hours * 60 + minutes) * 60 + seconds) * 1000 + thousandths
+
+
+def test_text_no_frame_stands_for_gets_a_cue_of_its_own_with_a_duration(
+    cli, conformer_folder, recording
+):
+    recording[1].write_text("¿Hello 42 world!\n")  # no token for ¿, 4 or 2
+    for granularity in ("word", "char"):
+        for output_format in ("srt", "vtt"):
+            args = ("--granularity", granularity, "--output-format", output_format)
+            result = align(cli, conformer_folder[0], *recording, *args)
+            assert result.code == 0, result.stderr
+            cues = re.findall(r"^(\S+) --> (\S+)$", result.stdout, re.MULTILINE)
+            times = [(milliseconds(start), milliseconds(end)) for start, end in cues]
+            assert "42" in result.stdout and all(start < end for start, end in times)
+            assert all(a[1] <= b[0] for a, b in itertools.pairwise(times))
+    out = recording[0].parent / "a.TextGrid"
+    align(cli, conformer_folder[0], *recording, "--output-format", "textgrid", "--output", out)
+    assert '"42"' in out.read_text()
 
 
 def test_unmapped_characters_are_a_warning(cli, conformer_folder, recording):

@@ -8,7 +8,12 @@ import torch
 
 from polyspeech.errors import InputError
 from polyspeech.speechllm.folder import load_speechllm, save_speechllm
-from polyspeech.speechllm.model import cut_repeats, repeated_tail
+from polyspeech.speechllm.model import cut_repeats, heard_language, repeated_tail
+from polyspeech.speechllm.tokenizer import (
+    SPECIAL_TOKENS,
+    decode_whole_characters,
+    train_tokenizer,
+)
 from tests.speechllm.conftest import build_mooer_folder, clips
 
 
@@ -125,6 +130,87 @@ def test_repeated_tails_are_found_and_cut():
     assert cut_repeats([1, 2, 3], 16, 4) == [1, 2, 3]
 
 
+def test_a_character_split_across_tokens_is_decoded_only_whole():
+    tokenizer = train_tokenizer(["过去 过去 过去"], len(SPECIAL_TOKENS) + 256 + 1)  # one merge
+    start, rest = tokenizer("过")["input_ids"]  # 过 is two tokens: its first byte, then two
+    wear, stop = tokenizer("穿")["input_ids"], tokenizer("。")["input_ids"]
+    assert tokenizer.decode([*wear, start, *stop]) == "穿\ufffd。"  # what a plain decode gives
+    assert decode_whole_characters(tokenizer, [*wear, start, *stop]) == "穿。"
+    assert decode_whole_characters(tokenizer, [*wear, start]) == "穿"  # an unfinished end
+    assert decode_whole_characters(tokenizer, [*wear, start, rest, *stop]) == "穿过。"
+
+
+def test_an_answer_holds_no_piece_of_a_character(mooer_model, monkeypatch):
+    tokenizer = mooer_model.tokenizer
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    today, wear, good = (tokenizer(text)["input_ids"] for text in ("今天", "穿", "好"))
+    assert len(wear) == 3  # not in the tokenizer's texts: one token a byte
+    said = [today + wear[:2] + good + wear[:1] + [eos]]  # abandoned, then unfinished at the end
+    monkeypatch.setattr(mooer_model.llm, "generate", lambda **kwargs: torch.tensor(said))
+    assert mooer_model.answer(clips([1.0]), "asr") == [("今天好", None)]
+
+
+def silence_answered(model, monkeypatch, answers):
+    """``model`` answering its pieces, in order, with ``answers``: (transcript, translation)."""
+    told = iter(answers)
+    monkeypatch.setattr(model, "answer", lambda pieces, task: [next(told) for _ in pieces])
+
+
+def test_the_script_tells_the_language_heard_among_the_models():
+    assert heard_language("我有个iPhone。", ["cmn", "eng"]) == "cmn"
+    assert heard_language("I love 北京.", ["cmn", "eng"]) == "eng"
+    assert heard_language("Great, we won!", ["eng", "deu"]) is None  # Latin for both
+    assert heard_language("42", ["cmn", "eng"]) is None
+
+
+def test_the_language_is_the_one_heard_or_asked(mooer_model, monkeypatch):
+    two_windows = np.zeros(45 * 16000, np.float32)  # without VAD, 30 s and 15 s
+    chinese = [("我们明天去公园。", "We go to the park tomorrow."), ("今天天气很好。", "Nice day.")]
+    joined = {
+        "asr": "我们明天去公园。今天天气很好。",
+        "ast": "We go to the park tomorrow. Nice day.",
+    }
+    for task in ("asr", "ast"):
+        silence_answered(mooer_model, monkeypatch, chinese)
+        result = mooer_model.transcribe(two_windows, task=task, vad=False)
+        assert result.language == "cmn", task  # for a translation too: the speech's language
+        assert [s.language for s in result.segments] == ["cmn", "cmn"]
+        assert result.text == joined[task]  # as the text's language is written
+    silence_answered(mooer_model, monkeypatch, [("我们明天去公园。", None), ("Nice day.", None)])
+    mixed = mooer_model.transcribe(two_windows, vad=False)
+    assert [s.language for s in mixed.segments] == ["cmn", "eng"] and mixed.language == "cmn"
+    silence_answered(mooer_model, monkeypatch, chinese)
+    asked = mooer_model.transcribe(two_windows, "zh", "ast", vad=False)
+    assert asked.language == "cmn" and {s.language for s in asked.segments} == {"cmn"}
+
+
+def test_a_sentence_repeated_across_the_pieces_of_a_file_is_kept_once(mooer_model, monkeypatch):
+    files = [np.zeros(100 * 16000, np.float32), np.zeros(20 * 16000, np.float32)]  # 4 + 1
+    said = ["Great, we won!", "great, we won", "Today is Wednesday.", "Great, we won!"]
+    silence_answered(mooer_model, monkeypatch, [(text, None) for text in [*said, said[0]]])
+    first, second = mooer_model.transcribe_many(files, ["eng", "eng"], vad=False)
+    assert [s.text for s in first.segments] == [said[0], said[2], said[3]]
+    assert [s.start for s in first.segments] == [0.0, 60.0, 90.0]
+    assert second.text == said[0]  # another file's pieces are not compared
+    silence_answered(mooer_model, monkeypatch, [("今天天气很好。", None), ("今天天气很好", None)])
+    assert len(mooer_model.transcribe(files[0][: 40 * 16000], vad=False).segments) == 1
+
+
+def test_the_vad_threshold_reaches_the_vad(mooer_model, monkeypatch):
+    import polyspeech.speechllm.model as speechllm_model
+
+    asked = []
+
+    def pieces(files, max_seconds, vad, threshold):
+        asked.append(threshold)
+        return [[] for _ in files]
+
+    monkeypatch.setattr(speechllm_model, "audio_pieces", pieces)
+    mooer_model.transcribe(clips([1.0])[0], vad_threshold=0.8)
+    mooer_model.transcribe(clips([1.0])[0])
+    assert asked == [0.8, 0.5]
+
+
 def test_missing_and_unexpected_weights_are_named(tmp_path):
     folder = build_mooer_folder(tmp_path / "m", lora=False)
     path = folder / "paraformer_encoder" / "paraformer-encoder.pth"
@@ -168,7 +254,7 @@ def test_an_adapter_for_another_llm_width_is_refused(tmp_path):
 def test_pickles_holding_more_than_weights_are_not_unpickled(tmp_path):
     folder = build_mooer_folder(tmp_path / "m", lora=False)
     torch.save({"weights": object()}, folder / "asr_ast_mtl" / "adapter_project.pt")
-    with pytest.raises(InputError, match="not a weights file torch can read safely"):
+    with pytest.raises(InputError, match="torch cannot read safely"):
         load_speechllm(folder)
 
 
