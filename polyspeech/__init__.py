@@ -1,6 +1,16 @@
-"""polyspeech: multilingual speech recognition, translation, alignment, language ID, synthesis."""
+"""polyspeech: multilingual speech recognition, translation, alignment, language ID, synthesis.
+
+Importing polyspeech sets ``OMP_WAIT_POLICY=PASSIVE`` (unless already set) so that torch's
+OpenMP threads sleep rather than spin while they wait; it only works if torch is not imported
+yet: a program that imports torch first keeps the spinning (see :mod:`polyspeech.threads`).
+"""
 
 from __future__ import annotations
+
+import os
+
+# first, before any import of torch: libgomp reads it once, when torch loads it
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from polyspeech import align
 from polyspeech.audio import load_audio
@@ -27,17 +37,21 @@ def load(model: str = "builtin:ctc", device: str = "cpu", dtype: str = "auto"):
     import torch
 
     from polyspeech.ctc.model import BUILTIN, CtcModel, resolve_precision
+    from polyspeech.devices import resolve_device
     from polyspeech.speechllm.folder import is_speechllm_folder, load_speechllm
+    from polyspeech.weights import loading_model
 
+    resolve_device(device)
     folder = BUILTIN.get(str(model), Path(model))
-    if folder.is_dir() and is_speechllm_folder(folder):
-        precision = resolve_precision(dtype, device)
-        if precision == "int8":
-            if dtype != "auto":
-                raise InputError(f"{folder}: int8 is for CTC models; use float32 or bfloat16")
-            precision = "float32"
-        return load_speechllm(folder, device, getattr(torch, precision))
-    return CtcModel(model, device=device, precision=dtype)
+    with loading_model(folder):
+        if folder.is_dir() and is_speechllm_folder(folder):
+            precision = resolve_precision(dtype, device)
+            if precision == "int8":
+                if dtype != "auto":
+                    raise InputError(f"{folder}: int8 is for CTC models; use float32 or bfloat16")
+                precision = "float32"
+            return load_speechllm(folder, device, getattr(torch, precision))
+        return CtcModel(model, device=device, precision=dtype)
 
 
 def transcribe(audio, model="builtin:ctc", lang: str | None = None, **options) -> Result:

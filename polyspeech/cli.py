@@ -49,6 +49,38 @@ def _output_folder(path: Path | None) -> Path | None:
     return None if path is None else check_output_folder(path)
 
 
+def _threads(count: int) -> int:
+    from polyspeech.threads import configure
+
+    return configure(count)
+
+
+Threads = Annotated[
+    int,
+    typer.Option(
+        callback=_threads,
+        min=0,
+        help="CPU threads to compute on; 0: the CPUs this process may use (affinity and cgroup "
+        "quota), or OMP_NUM_THREADS where set.",
+    ),
+]
+
+
+def _vad_threshold(threshold: float) -> float:
+    from polyspeech.audio.vad import check_threshold
+
+    check_threshold(threshold)
+    return threshold
+
+
+VadThreshold = Annotated[
+    float,
+    typer.Option(
+        callback=_vad_threshold,
+        help="Speech probability above which VAD hears speech (0-1; lower finds speech under "
+        "music or noise).",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 BatchSize = Annotated[int, typer.Option(min=1, help="Pieces of up to 30 s per forward pass.")]
 Vad = Annotated[bool, typer.Option(help="Cut at speech regions (silero-vad), else 30 s windows.")]
@@ -283,14 +315,16 @@ def transcribe_command(
     ] = False,
     batch_size: BatchSize = 4,
     vad: Vad = True,
+    vad_threshold: VadThreshold = 0.5,
     lm: LanguageModel = None,
     device: Device = "cpu",
     dtype: DType = "auto",
+    threads: Threads = 0,
 ) -> None:
     """Transcribe audio files (or a manifest) with a CTC model or a speech LLM."""
     _recognise(
         files, model, lang, manifest, task, output_format, output_dir, word_timestamps,
-        batch_size, vad, lm, device, dtype, lid_model,
+        batch_size, vad, vad_threshold, lm, device, dtype, lid_model,
     )  # fmt: skip
 
 
@@ -305,19 +339,21 @@ def translate_command(
     output_dir: OutputDir = None,
     batch_size: BatchSize = 8,
     vad: Vad = True,
+    vad_threshold: VadThreshold = 0.5,
     device: Device = "cpu",
     dtype: DType = "auto",
+    threads: Threads = 0,
 ) -> None:
     """Translate speech into English text with a speech LLM (task ast)."""
     _recognise(
         files, model, None, manifest, "ast", output_format, output_dir, False, batch_size, vad,
-        None, device, dtype,
+        vad_threshold, None, device, dtype,
     )  # fmt: skip
 
 
 def _recognise(
     files, model, lang, manifest, task, output_format, output_dir, word_timestamps, batch_size,
-    vad, lm, device, dtype, lid_model="builtin:lid",
+    vad, vad_threshold, lm, device, dtype, lid_model="builtin:lid",
 ) -> None:  # fmt: skip
     import json
 
@@ -341,7 +377,9 @@ def _recognise(
 
     def run(audio, language):
         if recognizer.family == "ctc":
-            return recognizer.transcribe(audio, language, batch_size, vad, lm, lid=lid_model)
+            return recognizer.transcribe(
+                audio, language, batch_size, vad, lm, lid=lid_model, vad_threshold=vad_threshold
+            )
         return recognizer.transcribe(
             audio,
             None if language == AUTO else language,  # a speech LLM needs no language named
@@ -349,6 +387,7 @@ def _recognise(
             batch_size,
             vad,
             word_timestamps=word_timestamps,
+            vad_threshold=vad_threshold,
         )
 
     if manifest is not None:
@@ -432,6 +471,7 @@ def evaluate_command(
     lm: LanguageModel = None,
     device: Device = "cpu",
     dtype: DType = "auto",
+    threads: Threads = 0,
     quiet: Quiet = False,
 ) -> None:
     """Score models on a manifest: CER and WER per language (MER for cmn), macro, real-time
@@ -569,6 +609,7 @@ def align_command(
     batch_size: BatchSize = 4,
     device: Device = "cpu",
     dtype: DType = "auto",
+    threads: Threads = 0,
 ) -> None:
     """Force-align a recording to its transcript: times and scores of words, characters or lines."""
     from polyspeech.audio import SAMPLE_RATE
@@ -618,6 +659,7 @@ def segment_command(
     batch_size: BatchSize = 4,
     device: Device = "cpu",
     dtype: DType = "auto",
+    threads: Threads = 0,
 ) -> None:
     """Cut a long recording into one clip per transcript line, with a training manifest."""
     from polyspeech.align.segment import write_segments
@@ -646,8 +688,10 @@ def identify_command(
     ] = False,
     json_lines: Annotated[bool, typer.Option("--json", help="One JSON line per file.")] = False,
     vad: Vad = True,
+    vad_threshold: VadThreshold = 0.5,
     device: Device = "cpu",
     dtype: DType = "auto",
+    threads: Threads = 0,
 ) -> None:
     """Identify the spoken language of audio files, most probable first."""
     import json
@@ -657,7 +701,7 @@ def identify_command(
     identifier = LidModel(model, device=device, precision=dtype)
 
     def handle(path: Path) -> None:
-        found = identifier.identify(path, top_k=top_k, vad=vad)
+        found = identifier.identify(path, top_k=top_k, vad=vad, vad_threshold=vad_threshold)
         if json_lines:
             line = {"file": str(path), "languages": found.to_dict()["languages"]}
             if segments:
@@ -693,6 +737,7 @@ def speak_command(
     ] = None,
     speaking_rate: Annotated[float, typer.Option(help="Above 1 faster, below slower.")] = 1.0,
     seed: Annotated[int, typer.Option(help="The same seed gives the same audio.")] = 0,
+    threads: Threads = 0,
 ) -> None:
     """Speak text into an audio file with an MMS-TTS voice or espeak-ng."""
     from polyspeech.audio import SAMPLE_RATE, write_audio
@@ -789,6 +834,7 @@ def serve_command(
     ] = "none",
     device: Device = "cpu",
     dtype: DType = "auto",
+    threads: Threads = 0,
 ) -> None:
     """Serve models over HTTP: OpenAI's audio API, alignments, /v1/models, /health, /metrics."""
     import uvicorn
@@ -868,6 +914,7 @@ def train_ctc(
     resume: Resume = False,
     jobs: Jobs = 2,
     dtype: SaveDtype = "float32",
+    threads: Threads = 0,
     quiet: Quiet = False,
 ) -> None:
     """Train a multilingual conformer CTC model: a shared base and one adapter per language."""
@@ -901,6 +948,7 @@ def train_adapter(
     resume: Resume = False,
     jobs: Jobs = 2,
     dtype: SaveDtype = "float32",
+    threads: Threads = 0,
     quiet: Quiet = False,
 ) -> None:
     """Add a language to a model, or train one of its languages further (from its own adapter):
@@ -938,6 +986,7 @@ def train_speechllm_command(
     config: ConfigFile = None,
     resume: Resume = False,
     dtype: SaveDtype = "float32",
+    threads: Threads = 0,
     quiet: Quiet = False,
 ) -> None:
     """Train a speech LLM's adapter and LoRA (encoder frozen) on asr/ast manifests."""
@@ -966,6 +1015,7 @@ def train_lid_command(
     config: ConfigFile = None,
     jobs: Jobs = 2,
     dtype: SaveDtype = "float32",
+    threads: Threads = 0,
     quiet: Quiet = False,
 ) -> None:
     """Train a language-ID head on a CTC model's frozen base, for every language of the data."""

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from polyspeech.audio.io import SAMPLE_RATE
-from polyspeech.audio.threads import one_thread
+from polyspeech.threads import one_thread
 
 FRAME_SHIFT = 0.01  # seconds between fbank frames
 FRAME_LENGTH = 0.025  # seconds a frame covers

@@ -27,7 +27,7 @@ import torch
 
 from polyspeech.audio.features import FRAME_LENGTH, FRAME_SHIFT
 from polyspeech.audio.io import SAMPLE_RATE
-from polyspeech.audio.threads import one_thread
+from polyspeech.threads import one_thread
 
 PITCH_FEATURES = 3
 LOWEST, HIGHEST = 50.0, 500.0  # Hz
