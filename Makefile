@@ -11,9 +11,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # torch first and pinned: here that is a local CPU wheel; a bare "torch" would pull a CUDA build.
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev,lm,plot,serve,scale]'
+# Every version as in constraints.txt, those of a green run (pip freeze of its .venv).
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,lm,plot,serve,scale]'
 	touch $@
 
 install: $(STAMP)
@@ -136,7 +137,7 @@ align-model: $(STAMP)
 # The embedded speech LLM (builtin:speechllm): Chinese/English parallel speech, a new speech LLM on
 # builtin:ctc's frozen encoder (adapter, LM and tokenizer trained here), then its training curve.
 speechllm-model: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[plot]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[plot]'
 	$(BIN)/polyspeech data synth-parallel --per-lang 10000 --seed 0 --out work/speechllm-corpus --quiet
 	$(BIN)/polyspeech train speechllm work/speechllm-corpus/train.jsonl \
 		--dev work/speechllm-corpus/dev.jsonl --init recipes/speechllm/demo_init.json \
@@ -159,7 +160,7 @@ evaluate-speechllm: $(STAMP)
 # the synthetic corpus in all 14 of its languages (the default model's corpus and fin, hun); its
 # accuracy on the test splits, whole clips and their first 3 seconds, and the confusion matrix.
 lid-model: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[plot]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[plot]'
 	$(BIN)/polyspeech data synth --langs $(MAIN_LANGS) --per-lang 1500 --seed 0 --out work/corpus --quiet
 	$(BIN)/polyspeech data synth --langs fin,hun --per-lang 1500 --seed 0 --out work/corpus-extra --quiet
 	$(BIN)/polyspeech train lid work/corpus/train.jsonl work/corpus-extra/train.jsonl \

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -77,10 +78,18 @@ def decode(batch: dict) -> dict:
 class Transcriber:
     """An actor: loads the model once, transcribes batches, writes one shard per batch."""
 
-    def __init__(self, model: str, out: str, device: str, dtype: str) -> None:
+    def __init__(
+        self,
+        model: str,
+        out: str,
+        device: str,
+        dtype: str,
+        after_shard: Callable[[Path], None] | None,
+    ) -> None:
         from polyspeech import load
 
         self.model, self.out = load(model, device=device, dtype=dtype), Path(out)
+        self.after_shard = after_shard
 
     def __call__(self, batch: dict) -> dict:
         ids = [str(i) for i in batch["id"]]
@@ -107,9 +116,12 @@ class Transcriber:
                 else {**head, **result.to_dict()}
             )
         digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
-        with atomic_text_file(self.out / f"part-{digest}.jsonl") as stream:
+        shard = self.out / f"part-{digest}.jsonl"
+        with atomic_text_file(shard) as stream:
             for row in range(len(ids)):
                 stream.write(json.dumps(lines[row], ensure_ascii=False) + "\n")
+        if self.after_shard is not None:
+            self.after_shard(shard)
         return {"id": np.array(ids, dtype=object)}
 
 
@@ -141,12 +153,14 @@ def batch_transcribe(
     actors: int | None = None,
     dtype: str = "auto",
     on_batch=None,
+    after_shard: Callable[[Path], None] | None = None,
 ) -> dict:
     """Transcribe every line of ``manifest`` not yet in ``out``'s shards; returns counts.
 
     ``address`` is a Ray cluster's (``auto``, ``ray://host:10001``); without it a local Ray
     runtime starts. ``actors`` model replicas run (default: one per GPU, else one per two CPUs);
-    ``on_batch(n)`` is called as batches finish."""
+    ``on_batch(n)`` is called as batches finish; ``after_shard(path)`` in the model worker
+    once it has written a shard, before the batch counts as done (tests kill a worker there)."""
     try:
         import ray
         import ray.data
@@ -166,13 +180,14 @@ def batch_transcribe(
         cpus = int(ray.cluster_resources().get("CPU", 1))
         count = actors or (gpus or max(1, cpus // 2))
         per_actor = {"num_gpus": 1} if gpus else {"num_cpus": 1}
+        device = "cuda" if gpus else "cpu"
         dataset = (
             ray.data.from_items(todo)
             .map_batches(decode, batch_size=batch_size)
             .map_batches(
                 Transcriber,
                 batch_size=batch_size,
-                fn_constructor_args=(model, str(out), "cuda" if gpus else "cpu", dtype),
+                fn_constructor_args=(model, str(out), device, dtype, after_shard),
                 compute=ray.data.ActorPoolStrategy(size=count),
                 max_restarts=-1,  # a dead worker comes back ...
                 max_task_retries=-1,  # ... and its batches run again
