@@ -53,9 +53,9 @@ def test_int8_quantizes_the_big_linear_layers_and_stays_close_to_float32(
         assert int8.precision == "int8" and int8.dtype == torch.float32
 
 
-def test_int8_is_refused_off_the_cpu(conformer_folder):
+def test_int8_is_refused_off_the_cpu():
     with pytest.raises(InputError, match="int8 runs on the CPU only, not on cuda"):
-        CtcModel(conformer_folder[0], device="cuda", precision="int8")
+        resolve_precision("int8", "cuda")
 
 
 def test_batches_on_the_cpu_match_clips_one_at_a_time(tmp_path):
