@@ -123,7 +123,7 @@ def test_synth_from_the_cli(tmp_path, cli):
     [
         (["--langs", "eng,xx"], "unknown language code 'xx'"),
         (["--langs", "kor"], "no synthetic corpus for kor; available: eng"),
-        (["--per-lang", "0"], "--per-lang must be at least 1"),
+        (["--per-lang", "0"], "Invalid value for '--per-lang'"),
     ],
 )
 def test_synth_bad_options(tmp_path, cli, args, problem):

@@ -302,8 +302,8 @@ def test_the_serve_command_starts_a_server(tmp_path, cli):
     for args, problem in (
         (["--model", "espeak=builtin:ctc"], "is the server's espeak-ng voice"),
         (["--model", str(tmp_path / "none")], "model folder not found"),
-        (["--model", "builtin:ctc", "--max-batch", "0"], "--max-batch must be above 0"),
-        (["--model", "builtin:ctc", "--max-wait-ms", "-1"], "--max-wait-ms must be 0 or more"),
+        (["--model", "builtin:ctc", "--max-batch", "0"], "Invalid value for '--max-batch'"),
+        (["--model", "builtin:ctc", "--max-wait-ms", "-1"], "Invalid value for '--max-wait-ms'"),
         (["--model", "builtin:ctc", "--lm", str(tmp_path)], "no language model for 'cmn'"),
     ):
         result = cli("serve", *args)
