@@ -5,8 +5,8 @@ One long file (the committed examples one after another, with half-second pauses
 ``--seconds``) is transcribed by builtin:ctc (``--lang eng``, greedy: ``--lm none``), each run a
 fresh process, in three variants:
 
-- ``default``: polyspeech imported first (waiting OpenMP threads sleep: ``OMP_WAIT_POLICY``
-  PASSIVE), threads from :func:`polyspeech.threads.configure` (the usable CPUs);
+- ``default``: threads from :func:`polyspeech.threads.configure` (the usable CPUs that other
+  processes leave idle);
 - ``one``: the same on one thread (``configure(1)``), what ``OMP_NUM_THREADS=1`` gave;
 - ``before``: torch imported before polyspeech, so libgomp keeps its spinning wait policy, and
   torch's own default thread count: polyspeech before it configured threads.

@@ -1,16 +1,6 @@
-"""polyspeech: multilingual speech recognition, translation, alignment, language ID, synthesis.
-
-Importing polyspeech sets ``OMP_WAIT_POLICY=PASSIVE`` (unless already set) so that torch's
-OpenMP threads sleep rather than spin while they wait; it only works if torch is not imported
-yet: a program that imports torch first keeps the spinning (see :mod:`polyspeech.threads`).
-"""
+"""polyspeech: multilingual speech recognition, translation, alignment, language ID, synthesis."""
 
 from __future__ import annotations
-
-import os
-
-# first, before any import of torch: libgomp reads it once, when torch loads it
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from polyspeech import align
 from polyspeech.audio import load_audio

@@ -5,14 +5,15 @@
 CPU affinity and its cgroup's CPU quota, where torch's own default counts every core of the
 machine, quota or not).
 
-Waiting threads sleep instead of spinning: ``polyspeech/__init__.py`` sets
-``OMP_WAIT_POLICY=PASSIVE`` (unless the environment already sets it) before anything imports
-torch, because GNU OpenMP (libgomp, torch's on Linux CPU wheels) reads it once, when torch
-loads it. A program that imported torch before polyspeech keeps libgomp's default, in which an
-idle thread spins for milliseconds before sleeping; with another job on the cores those spinning
-threads take the time the working ones need (two cores, one busy process: a 170 s recording
-took 178 s to transcribe on two threads against 7.5 s on one). Such a program can set
-``OMP_WAIT_POLICY=PASSIVE`` in its environment before it starts.
+Automatic threads are no more than the CPUs other processes leave idle (:func:`idle_cpus`,
+watched for 0.1 s), because GNU OpenMP (libgomp, torch's on Linux CPU wheels) lets a waiting
+thread spin: with another job on the cores the spinning threads take the time the working ones
+need (two cores, one busy process: a 170 s recording took 178 s to transcribe on two threads
+against 7.5 s on one). Making them sleep instead (``OMP_WAIT_POLICY=PASSIVE``) was measured and
+not adopted: on two idle cores it made two threads slower than one (an 87 s recording: 3.6-5.9 s
+against 1.9-2.3 s spinning, 2.5-3.3 s on one thread). A job that starts on the cores after the
+threads are chosen still meets spinning threads; ``--threads 1`` or ``OMP_WAIT_POLICY=PASSIVE``
+in the environment is then the remedy.
 
 Feature extraction (filterbank, pitch) runs on one thread (:func:`one_thread`), so that
 training's feature worker processes, several at once, do not each take every core. Alone on two

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -170,30 +168,3 @@ def test_configure_rejects_negative_threads(torch_threads):
     with pytest.raises(InputError, match="--threads"):
         configure(-2)
     assert torch.get_num_threads() == threads
-
-
-def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
-    """``code`` in a fresh interpreter, without the OpenMP settings of this one, plus ``env``."""
-    cleared = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_DISPLAY_ENV")
-    environment = {k: v for k, v in os.environ.items() if k not in cleared} | env
-    command = [sys.executable, "-c", code]
-    return subprocess.run(command, capture_output=True, text=True, env=environment, check=True)
-
-
-def test_import_sets_a_passive_wait_policy():
-    code = "import polyspeech, os; print(os.environ.get('OMP_WAIT_POLICY'))"
-    assert run_python(code).stdout.strip() == "PASSIVE"
-
-
-def test_the_users_wait_policy_wins():
-    code = "import polyspeech, os; print(os.environ.get('OMP_WAIT_POLICY'))"
-    assert run_python(code, OMP_WAIT_POLICY="ACTIVE").stdout.strip() == "ACTIVE"
-
-
-def test_libgomp_reads_the_passive_policy():
-    # libgomp prints what it read from the environment when it loads, at import torch
-    stderr = run_python("import polyspeech, torch", OMP_DISPLAY_ENV="verbose").stderr
-    if "GOMP_SPINCOUNT" not in stderr:
-        pytest.skip("torch does not use GNU OpenMP here")
-    # its spin count is what the policy changes (it shows PASSIVE for an unset policy too)
-    assert "GOMP_SPINCOUNT = '0'" in stderr
