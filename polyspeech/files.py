@@ -62,6 +62,20 @@ def read_json(path: str | os.PathLike, what: str):
         raise InputError(f"{path}:{error.lineno}: {what} is not valid JSON ({error.msg})") from None
 
 
+def read_config(path: str | os.PathLike, kind: type, what: str) -> dict:
+    """The JSON object of a config file for the dataclass ``kind``; a key ``kind`` does not
+    have is an error naming it (a misspelt setting is not silently ignored or a traceback)."""
+    import dataclasses
+
+    data = read_json(path, what)
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: {what} must be a JSON object")
+    unknown = sorted(set(data) - {field.name for field in dataclasses.fields(kind)})
+    if unknown:
+        raise InputError(f"{path}: unknown {what} setting(s): {', '.join(unknown)}")
+    return data
+
+
 def check_output_file(path: str | os.PathLike) -> Path:
     """``path`` as a file that can be written: not a folder, and not under a file."""
     path = Path(path)

@@ -296,3 +296,18 @@ def test_one_bad_file_among_several_does_not_stop_the_others(tmp_path, cli, mode
     ]
     identified = cli("identify", missing_file, slots["AUDIO"], "--model", models["lid"])
     assert identified.code == 2 and f"{slots['AUDIO']}: " in identified.stdout
+
+
+@pytest.mark.parametrize("verb", ["ctc", "lid", "speechllm"])
+def test_a_misspelt_training_setting_is_one_line_naming_it(tmp_path, cli, verb):
+    slots = _good_slots(tmp_path, COMMANDS[0])
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"max_step": 10}))
+    where = ["--dev", slots["MANIFEST"]] if verb != "speechllm" else ["--init", config]
+    result = cli("train", verb, slots["MANIFEST"], *where, "--config", config, "--out",
+                 tmp_path / "out")  # fmt: skip
+    assert result.code == 2 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"polyspeech: error: {config}: unknown ")
+    assert line.endswith("config setting(s): max_step")
+    assert not (tmp_path / "out").exists()

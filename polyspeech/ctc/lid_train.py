@@ -28,7 +28,7 @@ from polyspeech.ctc.lid import LidHead, LidHeadConfig, lid_config
 from polyspeech.ctc.model import resolve_model_folder
 from polyspeech.ctc.train import load_features
 from polyspeech.errors import InputError
-from polyspeech.files import read_json
+from polyspeech.files import read_config
 from polyspeech.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class LidTrainConfig:
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> LidTrainConfig:
         try:
-            data = read_json(path, "training config")
+            data = read_config(path, cls, "training config")
             head = LidHeadConfig(**data.pop("head", {}))
             return cls(**data, head=head)
         except (OSError, ValueError, TypeError) as error:

@@ -38,7 +38,7 @@ from polyspeech.data.synth import VOICES
 from polyspeech.distributed import agree
 from polyspeech.errors import InputError
 from polyspeech.eval.metrics import cer
-from polyspeech.files import atomic_torch_save, make_folder, read_json
+from polyspeech.files import atomic_torch_save, make_folder, read_config
 from polyspeech.schedule import warmup_cosine
 from polyspeech.text.normalize import normalize_text
 from polyspeech.text.vocab import Vocabulary, load_vocabularies, save_vocabularies
@@ -90,7 +90,7 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> TrainConfig:
-        data = read_json(path, "training config")
+        data = read_config(path, cls, "training config")
         model = ConformerConfig.from_dict(data.pop("model", {}))
         sound_tied = tuple(data.pop("sound_tied", ()))
         return cls(**data, sound_tied=sound_tied, model=model)

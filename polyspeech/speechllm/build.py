@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from polyspeech.errors import InputError
-from polyspeech.files import read_json
+from polyspeech.files import read_config
 from polyspeech.speechllm.adapter import AdapterConfig, FrameStackAdapter
 from polyspeech.speechllm.encoders import ENCODER_TYPES, folder_encoder
 from polyspeech.speechllm.model import SpeechLlm
@@ -34,7 +34,7 @@ class NewSpeechLlmConfig:
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> NewSpeechLlmConfig:
         try:
-            data = read_json(path, "speech-LLM config")
+            data = read_config(path, cls, "speech-LLM config")
             if "languages" in data:
                 data["languages"] = tuple(data["languages"])
             return cls(**data)

@@ -38,7 +38,7 @@ from polyspeech.data.shards import is_shard, read_shards
 from polyspeech.distributed import agree
 from polyspeech.errors import InputError, PolyspeechError
 from polyspeech.eval.metrics import bleu, cer
-from polyspeech.files import atomic_torch_save, check_input_file, make_folder, read_json
+from polyspeech.files import atomic_torch_save, check_input_file, make_folder, read_config
 from polyspeech.schedule import warmup_cosine
 from polyspeech.speechllm.build import NewSpeechLlmConfig, new_speechllm
 from polyspeech.speechllm.folder import load_speechllm, save_speechllm
@@ -82,7 +82,7 @@ class SpeechLlmTrainConfig:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> SpeechLlmTrainConfig:
-        data = read_json(path, "training config")
+        data = read_config(path, cls, "training config")
         if "lora_targets" in data:
             data["lora_targets"] = tuple(data["lora_targets"])
         return cls(**data)
