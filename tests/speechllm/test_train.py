@@ -368,7 +368,7 @@ def test_init_config_mistakes_are_one_line_errors(corpus, mooer_folder, tmp_path
     (tmp_path / "both.json").write_text(json.dumps({"train_llm": True}))
     run = ["train", "speechllm", corpus / "train.jsonl", "--out", tmp_path / "r", "--quiet"]
     bad = cli(*run, "--init", tmp_path / "init.json")
-    assert bad.code == 2 and "not a speech-LLM init config" in bad.stderr
+    assert bad.code == 2 and "unknown speech-LLM config setting(s): adapter_stak" in bad.stderr
     (tmp_path / "good.json").write_text("{}")
     both = cli(*run, "--init", tmp_path / "good.json", "--base", mooer_folder)
     assert both.code == 2 and "not both" in both.stderr
