@@ -5,10 +5,11 @@ One long file (the committed examples one after another, with half-second pauses
 ``--seconds``) is transcribed by builtin:ctc (``--lang eng``, greedy: ``--lm none``), each run a
 fresh process, in three variants:
 
-- ``default``: threads from :func:`polyspeech.threads.configure` (the usable CPUs that other
+- ``default``: polyspeech imported first (OpenMP threads spin briefly: ``GOMP_SPINCOUNT``
+  1000), threads from :func:`polyspeech.threads.configure` (the usable CPUs that other
   processes leave idle);
 - ``one``: the same on one thread (``configure(1)``), what ``OMP_NUM_THREADS=1`` gave;
-- ``before``: torch imported before polyspeech, so libgomp keeps its spinning wait policy, and
+- ``before``: torch imported before polyspeech, so libgomp keeps its long default spin, and
   torch's own default thread count: polyspeech before it configured threads.
 
 Runs alternate (each repeat runs every variant, under load and without), since other work on a
@@ -39,6 +40,12 @@ VARIANTS = ("default", "one", "before")
 CONDITIONS = ("load", "no load")
 CLEARED = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MKL_NUM_THREADS")
 BUSY = "while True: pass"
+RATIOS = {  # name: (condition, variant, variant it is compared with)
+    "load: default / one": ("load", "default", "one"),
+    "load: before / one": ("load", "before", "one"),
+    "no load: default / before": ("no load", "default", "before"),
+    "no load: default / one": ("no load", "default", "one"),
+}
 
 
 def build_audio(path: Path, seconds: float) -> None:
@@ -59,7 +66,7 @@ def run_child(variant: str, audio: Path) -> dict:
     """One variant's transcription, in this (fresh) process: load, warm up on 2 s, time."""
     started = time.perf_counter()
     if variant == "before":
-        importlib.import_module("torch")  # before polyspeech: libgomp reads no wait policy
+        importlib.import_module("torch")  # before polyspeech: libgomp reads no spin count
     import polyspeech
     from polyspeech.threads import configure
 
@@ -151,21 +158,28 @@ def main() -> None:
             rtf = times["median"] / args.seconds
             print(f"{condition:9s} {variant:8s} {times['median']:9.2f} {span:>15s} {rtf:6.3f}")
     ratios = {
-        "load: default / one": table["load"]["default"]["median"] / table["load"]["one"]["median"],
-        "load: before / one": table["load"]["before"]["median"] / table["load"]["one"]["median"],
-        "no load: default / before": table["no load"]["default"]["median"]
-        / table["no load"]["before"]["median"],
-        "no load: default / one": table["no load"]["default"]["median"]
-        / table["no load"]["one"]["median"],
+        name: table[condition][top]["median"] / table[condition][bottom]["median"]
+        for name, (condition, top, bottom) in RATIOS.items()
     }
+    # the same ratios repeat by repeat, their median: less moved by one disturbed run
+    seconds = {(r["condition"], r["variant"], r["repeat"]): r["transcribe_s"] for r in runs}
+    paired = {
+        name: statistics.median(
+            seconds[(condition, top, repeat)] / seconds[(condition, bottom, repeat)]
+            for repeat in range(args.repeats)
+        )
+        for name, (condition, top, bottom) in RATIOS.items()
+    }
+    print(f"{'ratio':26s} {'of medians':>10s} {'paired':>7s}")
     for name, ratio in ratios.items():
-        print(f"{name:26s} {ratio:5.2f}x")
+        print(f"{name:26s} {ratio:9.2f}x {paired[name]:6.2f}x")
     result = {
         "audio_s": args.seconds,
         "repeats": args.repeats,
         "cpus": os.cpu_count(),
         "medians": table,
         "ratios": ratios,
+        "paired_ratios": paired,
         "runs": runs,
     }
     from polyspeech.files import atomic_text_file, make_folder  # not before a child's torch

@@ -1,6 +1,19 @@
-"""polyspeech: multilingual speech recognition, translation, alignment, language ID, synthesis."""
+"""polyspeech: multilingual speech recognition, translation, alignment, language ID, synthesis.
+
+Importing polyspeech sets ``GOMP_SPINCOUNT=1000`` (unless ``GOMP_SPINCOUNT`` or
+``OMP_WAIT_POLICY`` is set already): torch's OpenMP threads then spin only briefly before they
+sleep, instead of milliseconds that starve the working threads when other jobs share the cores
+(see :mod:`polyspeech.threads`). It works only if torch is not imported yet: a program that
+imports torch before polyspeech keeps the long spinning unless its environment sets it.
+"""
 
 from __future__ import annotations
+
+import os
+
+# first, before any import of torch: GNU OpenMP reads it once, when torch loads the library
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 from polyspeech import align
 from polyspeech.audio import load_audio

@@ -2,18 +2,29 @@
 
 :func:`configure` sets torch's thread count: the user's choice (``--threads``, else
 ``OMP_NUM_THREADS``), or else :func:`usable_cpus`, the CPUs this process may really run on (its
-CPU affinity and its cgroup's CPU quota, where torch's own default counts every core of the
-machine, quota or not).
+CPU affinity and its cgroup's CPU quota; torch's own default counts every core of the machine),
+fewer where other processes keep some of those busy (:func:`idle_cpus`, watched for 0.1 s).
 
-Automatic threads are no more than the CPUs other processes leave idle (:func:`idle_cpus`,
-watched for 0.1 s), because GNU OpenMP (libgomp, torch's on Linux CPU wheels) lets a waiting
-thread spin: with another job on the cores the spinning threads take the time the working ones
-need (two cores, one busy process: a 170 s recording took 178 s to transcribe on two threads
-against 7.5 s on one). Making them sleep instead (``OMP_WAIT_POLICY=PASSIVE``) was measured and
-not adopted: on two idle cores it made two threads slower than one (an 87 s recording: 3.6-5.9 s
-against 1.9-2.3 s spinning, 2.5-3.3 s on one thread). A job that starts on the cores after the
-threads are chosen still meets spinning threads; ``--threads 1`` or ``OMP_WAIT_POLICY=PASSIVE``
-in the environment is then the remedy.
+OpenMP threads that wait for work spin before they sleep; while another job takes a core, those
+spinning threads take the time the working ones need. Two cores, builtin:ctc on
+97 s of speech (2026-12-07, AMD EPYC VM; idle: 2-3 runs each, loaded: one series):
+
+=====================  =========  ============================
+two threads, spinning  idle CPUs  one CPU taken by another job
+=====================  =========  ============================
+libgomp's default      2.4-2.7 s  75 s
+GOMP_SPINCOUNT=1000    2.6-3.5 s  7.2 s
+no spinning (PASSIVE)  3.2-5.5 s  3.7 s
+(one thread)           2.9-3.3 s  3.5 s
+=====================  =========  ============================
+
+So the thread count follows the idle CPUs (under load: one thread, nothing to wait for), and
+``polyspeech/__init__.py`` sets ``GOMP_SPINCOUNT=1000`` (unless the environment sets it or
+``OMP_WAIT_POLICY``) before anything imports torch: about libgomp's default speed on idle cores,
+and a load that comes after the count was chosen costs about twice, not twenty times. GNU OpenMP
+(libgomp, torch's on Linux CPU wheels) reads it once, when torch loads it: a program that
+imported torch before polyspeech keeps the long spin unless its environment sets
+``GOMP_SPINCOUNT`` before it starts.
 
 Feature extraction (filterbank, pitch) runs on one thread (:func:`one_thread`), so that
 training's feature worker processes, several at once, do not each take every core. Alone on two

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -164,7 +166,37 @@ def test_configure_sets_torch_threads(torch_threads, monkeypatch):
 
 
 def test_configure_rejects_negative_threads(torch_threads):
-    threads = torch.get_num_threads()
+    before = torch.get_num_threads()
     with pytest.raises(InputError, match="--threads"):
         configure(-2)
-    assert torch.get_num_threads() == threads
+    assert torch.get_num_threads() == before
+
+
+def fresh_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    """``code`` in a new interpreter, without this one's OpenMP settings, plus ``env``."""
+    cleared = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_DISPLAY_ENV")
+    environment = {k: v for k, v in os.environ.items() if k not in cleared} | env
+    command = [sys.executable, "-c", code]
+    return subprocess.run(command, capture_output=True, text=True, env=environment, check=True)
+
+
+SPIN = "import polyspeech, os; print(os.environ.get('GOMP_SPINCOUNT'))"
+
+
+def test_import_shortens_openmp_spinning():
+    assert fresh_python(SPIN).stdout.strip() == "1000"
+
+
+@pytest.mark.parametrize(
+    ("env", "spin"), [({"GOMP_SPINCOUNT": "5"}, "5"), ({"OMP_WAIT_POLICY": "active"}, "None")]
+)
+def test_the_users_openmp_settings_win(env, spin):
+    assert fresh_python(SPIN, **env).stdout.strip() == spin
+
+
+def test_libgomp_reads_the_spin_count():
+    # libgomp prints the settings it read from the environment when it loads, at import torch
+    stderr = fresh_python("import polyspeech, torch", OMP_DISPLAY_ENV="verbose").stderr
+    if "GOMP_SPINCOUNT" not in stderr:
+        pytest.skip("torch does not use GNU OpenMP here")
+    assert "GOMP_SPINCOUNT = '1000'" in stderr
