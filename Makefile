@@ -14,7 +14,7 @@ $(BIN)/python:
 # Every version as in constraints.txt, those of a green run (pip freeze of its .venv).
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -c constraints.txt torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,lm,plot,serve,scale]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,lm,plot,serve,scale,modelscope]'
 	touch $@
 
 install: $(STAMP)
@@ -175,3 +175,36 @@ lid-model: $(STAMP)
 	done
 	$(BIN)/python recipes/lid/plot_confusion.py recipes/lid/confusion.png \
 		work/lid/corpus-test.json work/lid/corpus-extra-test.json
+
+# builtin:ctc and builtin:lid on recordings of people (issue 36), for measuring only, never for
+# training: CER per language (default LMs and greedy), LID accuracy per language, and each LID
+# answer with its probability (lid_answers.json: how many wrong answers are confident). `evaluate`
+# has no alignment task and the dev set no word times, so the aligner is not scored here.
+REAL_DEV ?= ../shared/data/real-speech-dev
+define LID_ANSWERS
+import json, sys
+from polyspeech.ctc.lid import LidModel
+from polyspeech.data.manifest import load_entry_audio, read_manifest
+from polyspeech.files import atomic_text_file
+lid = LidModel("builtin:lid")
+rows = []
+for entry in read_manifest(sys.argv[1]):
+    if entry.lang in lid.labels:
+        best = lid.ranked(lid.probabilities([load_entry_audio(entry)])[0], 1)[0]
+        rows.append({"id": entry.id, "lang": entry.lang, "guess": best.lang, "p": best.prob})
+wrong = [row for row in rows if row["guess"] != row["lang"]]
+sure = [row for row in wrong if row["p"] > 0.9]
+with atomic_text_file(sys.argv[2]) as stream:
+    json.dump({"wrong": len(wrong), "wrong_above_0.9": len(sure), "answers": rows}, stream, indent=1)
+print(f"LID: {len(wrong)} wrong of {len(rows)}, {len(sure)} of them at p > 0.9")
+endef
+export LID_ANSWERS
+.PHONY: evaluate-real
+evaluate-real: $(STAMP)
+	$(BIN)/polyspeech evaluate $(REAL_DEV)/manifest.jsonl --quiet \
+		--json work/real-dev/ctc.json --markdown work/real-dev/ctc.md
+	$(BIN)/polyspeech evaluate $(REAL_DEV)/manifest.jsonl --quiet --lm none \
+		--json work/real-dev/ctc_greedy.json --markdown work/real-dev/ctc_greedy.md
+	$(BIN)/polyspeech evaluate $(REAL_DEV)/manifest.jsonl --task lid --quiet \
+		--json work/real-dev/lid.json --markdown work/real-dev/lid.md
+	$(BIN)/python -c "$$LID_ANSWERS" $(REAL_DEV)/manifest.jsonl work/real-dev/lid_answers.json
