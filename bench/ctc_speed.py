@@ -5,19 +5,29 @@ built with random weights and saved in the MMS folder layout, so the compute is 
 Every run is a fresh process (its peak resident memory is its own), on the same speech audio
 (``--smoke``: both of its runs in one process, which checks the code, not the peaks).
 
+Loading first, side by side, each a fresh process that only loads, in ``--rounds`` rounds (the
+median is reported): the pipeline in float32, polyspeech in int8 from cold (its conversion
+cache emptied, :mod:`polyspeech.ctc.converted`) and from the cache the cold load wrote, and
+polyspeech in float32; each with its peak resident memory once loaded. The cache lives in the
+run's scratch folder; the transcription runs after it find it full.
+
     python bench/ctc_speed.py                 # the full benchmark (about 10 GB of disk in /tmp)
     python bench/ctc_speed.py --smoke         # small model, 4 s, baseline and default, 1 process
     python bench/ctc_speed.py --skip pipeline:bfloat16   # where bf16 is emulated (very slow)
 
-Prints a table and writes JSON (``--out``, default bench/results/ctc_speed.json), each run with
-``speedup_vs_pipeline_fp32`` (the baseline's real-time factor over its own; null where the
-baseline was skipped).
+Prints tables and writes JSON (``--out``, default bench/results/ctc_speed.json): ``load``, the
+loading times and ``vs_pipeline_fp32`` ratios (each time over the pipeline's float32 load), and
+``runs``, each with ``speedup_vs_pipeline_fp32`` (the baseline's real-time factor over its own;
+null where the baseline was skipped).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +51,13 @@ RUNS = [
 # the smoke run: the baseline and polyspeech's default, on seconds of audio, in one process
 SMOKE_SECONDS = 4
 SMOKE_RUNS = [("pipeline", "float32", SMOKE_SECONDS), ("polyspeech", "auto", SMOKE_SECONDS)]
+# the loading comparison: (column, system, dtype, conversion cache emptied first), in this order
+LOADS = [
+    ("pipeline float32", "pipeline", "float32", False),
+    ("polyspeech int8, cold", "polyspeech", "int8", True),
+    ("polyspeech int8, cached", "polyspeech", "int8", False),
+    ("polyspeech float32", "polyspeech", "float32", False),
+]
 
 
 def build_model(folder: Path, small: bool) -> None:
@@ -106,29 +123,35 @@ def build_audio(path: Path, seconds: int) -> None:
     soundfile.write(path, np.concatenate(pieces)[: seconds * 16000], 16000)
 
 
-def run_one(system: str, dtype_name: str, folder: Path, audio: Path) -> dict:
+def load_one(system: str, dtype_name: str, folder: Path):
+    """The pipeline, or polyspeech's model, in ``dtype_name``; the imports are inside, so that
+    a first load's time includes them, as a command's does."""
     import torch
 
-    samples, _ = soundfile.read(audio, dtype="float32")  # both get the same 16 kHz samples
-    started = time.perf_counter()
     if system == "pipeline":
         from transformers import pipeline
 
-        recognizer = pipeline(
+        return pipeline(
             "automatic-speech-recognition",
             model=str(folder),
             chunk_length_s=30,
             device=-1,
             dtype=getattr(torch, dtype_name),
         )
-        loaded = time.perf_counter()
-        text = recognizer({"raw": samples, "sampling_rate": 16000})["text"]
-    else:
-        from polyspeech import load
+    from polyspeech import load
 
-        model = load(str(folder), dtype=dtype_name)
+    return load(str(folder), dtype=dtype_name)
+
+
+def run_one(system: str, dtype_name: str, folder: Path, audio: Path) -> dict:
+    samples, _ = soundfile.read(audio, dtype="float32")  # both get the same 16 kHz samples
+    started = time.perf_counter()
+    model = load_one(system, dtype_name, folder)
+    loaded = time.perf_counter()
+    if system == "pipeline":
+        text = model({"raw": samples, "sampling_rate": 16000})["text"]
+    else:
         dtype_name = model.precision
-        loaded = time.perf_counter()
         text = model.transcribe(samples, "eng").text
     done = time.perf_counter()
     return {
@@ -137,6 +160,45 @@ def run_one(system: str, dtype_name: str, folder: Path, audio: Path) -> dict:
         "transcribe_s": done - loaded,
         "chars": len(text),
         "peak_gb": peak_bytes() / 2**30,
+    }
+
+
+def compare_loads(work: Path, smoke: bool, rounds: int) -> dict:
+    """Each of :data:`LOADS` in fresh processes (``smoke``: all in one), ``rounds`` times; a
+    table of the medians and their ratios to the pipeline's float32 load."""
+    seconds: dict[str, list[float]] = {column: [] for column, *_ in LOADS}
+    peaks: dict[str, list[float]] = {column: [] for column, *_ in LOADS}
+    averages = [os.getloadavg()[0]]
+    for _ in range(rounds):
+        groups = [LOADS] if smoke else [[load] for load in LOADS]
+        for group in groups:
+            if any(cold for *_, cold in group):  # smoke: the first int8 load of the group
+                shutil.rmtree(work / "cache", ignore_errors=True)
+            pairs = [f"{system}:{dtype_name}" for _, system, dtype_name, _ in group]
+            command = [sys.executable, __file__, "--load-child", str(work / "model"), *pairs]
+            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            for (column, *_), (took, peak) in zip(
+                group, json.loads(output.strip().splitlines()[-1]), strict=True
+            ):
+                seconds[column].append(took)
+                peaks[column].append(peak)
+        averages.append(os.getloadavg()[0])
+    median = {column: statistics.median(times) for column, times in seconds.items()}
+    baseline = median[LOADS[0][0]]
+    print(f"loading, median of {rounds} (load average {min(averages):.1f}-{max(averages):.1f}):")
+    for column, *_ in LOADS:
+        print(
+            f"  {column:24s} {median[column]:6.1f} s ({median[column] / baseline:.2f}x the "
+            f"pipeline's), peak {max(peaks[column]):.2f} GB",
+            flush=True,
+        )
+    return {
+        "rounds": rounds,
+        "load_average": [min(averages), max(averages)],
+        "seconds": seconds,
+        "median_s": median,
+        "vs_pipeline_fp32": {column: median[column] / baseline for column in median},
+        "peak_gb": {column: max(values) for column, values in peaks.items()},
     }
 
 
@@ -154,11 +216,24 @@ def main() -> None:
         help="leave a run out, e.g. pipeline:bfloat16 where the processor emulates bf16 "
         "(it took over 10 min for 60 s on an AVX2 machine)",
     )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of the loading comparison (default 3)"
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--load-child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:  # FOLDER AUDIO SYSTEM:DTYPE...: a JSON list, one result per run in turn
         folder, audio, *pairs = args.child
         results = [run_one(*pair.split(":"), Path(folder), Path(audio)) for pair in pairs]
+        print(json.dumps(results))
+        return
+    if args.load_child:  # FOLDER SYSTEM:DTYPE...: seconds and peak GB of each load in turn
+        folder, *pairs = args.load_child
+        results = []
+        for pair in pairs:
+            started = time.perf_counter()
+            load_one(*pair.split(":"), Path(folder))
+            results.append([time.perf_counter() - started, peak_bytes() / 2**30])
         print(json.dumps(results))
         return
     runs = SMOKE_RUNS if args.smoke else RUNS
@@ -169,9 +244,11 @@ def main() -> None:
     groups = [runs] if args.smoke else [[run] for run in runs]
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
+        os.environ["POLYSPEECH_CACHE"] = str(work / "cache")  # the children's conversion cache
         build_model(work / "model", args.smoke)
         for seconds in sorted({s for _, _, s in runs}):
             build_audio(work / f"{seconds}.flac", seconds)
+        loads = compare_loads(work, args.smoke, 1 if args.smoke else args.rounds)
         rows = []
         for group in groups:
             seconds = group[0][2]  # the smoke runs are all SMOKE_SECONDS long
@@ -199,7 +276,7 @@ def main() -> None:
             print(f"{row['system']:11s} {row['dtype']:8s} {row['audio_s']:4d} s audio: "
                   f"{row['speedup_vs_pipeline_fp32']:.2f}x pipeline float32's speed")  # fmt: skip
     with atomic_text_file(args.out) as stream:
-        json.dump({"smoke": args.smoke, "runs": rows}, stream, indent=1)
+        json.dump({"smoke": args.smoke, "load": loads, "runs": rows}, stream, indent=1)
     print(f"wrote {args.out}")
 
 

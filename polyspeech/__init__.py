@@ -23,11 +23,17 @@ from polyspeech.results import Result, Segment, Word
 __version__ = "0.1.0"
 
 
-def load(model: str = "builtin:ctc", device: str = "cpu", dtype: str = "auto"):
-    """Load a model folder (or a builtin name such as ``builtin:ctc``) for transcription.
+def load(
+    model="builtin:ctc", device: str = "cpu", dtype: str = "auto", revision: str | None = None
+):
+    """Load a model for transcription: a folder, a builtin name such as ``builtin:ctc``, a
+    Hugging Face Hub id (``facebook/mms-1b-all``, ``ORG/NAME@REV``, or ``revision``: a branch,
+    tag or commit), a ModelScope id (``modelscope:ORG/NAME``) or a resolved
+    :class:`polyspeech.hub.ModelSource`. A Hub model is downloaded into the Hub's cache
+    (base files first, a language's adapter when that language is used).
 
-    A CTC folder gives a :class:`polyspeech.ctc.model.CtcModel`, a speech-LLM folder (ours or
-    MooER's release layout) a :class:`polyspeech.speechllm.model.SpeechLlm`; both answer
+    A CTC model gives a :class:`polyspeech.ctc.model.CtcModel`, a speech-LLM (ours or MooER's
+    release layout) a :class:`polyspeech.speechllm.model.SpeechLlm`; both answer
     ``load(...).transcribe(audio, lang=...)`` with a :class:`Result`.
 
     ``dtype`` is ``float32``, ``bfloat16``, ``int8`` (CTC on a CPU: int8 weights in the linear
@@ -35,38 +41,40 @@ def load(model: str = "builtin:ctc", device: str = "cpu", dtype: str = "auto"):
     processor has it natively (CUDA with bf16, a CPU with AVX-512 bf16 or AMX), else int8 for
     CTC on a CPU and float32 otherwise; an MMS (wav2vec2) model takes int8 on every CPU.
     """
-    from pathlib import Path
-
     import torch
 
-    from polyspeech.ctc.model import BUILTIN, CtcModel, resolve_precision
+    from polyspeech.ctc.model import CtcModel, resolve_precision
     from polyspeech.devices import resolve_device
+    from polyspeech.hub import ModelSource, resolve_model
     from polyspeech.speechllm.folder import is_speechllm_folder, load_speechllm
     from polyspeech.weights import loading_model
 
     resolve_device(device)
-    folder = BUILTIN.get(str(model), Path(model))
+    source = model if isinstance(model, ModelSource) else resolve_model(model, revision)
+    folder = source.folder
     with loading_model(folder):
-        if folder.is_dir() and is_speechllm_folder(folder):
+        if is_speechllm_folder(folder):
             precision = resolve_precision(dtype, device)
             if precision == "int8":
                 if dtype != "auto":
                     raise InputError(f"{folder}: int8 is for CTC models; use float32 or bfloat16")
                 precision = "float32"
-            return load_speechllm(folder, device, getattr(torch, precision))
-        return CtcModel(model, device=device, precision=dtype)
+            return load_speechllm(source, device, getattr(torch, precision))
+        return CtcModel(source, device=device, precision=dtype)
 
 
 def transcribe(audio, model="builtin:ctc", lang: str | None = None, **options) -> Result:
-    """``model`` (a loaded model, a folder or a builtin name) transcribes ``audio``: the same as
-    ``load(model).transcribe(audio, lang, **options)``."""
-    return (load(model) if isinstance(model, str) else model).transcribe(audio, lang, **options)
+    """``model`` (a loaded model, or anything :func:`load` takes) transcribes ``audio``: the
+    same as ``load(model).transcribe(audio, lang, **options)``."""
+    loaded = model if hasattr(model, "transcribe") else load(model)
+    return loaded.transcribe(audio, lang, **options)
 
 
 def identify(audio, model="builtin:lid", top_k: int = 3, **options):
     """The ``top_k`` most probable languages of ``audio`` and of each of its VAD segments
     (:class:`polyspeech.ctc.lid.Identification`); ``model`` is a loaded
-    :class:`polyspeech.ctc.lid.LidModel`, an MMS-LID or our LID folder, or a builtin name."""
+    :class:`polyspeech.ctc.lid.LidModel`, an MMS-LID or our LID folder, a builtin name or a Hub
+    id (``facebook/mms-lid-126``)."""
     from polyspeech.ctc.lid import LidModel
 
     identifier = model if isinstance(model, LidModel) else LidModel(model)
@@ -74,8 +82,9 @@ def identify(audio, model="builtin:lid", top_k: int = 3, **options):
 
 
 def speak(text: str, lang: str | None = None, model=None, **options):
-    """``text`` spoken, 16 kHz float32 samples: by an MMS-TTS folder ``model``, or by
-    espeak-ng in ``lang`` (see :func:`polyspeech.tts.speak`)."""
+    """``text`` spoken, 16 kHz float32 samples: by an MMS-TTS ``model`` (a folder or a Hub id
+    such as ``facebook/mms-tts-eng``), or by espeak-ng in ``lang`` (see
+    :func:`polyspeech.tts.speak`)."""
     from polyspeech.tts import speak as synthesise
 
     return synthesise(text, lang, model, **options)

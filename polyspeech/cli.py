@@ -95,6 +95,64 @@ DType = Annotated[
         "it, else int8 on a CPU)."
     ),
 ]
+# What every --model takes, besides what each command says it must be
+MODEL_NAMES = (
+    "a folder, a builtin name (polyspeech models), or a published model: a Hugging Face id "
+    "ORG/NAME or a ModelScope id modelscope:ORG/NAME, either pinned as ID@REV"
+)
+
+
+def _model_help(what: str) -> str:
+    return f"{what}: {MODEL_NAMES}."
+
+
+def _revision_of(option: str, note: str = ""):
+    return Annotated[
+        str | None,
+        typer.Option(
+            "--revision",
+            help=f"Branch, tag or commit of {option}, a Hub id (the same as {option} "
+            f"ORG/NAME@REV{note}).",
+            show_default=False,
+        ),
+    ]
+
+
+Revision = _revision_of("--model")
+OneRevision = _revision_of("--model", "; with several models, write each so")
+
+
+def _pinned(model: str | None, revision: str | None, option: str = "--model") -> str | None:
+    """``model`` with ``--revision`` written into it (``ORG/NAME@REV``), as every loader and the
+    results' provenance take it."""
+    if revision is None:
+        return model
+    if model is None:
+        raise InputError(f"--revision {revision}: it is the revision of {option}; give {option}")
+    if not revision.strip():
+        raise InputError("--revision: empty; give a branch, tag or commit")
+    from polyspeech.hub import BUILTIN, split_revision
+
+    if model in BUILTIN or Path(model).exists():
+        raise InputError(
+            f"--revision {revision}: {option} {model} is a builtin or local model; a revision "
+            "is for Hub ids"
+        )
+    repo_id, pinned = split_revision(model, revision)
+    return f"{repo_id}@{pinned}"
+
+
+def _pinned_one(specs: list[str], revision: str | None) -> list[str]:
+    """``--revision`` written into the one model of a command that takes several (``NAME=``
+    before it kept)."""
+    if revision is None:
+        return specs
+    if len(specs) != 1:
+        raise InputError("--revision pins one --model; with several, write each ORG/NAME@REV")
+    name, equals, model = specs[0].rpartition("=")
+    return [f"{name}{equals}{_pinned(model, revision)}"]
+
+
 LanguageModel = Annotated[
     Path | None,
     typer.Option(
@@ -293,7 +351,10 @@ Task = Annotated[
 @app.command("transcribe")
 def transcribe_command(
     files: Annotated[list[Path] | None, typer.Argument(help="Audio files.")] = None,
-    model: Annotated[str, typer.Option(help="Model folder or builtin name.")] = "builtin:ctc",
+    model: Annotated[
+        str, typer.Option(help=_model_help("A CTC model or a speech LLM"))
+    ] = "builtin:ctc",
+    revision: Revision = None,
     lang: Annotated[
         str | None,
         typer.Option(
@@ -302,7 +363,7 @@ def transcribe_command(
         ),
     ] = None,
     lid_model: Annotated[
-        str, typer.Option(help="The language-ID model of --lang auto (folder or builtin name).")
+        str, typer.Option(help=_model_help("The language-ID model of --lang auto"))
     ] = "builtin:lid",
     manifest: Annotated[
         Path | None, typer.Option(help="Transcribe a manifest's lines, each in its lang.")
@@ -323,17 +384,16 @@ def transcribe_command(
 ) -> None:
     """Transcribe audio files (or a manifest) with a CTC model or a speech LLM."""
     _recognise(
-        files, model, lang, manifest, task, output_format, output_dir, word_timestamps,
-        batch_size, vad, vad_threshold, lm, device, dtype, lid_model,
+        files, _pinned(model, revision), lang, manifest, task, output_format, output_dir,
+        word_timestamps, batch_size, vad, vad_threshold, lm, device, dtype, lid_model,
     )  # fmt: skip
 
 
 @app.command("translate")
 def translate_command(
     files: Annotated[list[Path] | None, typer.Argument(help="Audio files.")] = None,
-    model: Annotated[str, typer.Option(help="Speech-LLM folder or builtin name.")] = (
-        "builtin:speechllm"
-    ),
+    model: Annotated[str, typer.Option(help=_model_help("A speech LLM"))] = "builtin:speechllm",
+    revision: Revision = None,
     manifest: Annotated[Path | None, typer.Option(help="Translate a manifest's lines.")] = None,
     output_format: Annotated[str, typer.Option(help="txt, json, srt, vtt or tsv.")] = "txt",
     output_dir: OutputDir = None,
@@ -346,8 +406,8 @@ def translate_command(
 ) -> None:
     """Translate speech into English text with a speech LLM (task ast)."""
     _recognise(
-        files, model, None, manifest, "ast", output_format, output_dir, False, batch_size, vad,
-        vad_threshold, None, device, dtype,
+        files, _pinned(model, revision), None, manifest, "ast", output_format, output_dir, False,
+        batch_size, vad, vad_threshold, None, device, dtype,
     )  # fmt: skip
 
 
@@ -375,20 +435,25 @@ def _recognise(
     if recognizer.family == "speechllm" and lm is not None:
         raise InputError("--lm is for CTC models; a speech LLM decodes with its own LM")
 
+    provenance = recognizer.source.describe()
+
     def run(audio, language):
         if recognizer.family == "ctc":
-            return recognizer.transcribe(
+            result = recognizer.transcribe(
                 audio, language, batch_size, vad, lm, lid=lid_model, vad_threshold=vad_threshold
             )
-        return recognizer.transcribe(
-            audio,
-            None if language == AUTO else language,  # a speech LLM needs no language named
-            task,
-            batch_size,
-            vad,
-            word_timestamps=word_timestamps,
-            vad_threshold=vad_threshold,
-        )
+        else:
+            result = recognizer.transcribe(
+                audio,
+                None if language == AUTO else language,  # a speech LLM needs no language named
+                task,
+                batch_size,
+                vad,
+                word_timestamps=word_timestamps,
+                vad_threshold=vad_threshold,
+            )
+        result.source = provenance
+        return result
 
     if manifest is not None:
         for entry in read_manifest(manifest):
@@ -439,10 +504,12 @@ def evaluate_command(
     model: Annotated[
         list[str] | None,
         typer.Option(
-            help="Model folder or builtin name; repeat to compare models side by side "
-            "(default: builtin:ctc, builtin:speechllm for ast, builtin:lid for lid)."
+            help=f"{MODEL_NAMES}; repeat to compare models side by side, each at its own "
+            "revision as ORG/NAME@REV (default: builtin:ctc, builtin:speechllm for ast, "
+            "builtin:lid for lid)."
         ),
     ] = None,
+    revision: OneRevision = None,
     task: Annotated[
         str,
         typer.Option(
@@ -497,6 +564,7 @@ def evaluate_command(
     names = model or [
         {"asr": "builtin:ctc", "ast": "builtin:speechllm", "lid": "builtin:lid"}[task]
     ]
+    names = _pinned_one(names, revision)
     if len(set(names)) < len(names):
         raise InputError("a model is named twice; name each model once")
     options = {
@@ -516,6 +584,11 @@ def evaluate_command(
             report = _evaluate(name, manifest, task, options, advance)
         reports[name] = {"model": name, **report, "peak_memory_bytes": peak_bytes()}
         gc.collect()
+    for name, report in reports.items():
+        if report["source"]["revision"]:  # a published model: the commit scored
+            typer.echo(
+                f"model {name}: {report['source']['repo']} at {report['source']['revision']}"
+            )
     if task == "lid":
         heard = f"first {max_seconds:g} s" if max_seconds else "whole clips"
         typer.echo(f"most probable language of each line against its lang ({heard})")
@@ -590,7 +663,7 @@ Star = Annotated[
     bool, typer.Option(help="A <star> token takes audio the transcript does not cover.")
 ]
 AlignModel = Annotated[
-    str, typer.Option(help="CTC model folder or builtin name (any language: builtin:align).")
+    str, typer.Option(help=_model_help("A CTC model (any language: builtin:align)"))
 ]
 
 
@@ -600,6 +673,7 @@ def align_command(
     transcript: Annotated[Path, typer.Argument(help="Its transcript: one utterance per line.")],
     lang: Annotated[str | None, typer.Option(help="Language of the transcript.")] = None,
     model: AlignModel = "builtin:align",
+    revision: Revision = None,
     granularity: Granularity = "word",
     star: Star = False,
     output_format: Annotated[str, typer.Option(help="json, srt, vtt, textgrid or ctm.")] = "json",
@@ -626,8 +700,9 @@ def align_command(
     if output_format not in SPAN_FORMATS:
         raise InputError(f"unknown output format {output_format!r}; use {', '.join(SPAN_FORMATS)}")
     samples, result = _align_file(
-        audio, transcript, model, lang, granularity, star, batch_size, device, dtype
-    )
+        audio, transcript, _pinned(model, revision), lang, granularity, star, batch_size, device,
+        dtype,
+    )  # fmt: skip
     spans = result.spans
     text = {
         "json": lambda: spans_to_json(spans, result.unmapped),
@@ -652,6 +727,7 @@ def segment_command(
     ],
     lang: Annotated[str, typer.Option(help="Language of the transcript (goes in the manifest).")],
     model: AlignModel = "builtin:align",
+    revision: Revision = None,
     star: Star = True,
     min_score: Annotated[
         float, typer.Option(help="Lines scoring below this are flagged (low_score: true).")
@@ -663,11 +739,11 @@ def segment_command(
 ) -> None:
     """Cut a long recording into one clip per transcript line, with a training manifest."""
     from polyspeech.align.segment import write_segments
-    from polyspeech.text.languages import to_iso639_3
+    from polyspeech.text.languages import as_published
 
-    code = to_iso639_3(lang)
+    code = as_published(lang)
     samples, result = _align_file(
-        audio, transcript, model, code, "line", star, batch_size, device, dtype
+        audio, transcript, _pinned(model, revision), code, "line", star, batch_size, device, dtype
     )
     flagged = write_segments(samples, result.line_spans, code, audio.stem, out_dir, min_score)
     typer.echo(
@@ -679,9 +755,10 @@ def segment_command(
 @app.command("identify")
 def identify_command(
     files: Annotated[list[Path], typer.Argument(help="Audio files.")],
-    model: Annotated[str, typer.Option(help="Language-ID model folder or builtin name.")] = (
-        "builtin:lid"
-    ),
+    model: Annotated[
+        str, typer.Option(help=_model_help("A language-ID model (ours or MMS-LID)"))
+    ] = "builtin:lid",
+    revision: Revision = None,
     top_k: Annotated[int, typer.Option(min=1, help="How many languages to give.")] = 3,
     segments: Annotated[
         bool, typer.Option(help="Also the languages of each VAD segment (code-switching).")
@@ -698,7 +775,7 @@ def identify_command(
 
     from polyspeech.ctc.lid import LidModel
 
-    identifier = LidModel(model, device=device, precision=dtype)
+    identifier = LidModel(_pinned(model, revision), device=device, precision=dtype)
 
     def handle(path: Path) -> None:
         found = identifier.identify(path, top_k=top_k, vad=vad, vad_threshold=vad_threshold)
@@ -733,8 +810,14 @@ def speak_command(
         str | None, typer.Option(help="Language (ISO 639); espeak-ng needs it.")
     ] = None,
     model: Annotated[
-        Path | None, typer.Option(help="An MMS-TTS (VITS) folder; default: espeak-ng.")
+        str | None,
+        typer.Option(
+            help=_model_help("An MMS-TTS (VITS) voice, such as facebook/mms-tts-eng")
+            + " Default: espeak-ng.",
+            show_default=False,
+        ),
     ] = None,
+    revision: Revision = None,
     speaking_rate: Annotated[float, typer.Option(help="Above 1 faster, below slower.")] = 1.0,
     seed: Annotated[int, typer.Option(help="The same seed gives the same audio.")] = 0,
     threads: Threads = 0,
@@ -743,7 +826,7 @@ def speak_command(
     from polyspeech.audio import SAMPLE_RATE, write_audio
     from polyspeech.tts import speak
 
-    samples = speak(text, lang, model, speaking_rate, seed)
+    samples = speak(text, lang, _pinned(model, revision), speaking_rate, seed)
     write_audio(output, samples)
     typer.echo(f"wrote {len(samples) / SAMPLE_RATE:.2f} s to {output}")
 
@@ -755,7 +838,10 @@ def batch_command(
         Path,
         typer.Option(callback=_output_folder, help="Folder for the part-*.jsonl result shards."),
     ],
-    model: Annotated[str, typer.Option(help="Model folder or builtin name.")] = "builtin:ctc",
+    model: Annotated[
+        str, typer.Option(help=_model_help("A CTC model or a speech LLM"))
+    ] = "builtin:ctc",
+    revision: Revision = None,
     ray_address: Annotated[
         str | None,
         typer.Option(
@@ -781,7 +867,7 @@ def batch_command(
     total = sum(1 for _ in read_manifest(manifest))
     with _progress(total, "transcribing", quiet) as advance:
         summary = batch_transcribe(
-            manifest, model, out, ray_address, batch_size, actors, dtype,
+            manifest, _pinned(model, revision), out, ray_address, batch_size, actors, dtype,
             lambda count: [advance() for _ in range(count)],
         )  # fmt: skip
     typer.echo(
@@ -796,9 +882,10 @@ def serve_command(
         list[str],
         typer.Option(
             help="A model to serve, as NAME=MODEL or MODEL (named by itself): a CTC model, a "
-            "speech LLM or an MMS-TTS folder, or a builtin name. Repeat for several."
+            f"speech LLM or an MMS-TTS voice, {MODEL_NAMES}. Repeat for several."
         ),
     ],
+    revision: OneRevision = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
     api_key: Annotated[
@@ -845,20 +932,186 @@ def serve_command(
         max_upload_mb, max_audio_seconds, request_timeout, max_batch, max_wait_ms, max_queue,
         list(api_key or []), lm,
     )  # fmt: skip
-    models = dict(load_served(spec, device, dtype) for spec in model)
+    models = dict(load_served(spec, device, dtype) for spec in _pinned_one(model, revision))
     check_served(models, lm)
     uvicorn.run(create_app(models, settings), host=host, port=port, log_level="warning")
 
 
 @app.command("languages")
 def languages_command(
-    model: Annotated[str, typer.Option(help="Model folder or builtin name.")] = "builtin:ctc",
+    model: Annotated[
+        str, typer.Option(help=_model_help("A CTC model or a speech LLM"))
+    ] = "builtin:ctc",
+    revision: Revision = None,
 ) -> None:
-    """List the languages a model folder offers."""
+    """List the languages a model offers."""
     from polyspeech import load
 
-    for lang in load(model).languages:
+    for lang in load(_pinned(model, revision)).languages:
         typer.echo(lang)
+
+
+def _size(count: int) -> str:
+    """Bytes in decimal units, as the Hub and ``du --si`` give them."""
+    if count < 1000:
+        return f"{count} B"
+    for unit in ("kB", "MB", "GB", "TB"):
+        count /= 1000
+        if count < 1000 or unit == "TB":
+            break
+    return f"{count:.1f} {unit}"
+
+
+@app.command("download")
+def download_command(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="A published model: a Hugging Face id ORG/NAME or a ModelScope id "
+            "modelscope:ORG/NAME, either pinned as ID@REV."
+        ),
+    ],
+    lang: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated languages whose adapters to fetch too (a model of one adapter "
+            "per language, such as facebook/mms-1b-all); default: the base files only."
+        ),
+    ] = "",
+    revision: Annotated[
+        str | None,
+        typer.Option(
+            help="Branch, tag or commit (the same as NAME@REV); default: main (master on "
+            "ModelScope).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Fetch a published model into its hub's cache ahead of use, for working offline
+    (HF_HUB_OFFLINE=1): one line per file fetched with its size, then the total. A MooER
+    release comes with the LLM it names, its files written "LLM-ID: FILE"."""
+    from polyspeech.hub import download
+    from polyspeech.hub.mooer import llm_id
+
+    if revision is not None and not revision.strip():
+        raise InputError("--revision: empty; give a branch, tag or commit")
+    codes = [code.strip() for code in lang.split(",") if code.strip()]
+    source, fetched = download(name, codes or None, revision)
+    for filename, size in fetched:
+        typer.echo(f"{_size(size):>10}  {filename}")
+    where = f"{source.repo_id} at {source.revision}"
+    llm = llm_id(source)
+    with_llm = f", with its LLM {llm}" if llm else ""
+    if fetched:
+        total = _size(sum(size for _, size in fetched))
+        files = f"{len(fetched)} file" + ("s" if len(fetched) > 1 else "")
+        typer.echo(f"fetched {files}, {total}: {where}, in {source.folder}{with_llm}")
+    else:
+        typer.echo(f"nothing to fetch: {where} is in the cache, in {source.folder}{with_llm}")
+
+
+# What each builtin name is for (README "Models" compares them with the published ones)
+BUILTIN_USES = {
+    "builtin:ctc": "speech recognition (conformer CTC, an adapter per language)",
+    "builtin:ctc-lm": "character n-gram LMs builtin:ctc decodes with (--lm)",
+    "builtin:align": "forced alignment of any language, its text romanised",
+    "builtin:lid": "spoken language identification",
+    "builtin:speechllm": "recognition and translation into English (speech LLM)",
+}
+
+
+def _folder_languages(folder: Path) -> list[str]:
+    """The languages a builtin folder holds: its adapters, its LID labels, its speech LLM's
+    languages or its n-gram LMs."""
+    import json
+
+    adapters = sorted(path.name.split(".")[1] for path in folder.glob("adapter.*.safetensors"))
+    if adapters:
+        return adapters
+    for config, key in (("config.json", "labels"), ("polyspeech.json", "languages")):
+        if (folder / config).is_file():
+            return sorted(json.loads((folder / config).read_text()).get(key, []))
+    return sorted(path.name.split(".")[0] for path in folder.glob("*.arpa.gz"))
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    """Rows in columns as wide as their widest cell; the last column left ragged."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        typer.echo("  ".join([*cells, row[-1]]).rstrip())
+
+
+@app.command("models")
+def models_command() -> None:
+    """List the builtin models, and the published models in the Hugging Face and ModelScope
+    caches: id, revision, size on disk and the languages whose adapters are there."""
+    from polyspeech.hub import ASSETS, BUILTIN
+    from polyspeech.hub.huggingface import hub_settings
+    from polyspeech.hub.modelscope import cache_folder, cached_models
+
+    typer.echo(
+        "Builtin models: trained on synthetic speech (espeak-ng), they do not hear real voices "
+        "well; for real recordings use a published model (README, Models)."
+    )
+    rows = [("NAME", "SIZE", "FOR", "LANGUAGES")]
+    # the LMs' folder named here, not imported from polyspeech.ctc.model: that import (torch)
+    # takes seconds
+    for name, folder in {**BUILTIN, "builtin:ctc-lm": ASSETS / "ctc-lm"}.items():
+        size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+        languages = _folder_languages(folder)
+        listed = "any" if languages == ["und"] else " ".join(languages)
+        rows.append((name, _size(size), BUILTIN_USES[name], listed))
+    _table(rows)
+    cache = hub_settings().cache
+    typer.echo(f"\nHugging Face cache {cache}:")
+    cached = _hub_cache_rows(cache)
+    if cached:
+        _table([("ID", "REVISION", "REFS", "SIZE", "LANGUAGES"), *cached])
+    else:
+        typer.echo("no models (fetch one: polyspeech download ORG/NAME)")
+    cache = cache_folder()
+    typer.echo(f"\nModelScope cache {cache}:")
+    # an older client's cache holds one revision without naming it
+    cached = [
+        (model.name, model.revision or "-", _size(model.size), " ".join(model.languages) or "-")
+        for model in cached_models(cache)
+    ]
+    if cached:
+        _table([("ID", "REVISION", "SIZE", "LANGUAGES"), *cached])
+    else:
+        typer.echo("no models (fetch one: polyspeech download modelscope:ORG/NAME)")
+
+
+def _hub_cache_rows(cache: Path) -> list[tuple[str, ...]]:
+    """One row per cached revision of each model in the Hugging Face cache ``cache``; what the
+    scan could not read is a warning on stderr."""
+    from huggingface_hub import scan_cache_dir
+
+    from polyspeech.hub import ADAPTER
+
+    if not cache.is_dir():
+        return []
+    scanned = scan_cache_dir(cache)
+    for warning in scanned.warnings:
+        typer.echo(f"polyspeech: warning: {' '.join(str(warning).split())}", err=True)
+    rows = []
+    for repo in sorted(scanned.repos, key=lambda repo: repo.repo_id):
+        if repo.repo_type != "model":
+            continue
+        for revision in sorted(repo.revisions, key=lambda revision: revision.commit_hash):
+            languages = sorted(
+                {
+                    found["lang"]
+                    for file in revision.files
+                    if (found := ADAPTER.fullmatch(file.file_name))
+                }
+            )
+            rows.append((
+                repo.repo_id, revision.commit_hash, ",".join(sorted(revision.refs)) or "-",
+                _size(revision.size_on_disk), " ".join(languages) or "-",
+            ))  # fmt: skip
+    return rows
 
 
 def _log_to_stderr() -> None:
@@ -905,12 +1158,14 @@ def train_ctc(
     config: ConfigFile = None,
     langs: Annotated[str, typer.Option(help="Comma-separated languages (default: all).")] = "",
     init: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            help="Train this model folder further, all of it (base, adapters, output layers) "
-            "and all of its languages at once."
+            help="Train this model further, all of it (base, adapters, output layers) and all "
+            f"of its languages at once: {MODEL_NAMES}.",
+            show_default=False,
         ),
     ] = None,
+    revision: _revision_of("--init") = None,
     resume: Resume = False,
     jobs: Jobs = 2,
     dtype: SaveDtype = "float32",
@@ -927,7 +1182,7 @@ def train_ctc(
         out=out,
         config=config,
         langs=codes,
-        init=init,
+        init=_pinned(init, revision, "--init"),
         resume=resume,
         jobs=jobs,
         dtype=dtype,
@@ -940,10 +1195,11 @@ def train_adapter(
     manifests: TrainManifests,
     dev: DevManifest,
     out: TrainOut,
-    base: Annotated[Path, typer.Option(help="The model folder to add the language to.")],
+    base: Annotated[str, typer.Option(help=_model_help("The CTC model to add the language to"))],
     lang: Annotated[
         str, typer.Option(help="The new language, or one of the model's to train further.")
     ],
+    revision: _revision_of("--base") = None,
     config: ConfigFile = None,
     resume: Resume = False,
     jobs: Jobs = 2,
@@ -953,15 +1209,15 @@ def train_adapter(
 ) -> None:
     """Add a language to a model, or train one of its languages further (from its own adapter):
     base frozen, only that language's adapter and output layer trained."""
-    from polyspeech.text.languages import to_iso639_3
+    from polyspeech.text.languages import as_published
 
     _run_training(
         train_manifests=manifests,
         dev_manifest=dev,
         out=out,
         config=config,
-        langs=[to_iso639_3(lang)],
-        base=base,
+        langs=[as_published(lang)],
+        base=_pinned(base, revision, "--base"),
         resume=resume,
         jobs=jobs,
         dtype=dtype,
@@ -974,8 +1230,12 @@ def train_speechllm_command(
     manifests: TrainManifests,
     out: TrainOut,
     base: Annotated[
-        Path | None, typer.Option(help="The speech-LLM folder to train from (ours or MooER's).")
+        str | None,
+        typer.Option(
+            help=_model_help("The speech LLM to train from (ours or MooER's)"), show_default=False
+        ),
     ] = None,
+    revision: _revision_of("--base") = None,
     init: Annotated[
         Path | None,
         typer.Option(help="Instead of --base: JSON config of a new speech LLM to build and train."),
@@ -998,7 +1258,15 @@ def train_speechllm_command(
     new = NewSpeechLlmConfig.from_json(init) if init else None
     with _progress(settings.max_steps, "training", quiet) as advance:
         summary = train_speechllm(
-            manifests, dev, base, out, settings, resume, lambda step, loss: advance(), new, dtype
+            manifests,
+            dev,
+            _pinned(base, revision, "--base"),
+            out,
+            settings,
+            resume,
+            lambda step, loss: advance(),
+            new,
+            dtype,
         )
     last = summary["history"][-1] if summary["history"] else {}
     typer.echo(f"trained {summary['steps']} steps; last dev {last}")
@@ -1010,8 +1278,9 @@ def train_lid_command(
     dev: DevManifest,
     out: TrainOut,
     base: Annotated[
-        str, typer.Option(help="The CTC model whose frozen shared base the head reads.")
+        str, typer.Option(help=_model_help("The CTC model whose frozen shared base the head reads"))
     ] = "builtin:ctc",
+    revision: _revision_of("--base") = None,
     config: ConfigFile = None,
     jobs: Jobs = 2,
     dtype: SaveDtype = "float32",
@@ -1025,7 +1294,14 @@ def train_lid_command(
     settings = LidTrainConfig.from_json(config) if config else LidTrainConfig()
     with _progress(settings.max_steps, "training", quiet) as advance:
         summary = train_lid(
-            manifests, dev, base, out, settings, jobs, dtype, lambda step, loss: advance()
+            manifests,
+            dev,
+            _pinned(base, revision, "--base"),
+            out,
+            settings,
+            jobs,
+            dtype,
+            lambda step, loss: advance(),
         )
     last = summary["history"][-1]
     typer.echo(

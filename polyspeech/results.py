@@ -32,6 +32,9 @@ class Result:
     duration: float = 0.0
     translation: str | None = None
     language_probability: float | None = None  # identified: the file's probability of it
+    # where it came from, so a figure can be reproduced: the model's ModelSource.describe()
+    # (name as given, repository, resolved commit, hub)
+    source: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,6 +60,7 @@ class Result:
             data.get("duration", 0.0),
             data.get("translation"),
             data.get("language_probability"),
+            data.get("source"),
         )
 
 

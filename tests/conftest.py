@@ -11,6 +11,7 @@ import pytest
 
 from polyspeech.cli import main
 from polyspeech.ctc.conformer import ConformerConfig
+from polyspeech.errors import InputError
 
 # The conformer's code path at a size that runs in milliseconds.
 TINY_CONFORMER = ConformerConfig(
@@ -23,6 +24,13 @@ class CliResult:
     code: int
     stdout: str
     stderr: str
+
+
+@pytest.fixture(autouse=True)
+def own_conversion_cache(tmp_path_factory, monkeypatch):
+    """Converted weights go to a folder of this test run, not the user's ~/.cache/polyspeech."""
+    folder = tmp_path_factory.getbasetemp() / "polyspeech-cache"
+    monkeypatch.setenv("POLYSPEECH_CACHE", str(folder))
 
 
 @pytest.fixture
@@ -98,3 +106,23 @@ def conformer_folder(tmp_path):
         torch.nn.init.normal_(adapter.layers[0][3].weight)  # not the identity: adapters matter
     save_conformer(tmp_path / "model", model.eval(), vocabularies)
     return tmp_path / "model", model
+
+
+@pytest.fixture
+def online_hub(tmp_path, monkeypatch):
+    """The stand-in Hub on 127.0.0.1 (tests/hub/hub_server.py) with the huggingface_hub client
+    aimed at it, its cache under ``tmp_path``."""
+    from tests.hub.hub_server import HubServer, use_hub_server
+
+    with HubServer() as server:
+        use_hub_server(monkeypatch, server.url, tmp_path / "hf-cache")
+        yield server
+
+
+def one_line_error(call, *args, **kwargs) -> str:
+    """The message of the :class:`InputError` that ``call`` raises, checked to be one line."""
+    with pytest.raises(InputError) as error:
+        call(*args, **kwargs)
+    message = str(error.value)
+    assert "\n" not in message, message
+    return message

@@ -1,6 +1,7 @@
-"""Every command against one table of bad inputs: each bad file, folder or output path is one line
-on stderr naming it and the problem, exit status 2, no traceback, and nothing left where the
-output would have gone. A new command is covered by adding a row to COMMANDS."""
+"""Every command against one table of bad inputs: each bad file, folder, output path or
+published model's id is one line on stderr naming it and the problem, exit status 2, no
+traceback, and nothing left where the output would have gone. A new command is covered by adding
+a row to COMMANDS. The Hugging Face Hub is offline throughout, its cache one made here."""
 
 from __future__ import annotations
 
@@ -16,14 +17,16 @@ from polyspeech.ctc.model import BUILTIN
 from tests.audio.test_io import make_flac_cut_at_30, make_text_renamed_wav
 from tests.conftest import sine
 from tests.speechllm.conftest import build_mooer_folder
+from tests.test_cli import use_offline_cache, write_hub_cache
 
 WEIGHTS = ("*.safetensors", "*.pth", "*.pt")
 
 
 @dataclass(frozen=True)
 class Command:
-    """A command line whose slots (AUDIO, TEXT, MANIFEST, MODEL, OUT_FILE, OUT_DIR) a test
-    fills, good or bad; ``model`` names which model folder MODEL holds."""
+    """A command line whose slots (AUDIO, TEXT, MANIFEST, MODEL, HUB_ID, OUT_FILE, OUT_DIR) a
+    test fills, good or bad; ``model`` names which model folder MODEL holds, HUB_ID is the
+    cached id of the CTC model."""
 
     name: str
     args: tuple[str, ...]
@@ -71,6 +74,10 @@ COMMANDS = [
     Command("train speechllm", ("train", "speechllm", "MANIFEST", "--base", "MODEL", "--out",
                                 "OUT_DIR", "--quiet"), "speechllm", runs_when_good=False),
     Command("train lm", ("train", "lm", "MANIFEST", "--out", "OUT_DIR")),
+    Command("transcribe-hub", ("transcribe", "AUDIO", "--model", "HUB_ID", "--lang", "eng",
+                               "--no-vad", "--output-dir", "OUT_DIR")),
+    Command("download", ("download", "HUB_ID", "--lang", "eng")),
+    Command("models", ("models",)),
 ]  # fmt: skip
 
 
@@ -142,6 +149,18 @@ def corrupt_header(tmp_path: Path, good: Path) -> Path:
     return _damage(good, tmp_path, lambda data: b"\xff" * 16 + data[16:])
 
 
+def not_cached(tmp_path: Path, good: str) -> str:
+    return "org/absent"
+
+
+def empty_revision(tmp_path: Path, good: str) -> str:
+    return f"{good}@"
+
+
+def adapter_not_cached(tmp_path: Path, good: str) -> str:
+    return BASE_ONLY
+
+
 BAD = [
     ("AUDIO", missing, "file not found"),
     ("AUDIO", empty, "empty file"),
@@ -164,6 +183,9 @@ BAD = [
     ("OUT_FILE", under_a_file, "is a file"),
     ("OUT_DIR", file_for_folder, "is a file"),
     ("OUT_DIR", under_a_file, "is a file"),
+    ("HUB_ID", not_cached, "not in the Hugging Face cache"),
+    ("HUB_ID", empty_revision, "empty revision after @"),
+    ("HUB_ID", adapter_not_cached, "adapter.eng.safetensors is not in the Hugging Face cache"),
 ]
 
 CASES = [
@@ -196,7 +218,26 @@ def models(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-def _good_slots(tmp_path: Path, command: Command) -> dict[str, Path]:
+HUB_ID = "org/ctc"
+BASE_ONLY = "org/ctc-base"  # the same model, its adapter not in the cache
+
+
+@pytest.fixture(scope="module")
+def hub_cache(tmp_path_factory, models) -> Path:
+    cache = tmp_path_factory.mktemp("hf-cache")
+    write_hub_cache(cache, HUB_ID, models["ctc"])
+    base = tmp_path_factory.mktemp("base") / "ctc"
+    shutil.copytree(models["ctc"], base, ignore=shutil.ignore_patterns("adapter.*"))
+    write_hub_cache(cache, BASE_ONLY, base)
+    return cache
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, hub_cache) -> None:
+    use_offline_cache(monkeypatch, hub_cache)
+
+
+def _good_slots(tmp_path: Path, command: Command) -> dict[str, Path | str]:
     good = tmp_path / "good"
     good.mkdir()
     soundfile.write(good / "a.flac", sine(220, 1.0, 16000), 16000)
@@ -213,6 +254,7 @@ def _good_slots(tmp_path: Path, command: Command) -> dict[str, Path]:
         "MANIFEST": good / "m.jsonl",
         "OUT_FILE": tmp_path / "out" / command.out_file,
         "OUT_DIR": tmp_path / "out" / "folder",
+        "HUB_ID": HUB_ID,
     }
 
 

@@ -48,6 +48,14 @@ def test_json_round_trips():
     assert Result.from_dict(json.loads(WRITERS["json"](RESULT))) == RESULT
 
 
+def test_json_says_where_the_result_came_from_and_the_other_formats_do_not():
+    source = {"model": "org/m@v1", "repo": "org/m", "revision": "a" * 40, "hub": "huggingface"}
+    pinned = Result("hi", "eng", [Segment(0.0, 1.0, "hi")], 1.0, source=source)
+    record = json.loads(WRITERS["json"](pinned))
+    assert record["source"] == source and Result.from_dict(record) == pinned
+    assert all("org/m" not in WRITERS[name](pinned) for name in ("txt", "srt", "vtt", "tsv"))
+
+
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setitem(WRITERS, "txt", lambda result: 1 / 0)
     with pytest.raises(ZeroDivisionError):

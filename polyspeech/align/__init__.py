@@ -28,15 +28,16 @@ def align(
     ``sample_rate``) to ``lines``, one utterance each; returns
     :class:`polyspeech.align.spans.AlignmentResult` (spans in seconds).
 
-    ``model`` is a loaded CTC model or a folder or builtin name (``builtin:align``: any
-    language, romanised).
+    ``model`` is a loaded CTC model or anything :func:`polyspeech.load` takes: a folder, a
+    builtin name (``builtin:align``: any language, romanised), a Hub id (an MMS model such as
+    ``facebook/mms-1b-all``) or a resolved :class:`polyspeech.hub.ModelSource`.
     """
     import numpy as np
 
     from polyspeech import load, load_audio
     from polyspeech.align.spans import align_transcript
 
-    aligner = load(model) if isinstance(model, str) else model
+    aligner = model if hasattr(model, "log_probs") else load(model)
     rate = sample_rate if isinstance(audio, np.ndarray) else None
     samples = load_audio(audio, source_rate=rate)
     return align_transcript(aligner, samples, lines, lang, granularity, star, batch_size)

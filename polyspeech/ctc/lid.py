@@ -15,6 +15,7 @@ Two kinds of model folder:
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,10 +26,11 @@ from torch import nn
 from polyspeech.audio import SAMPLE_RATE, load_audio
 from polyspeech.audio.vad import pieces
 from polyspeech.ctc.conformer import ConformerConfig, ConformerCTC, input_features
-from polyspeech.ctc.model import native_bf16, resolve_model_folder, resolve_precision
+from polyspeech.ctc.model import native_bf16, resolve_precision
 from polyspeech.devices import resolve_device
 from polyspeech.errors import InputError
-from polyspeech.text.languages import to_iso639_3
+from polyspeech.hub import ModelSource, resolve_model
+from polyspeech.text.languages import as_published
 from polyspeech.weights import load_strict, loading_model, read_safetensors
 
 LID_MODEL_TYPE = "polyspeech-conformer-lid"
@@ -124,11 +126,16 @@ class LidModel:
 
     family = "lid"
 
-    def __init__(self, folder: str | Path, device: str = "cpu", precision: str = "auto") -> None:
-        self.folder = resolve_model_folder(folder)
+    def __init__(
+        self, model: str | Path | ModelSource, device: str = "cpu", precision: str = "auto"
+    ) -> None:
+        """``model``: a folder, a builtin name, a Hub id (``facebook/mms-lid-126``) or a
+        resolved :class:`ModelSource`."""
+        self.source = model if isinstance(model, ModelSource) else resolve_model(model)
+        self.folder = self.source.folder
         self.device = resolve_device(device)
         with loading_model(self.folder):
-            config = json.loads((self.folder / "config.json").read_text())
+            config = json.loads(self.source.config_file().read_text())
             mms = "Wav2Vec2ForSequenceClassification" in config.get("architectures", [])
             self.precision = resolve_precision(precision, device, wav2vec2=mms)
             if config.get("model_type") == LID_MODEL_TYPE:
@@ -161,7 +168,14 @@ class LidModel:
         id2label = config.get("id2label") or {}
         if not id2label:
             raise InputError(f"{self.folder / 'config.json'}: no id2label (the languages)")
-        self.labels = [to_iso639_3(id2label[str(i)]) for i in range(len(id2label))]
+        # MMS's own codes as published (tgl, prs, ara: a recogniser's keys are the same), so
+        # that no two become one (to_iso639_3 makes tgl and fil both fil)
+        self.labels = [as_published(str(id2label[str(i)])) for i in range(len(id2label))]
+        repeated = sorted(label for label, count in Counter(self.labels).items() if count > 1)
+        if repeated:
+            raise InputError(
+                f"{self.folder / 'config.json'}: id2label names {', '.join(repeated)} twice"
+            )
         dtype = torch.bfloat16 if self.precision == "bfloat16" else torch.float32
         quantize = self.precision == "int8"
         network = load_wav2vec2(self.folder, dtype, quantize, "Wav2Vec2ForSequenceClassification")

@@ -25,10 +25,10 @@ from safetensors.torch import save_file
 
 from polyspeech.ctc.folder import load_conformer_base
 from polyspeech.ctc.lid import LidHead, LidHeadConfig, lid_config
-from polyspeech.ctc.model import resolve_model_folder
 from polyspeech.ctc.train import load_features
 from polyspeech.errors import InputError
 from polyspeech.files import read_config
+from polyspeech.hub import resolve_model
 from polyspeech.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def train_lid(
     writes ``out/model`` (base + head) and ``out/training_log.json``; returns the log."""
     if dtype not in ("float32", "float16"):
         raise InputError(f"dtype {dtype!r}: the model is written in float32 or float16")
-    folder = resolve_model_folder(base)
+    folder = resolve_model(base).folder  # the base alone: no adapter is needed
     network, _ = load_conformer_base(folder)
     network.eval()
     paths = [Path(m) for m in train_manifests]

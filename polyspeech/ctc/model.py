@@ -3,6 +3,8 @@
 Both keep one shared base and, per language, an ``adapter.<lang>.safetensors`` file and a
 vocabulary in a nested ``vocab.json``. Choosing a language loads only its adapter (a few
 thousand to ~2M weights), never the base again; the most recently used adapters stay in memory.
+A language whose adapter the base weights already are (mms-1b-all's English:
+:func:`carried_language`) reads no adapter file at all.
 """
 
 from __future__ import annotations
@@ -21,35 +23,21 @@ from polyspeech.ctc.quantize import quantize_linear_layers
 from polyspeech.ctc.wav2vec2 import convolutions_in_bf16, load_wav2vec2, return_freed_memory
 from polyspeech.devices import resolve_device
 from polyspeech.errors import InputError
-from polyspeech.text.languages import to_iso639_3
+from polyspeech.hub import ASSETS, ModelSource, resolve_model
+from polyspeech.hub import BUILTIN as BUILTIN  # where serve, speechllm and tests look for it
+from polyspeech.text.languages import model_language, to_iso639_3
 from polyspeech.text.vocab import Vocabulary, load_vocabularies
-from polyspeech.weights import check_model_folder, read_safetensors
+from polyspeech.weights import read_safetensors
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-BUILTIN = {
-    "builtin:ctc": ASSETS / "ctc",
-    "builtin:align": ASSETS / "align",
-    "builtin:speechllm": ASSETS / "speechllm",
-    "builtin:lid": ASSETS / "lid",
-}
 BUILTIN_LM = {"builtin:ctc-lm": ASSETS / "ctc-lm"}  # its character n-grams, one per language
 # The LM a builtin model decodes with unless told otherwise, as transformers' ASR pipeline does
 # for a checkpoint that ships one (builtin:ctc's test CER: 10.55% greedy, 6.12% with its LMs)
 DEFAULT_LM = {"builtin:ctc": "builtin:ctc-lm"}
 NO_LM = "none"  # --lm none: greedy decoding
-
-
-def resolve_model_folder(name: str | Path) -> Path:
-    """A model folder from a path or a builtin name (``builtin:ctc``)."""
-    if str(name) in BUILTIN:
-        folder = BUILTIN[str(name)]
-        if not (folder / "config.json").is_file():
-            raise InputError(f"{name}: the embedded model is not installed ({folder} is missing)")
-        return folder
-    folder = check_model_folder(name)
-    if not (folder / "config.json").is_file():
-        raise InputError(f"{folder}: not a model folder (no config.json)")
-    return folder
+# The language an MMS adapter model's base weights carry unless its config names another:
+# transformers' default target_lang (its MMS docs: "By default MMS loads adapter weights for
+# English"); mms-1b-all's lm_head has English's 154 rows (docs/published-models.md)
+DEFAULT_TARGET_LANG = "eng"
 
 
 PRECISIONS = ("float32", "bfloat16", "int8")
@@ -94,6 +82,21 @@ def resolve_precision(name: str, device: str, wav2vec2: bool = False) -> str:
     return name
 
 
+def carried_language(
+    config: dict, head_rows: int, vocabularies: dict[str | None, Vocabulary]
+) -> str | None:
+    """The language whose adapter and CTC head a wav2vec2 adapter model's base weights already
+    are, so that its ``adapter.<lang>.safetensors`` need not be read: mms-1b-all's base carries
+    English's (transformers takes the base for ``eng`` unless ``target_lang`` says otherwise).
+    Only where the head has exactly that language's vocabulary size; None for a model without
+    adapters, or whose head fits another vocabulary."""
+    if config.get("adapter_attn_dim") is None:
+        return None
+    lang = config.get("target_lang") or DEFAULT_TARGET_LANG
+    vocabulary = vocabularies.get(lang)
+    return lang if vocabulary is not None and len(vocabulary) == head_rows else None
+
+
 class CtcModel:
     """A CTC recogniser: ``transcribe(audio, lang)`` for audio of any length, on top of
     ``log_probs(samples, lang)`` for pieces of up to about 30 s."""
@@ -102,15 +105,18 @@ class CtcModel:
 
     def __init__(
         self,
-        folder: str | Path,
+        model: str | Path | ModelSource,
         device: str = "cpu",
         precision: str = "float32",
         cache_size: int = 8,
     ) -> None:
-        self.folder = resolve_model_folder(folder)
-        self.default_lm = DEFAULT_LM.get(str(folder))
+        """``model``: a folder, a builtin name, a Hub id (see
+        :func:`polyspeech.hub.resolve_model`) or a resolved :class:`ModelSource`."""
+        self.source = model if isinstance(model, ModelSource) else resolve_model(model)
+        self.folder = self.source.folder
+        self.default_lm = DEFAULT_LM.get(self.source.name)
         self.device = resolve_device(device)
-        config = json.loads((self.folder / "config.json").read_text())
+        config = json.loads(self.source.config_file().read_text())
         model_type = config.get("model_type")
         self.precision = resolve_precision(precision, device, model_type == "wav2vec2")
         # the activations' type; int8 models load in bf16 (half the memory) and compute in fp32
@@ -145,6 +151,14 @@ class CtcModel:
         self._network.to(self.device, self.dtype).eval()
         if self.precision == "int8" and self._conformer is None and native_bf16():
             convolutions_in_bf16(self._network)
+        # the language whose adapter and head the base weights are, and a copy of them
+        self._carried: tuple[str, dict[str, torch.Tensor]] | None = None
+        if self._conformer is None:
+            carried = carried_language(config, self._network.lm_head.out_features, vocabularies)
+            if carried is not None:
+                weights = self._network._get_adapters()
+                self._carried = (carried, {k: w.detach().cpu().clone() for k, w in weights.items()})
+                self._active = carried
 
     def _load_wav2vec2(
         self, config: dict, dtype: torch.dtype, quantize: bool
@@ -199,7 +213,8 @@ class CtcModel:
         vad_threshold: float = 0.5,
     ) -> list:
         """Several files (16 kHz float32 samples) at once, their pieces batched together: see
-        :func:`polyspeech.ctc.transcribe.transcribe_many`."""
+        :func:`polyspeech.ctc.transcribe.transcribe_many`. Each result's ``source`` names the
+        model (:meth:`polyspeech.hub.ModelSource.describe`)."""
         from polyspeech.ctc.lid import LidModel
         from polyspeech.ctc.transcribe import AUTO, transcribe_many  # they import this module
 
@@ -212,9 +227,12 @@ class CtcModel:
                     self._identifiers[str(lid)] = LidModel(lid, device=str(self.device))
                 lid = self._identifiers[str(lid)]
             identifier = lid
-        return transcribe_many(
+        results = transcribe_many(
             self, files, langs, batch_size, vad, self.decoding_lm(lm), identifier, vad_threshold
         )
+        for result in results:
+            result.source = self.source.describe()
+        return results
 
     def decoding_lm(self, lm: str | Path | None) -> str | Path | None:
         """The LM that ``lm`` means here: None is the model's own (:data:`DEFAULT_LM`, or
@@ -225,14 +243,18 @@ class CtcModel:
 
     @property
     def languages(self) -> list[str]:
-        """Languages with both a vocabulary and an adapter file (empty: a one-language model)."""
+        """Languages with both a vocabulary and an adapter file (empty: a one-language model);
+        a Hub model's adapter files are those of its repository, downloaded or not."""
         return sorted(
             lang
             for lang in self._vocabularies
-            if lang is not None and adapter_path(self.folder, lang).is_file()
+            if lang is not None and self.source.has_file(adapter_path(self.folder, lang).name)
         )
 
     def resolve_language(self, lang: str | None) -> str | None:
+        """The model's key for ``lang`` (see :func:`polyspeech.text.languages.model_language`:
+        ``zh`` and ``cmn`` are mms-1b-all's ``cmn-script_simplified``); a language the model
+        lacks is an error listing those it has."""
         if not self.languages:
             return None  # a plain fine-tuned model: one vocabulary, no adapters
         if lang is None:
@@ -242,10 +264,11 @@ class CtcModel:
                 f"{self.folder}: this model has {len(self.languages)} languages; choose one with "
                 f"--lang ({', '.join(self.languages)})"
             )
-        code = to_iso639_3(lang)
-        if code not in self.languages:
+        code = model_language(lang, self.languages, str(self.folder))
+        if code is None:
+            named = to_iso639_3(lang)  # a code that names no language: an error saying so
             raise InputError(
-                f"{adapter_path(self.folder, code)}: no adapter for {code}; available: "
+                f"{adapter_path(self.folder, named)}: no adapter for {named}; available: "
                 f"{', '.join(self.languages)}"
             )
         return code
@@ -254,12 +277,16 @@ class CtcModel:
         return self._vocabularies[self.resolve_language(lang)]
 
     def _activate(self, lang: str | None) -> None:
-        """Make ``lang``'s adapter the one in use, reading it from disk only if not cached."""
+        """Make ``lang``'s adapter the one in use, reading it from disk only if not cached (a Hub
+        model's adapter is downloaded the first time its language is used)."""
         if lang is None or lang == self._active:
             return
         if lang in self._cache:
             self._cache.move_to_end(lang)
+        elif self._carried is not None and lang == self._carried[0]:
+            self._cache[lang] = self._carried[1]  # in the base weights: no file to read
         else:
+            self.source.fetch(adapter_path(self.folder, lang).name)
             if self._conformer is not None:
                 adapter = load_language_adapter(
                     self.folder, self._conformer, lang, self._vocabularies[lang]

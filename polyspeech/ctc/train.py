@@ -30,8 +30,12 @@ from accelerate import Accelerator, DistributedDataParallelKwargs
 
 from polyspeech.ctc.conformer import MODEL_TYPE, ConformerConfig, ConformerCTC, input_features
 from polyspeech.ctc.decode import greedy_decode, spans_to_text
-from polyspeech.ctc.folder import load_conformer_base, load_language_adapter, save_conformer
-from polyspeech.ctc.model import resolve_model_folder
+from polyspeech.ctc.folder import (
+    adapter_path,
+    load_conformer_base,
+    load_language_adapter,
+    save_conformer,
+)
 from polyspeech.ctc.wav2vec2 import return_freed_memory
 from polyspeech.data.manifest import ManifestEntry, load_entry_audio, read_manifests
 from polyspeech.data.synth import VOICES
@@ -39,6 +43,7 @@ from polyspeech.distributed import agree
 from polyspeech.errors import InputError
 from polyspeech.eval.metrics import cer
 from polyspeech.files import atomic_torch_save, make_folder, read_config
+from polyspeech.hub import resolve_model
 from polyspeech.schedule import warmup_cosine
 from polyspeech.text.normalize import normalize_text
 from polyspeech.text.vocab import Vocabulary, load_vocabularies, save_vocabularies
@@ -374,15 +379,20 @@ def _continue_base_adapters(
             model.shared_head.bias[rows] = saved.head.bias.to(model.shared_head.bias)
 
 
-def _conformer_folder(folder: str | os.PathLike) -> tuple[Path, ConformerConfig]:
-    """A model folder to train further, and its dimensions; other kinds of model are an error."""
-    folder = resolve_model_folder(folder)
-    folder_config = json.loads((folder / "config.json").read_text())
+def _conformer_folder(model: str | os.PathLike) -> tuple[Path, ConformerConfig]:
+    """A model to train further (a folder, builtin name or Hub id), every adapter of it in its
+    folder, and its dimensions; other kinds of model are an error."""
+    source = resolve_model(model)
+    folder = source.folder
+    folder_config = json.loads(source.config_file().read_text())
     if folder_config.get("model_type") != MODEL_TYPE:
         raise InputError(
             f"{folder}: training further needs a {MODEL_TYPE} model, "
             f"not {folder_config.get('model_type')}"
         )
+    for lang in load_vocabularies(folder / "vocab.json"):  # the old adapters are kept or trained
+        if lang is not None and source.has_file(adapter_path(folder, lang).name):
+            source.fetch(adapter_path(folder, lang).name)
     return folder, ConformerConfig.from_dict(folder_config)
 
 

@@ -20,6 +20,7 @@ recipes/default_ctc/README.md, "A lead-in for speech at the file's first sample"
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import defaultdict
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ from polyspeech.ctc.lid import LidModel
 from polyspeech.ctc.model import CtcModel
 from polyspeech.errors import InputError
 from polyspeech.results import Result, Segment, Word
-from polyspeech.text.languages import is_written_without_spaces
+from polyspeech.text.languages import is_written_without_spaces, model_language
 
 WINDOW = 30.0  # seconds of audio a window keeps
 CONTEXT = 2.0  # seconds of audio either side, run and then cut off
@@ -65,7 +66,15 @@ def identify_pieces(
     """Each piece's language and its probability, and the file's probabilities (the pieces'
     weighted by their durations); both over the languages the recogniser and the LID model have
     in common, renormalised. A piece under :data:`SHORTEST_IDENTIFIED` takes the file's choice."""
-    known = [lang for lang in model.languages if lang in identifier.labels]
+    # the recogniser's key of each label the LID model has (LID's cmn is mms-1b-all's
+    # cmn-script_simplified); a label with several script keys here is left out
+    pairs = {}
+    for column, label in enumerate(identifier.labels):
+        with contextlib.suppress(InputError):
+            lang = model_language(label, model.languages, str(model.folder))
+            if lang is not None:
+                pairs.setdefault(lang, column)
+    known = list(pairs)
     if not known:
         raise InputError(
             f"{identifier.folder}: this language-ID model knows none of the languages of "
@@ -73,7 +82,7 @@ def identify_pieces(
         )
     if not windows:
         return [], {}
-    columns = [identifier.labels.index(lang) for lang in known]
+    columns = list(pairs.values())
     probabilities = identifier.probabilities([samples[s:e] for s, e in windows])[:, columns]
     probabilities /= probabilities.sum(axis=1, keepdims=True)
     seconds = np.array([(e - s) / SAMPLE_RATE for s, e in windows])

@@ -3,21 +3,40 @@
 transformers reads ``model.safetensors`` through a memory map, and every page it reads counts
 as resident: loading mms-1b-all's 3.9 GB of float32 into bf16 peaks near 6 GB. Here the model
 is built without weights, in the working precision, and filled from the file one tensor at a
-time with plain reads, so the peak is the model itself plus its largest tensor (and with int8,
-the model in int8 plus one layer in bf16).
+time with plain reads (straight into the weight where the file holds the working type), so the
+peak is the model itself plus its largest tensor; with int8, each big linear layer is quantised
+from the file's float32 as soon as its weights are read, so the model is never whole in float.
+
+An int8 model's converted weights are cached (:mod:`polyspeech.ctc.converted`): a later load
+reads them and only packs each layer for the int8 kernels again, on threads of their own, while
+transformers is imported and the model built.
 """
 
 from __future__ import annotations
 
 import ctypes
 import json
+import logging
+import math
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from polyspeech.ctc.quantize import quantizable_linears, quantize_linear
+from polyspeech.ctc import converted
+from polyspeech.ctc.quantize import (
+    int8_linear,
+    int8_weight,
+    quantizable_linears,
+    quiet_deprecation,
+)
 from polyspeech.errors import InputError
+
+log = logging.getLogger(__name__)
 
 _TYPES = {
     "F64": torch.float64,
@@ -26,39 +45,89 @@ _TYPES = {
     "BF16": torch.bfloat16,
     "I64": torch.int64,
     "I32": torch.int32,
+    "I8": torch.int8,
     "U8": torch.uint8,
     "BOOL": torch.bool,
 }
+_CODES = {dtype: code for code, dtype in _TYPES.items()}
 # never used at inference (the mask embedding of pre-training), absent from some checkpoints
 _OPTIONAL = {"wav2vec2.masked_spec_embed"}
+# beyond this, packing is a small part of a load and the weights waiting for it add up
+PACKING_THREADS = 8
 
 
-def read_safetensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
-    """The tensors of a safetensors file, in file order, each read into memory of its own."""
+@dataclass(frozen=True)
+class StoredTensor:
+    """One tensor of a safetensors file: its name, type, shape and bytes in the file."""
+
+    name: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    begin: int  # offsets from the start of the file
+    end: int
+
+
+def read_header(path: Path) -> tuple[list[StoredTensor], dict[str, str]]:
+    """The tensors a safetensors file holds, in file order, and its metadata."""
     with open(path, "rb") as file:
         try:
             size = int.from_bytes(file.read(8), "little")
             header = json.loads(file.read(size))
-        except (ValueError, UnicodeDecodeError, MemoryError, OverflowError):
+            metadata = header.pop("__metadata__", None) or {}
+            items = []
+            for name, info in header.items():
+                begin, end = (int(offset) for offset in info["data_offsets"])
+                items.append((name, info["dtype"], tuple(map(int, info["shape"])), begin, end))
+        except (ValueError, TypeError, KeyError, AttributeError, MemoryError, OverflowError):
             raise InputError(f"{path}: not a safetensors file") from None
-        header.pop("__metadata__", None)
-        for name, info in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
-            begin, end = info["data_offsets"]
-            data = bytearray(end - begin)
-            file.seek(8 + size + begin)
-            if file.readinto(data) != len(data):
-                raise InputError(f"{path}: truncated (in {name})")
-            if info["dtype"] not in _TYPES:
-                raise InputError(f"{path}: {name} has an unsupported type {info['dtype']}")
-            dtype = _TYPES[info["dtype"]]
-            flat = torch.frombuffer(data, dtype=dtype) if data else torch.empty(0, dtype=dtype)
-            yield name, flat.reshape(info["shape"])
+    tensors = []
+    for name, code, shape, begin, end in items:
+        if code not in _TYPES:
+            raise InputError(f"{path}: {name} has an unsupported type {code}")
+        if begin < 0 or end - begin != math.prod(shape) * _TYPES[code].itemsize:
+            raise InputError(f"{path}: {name} holds {end - begin} bytes, not its shape's")
+        tensors.append(StoredTensor(name, _TYPES[code], shape, 8 + size + begin, 8 + size + end))
+    return sorted(tensors, key=lambda stored: stored.begin), metadata
+
+
+def _bytes_of(tensor: torch.Tensor) -> np.ndarray:
+    """The memory of a contiguous tensor (an int8 quantised one's too) as bytes, shared."""
+    if tensor.is_quantized:
+        tensor = torch.empty(0, dtype=torch.int8).set_(
+            tensor.untyped_storage(), tensor.storage_offset(), tensor.shape, tensor.stride()
+        )
+    return tensor.detach().reshape(-1).view(torch.uint8).numpy()
+
+
+def _read_into(file, stored: StoredTensor, target: torch.Tensor) -> torch.Tensor:
+    """``stored``'s bytes read into ``target`` (contiguous, of its size), which is returned."""
+    view = memoryview(_bytes_of(target))
+    file.seek(stored.begin)
+    done = 0
+    while done < len(view):
+        count = file.readinto(view[done:])
+        if not count:
+            raise InputError(f"{file.name}: truncated (in {stored.name})")
+        done += count
+    return target
+
+
+def read_safetensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
+    """The tensors of a safetensors file, in file order, each read into memory of its own."""
+    tensors, _ = read_header(path)
+    with open(path, "rb") as file:
+        for stored in tensors:
+            yield (
+                stored.name,
+                _read_into(file, stored, torch.empty(stored.shape, dtype=stored.dtype)),
+            )
 
 
 def return_freed_memory() -> None:
     """Hand memory freed inside the heap back to the system (glibc's ``malloc_trim``; nothing
-    elsewhere). While loading, the float temporaries of each quantised layer would otherwise
-    stay resident between the int8 layers and add up to more than the model; while
+    elsewhere). While loading, the int8 weights freed once packed would otherwise stay
+    resident (mms-1b-all's shape from the conversion cache: a peak of 2.09 GB without a trim,
+    1.45 GB, the model's size, with one every 8 layers); while
     transcribing, the activations of pieces of varying lengths leave the heap fragmented and
     growing (a 6-layer model of mms-1b-all's width on 60 s of speech, int8: peaks of 1.19 and
     1.30 GB without a trim after each piece, 0.85 and 0.88 GB with, 11% slower)."""
@@ -77,59 +146,303 @@ def _current_name(name: str) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class _Item:
+    """A tensor of the checkpoint and what becomes of it: a weight of the model (``param``), or
+    the ``weight`` or ``bias`` of the int8 linear layer ``layer``."""
+
+    stored: StoredTensor
+    name: str
+    role: str
+    layer: str | None
+
+
+def _plan(weights: Path, model: torch.nn.Module, quantize: bool) -> list[_Item]:
+    """What each tensor of ``weights`` becomes in ``model``, checked before anything is read
+    (strict: a missing, unexpected or misshapen weight is an error naming it)."""
+    targets = dict(model.named_parameters())
+    layers = set(quantizable_linears(model)) if quantize else set()
+    plan = []
+    for stored in read_header(weights)[0]:
+        name = _current_name(stored.name)
+        if name not in targets:
+            raise InputError(f"{weights}: unexpected weight {stored.name}")
+        if stored.shape != tuple(targets[name].shape):
+            raise InputError(
+                f"{weights}: {stored.name} has shape {stored.shape}, "
+                f"the model needs {tuple(targets[name].shape)}"
+            )
+        layer, _, part = name.rpartition(".")
+        if layer in layers:
+            plan.append(_Item(stored, name, part, layer))
+        else:
+            plan.append(_Item(stored, name, "param", None))
+    missing = sorted(set(targets) - {item.name for item in plan} - _OPTIONAL)
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise InputError(f"{weights}: missing weights {', '.join(missing[:3])}{more}")
+    return plan
+
+
+def _layout(plan: list[_Item], model: torch.nn.Module) -> list[tuple[str, str, tuple, int]]:
+    """The tensors of a conversion cache entry, in order: (name, type, shape, bytes). An int8
+    weight ``L.weight`` comes with ``L.weight.scale`` and ``L.weight.zero_point`` before it."""
+    targets = dict(model.named_parameters())
+    layout = []
+    for item in plan:
+        shape, count = item.stored.shape, math.prod(item.stored.shape)
+        if item.role == "weight":
+            layout += [
+                (f"{item.name}.scale", "F64", (), 8),
+                (f"{item.name}.zero_point", "I64", (), 8),
+            ]
+            layout.append((item.name, "I8", shape, count))
+        elif item.role == "bias":
+            layout.append((item.name, "F32", shape, 4 * count))
+        else:
+            dtype = targets[item.name].dtype
+            layout.append((item.name, _CODES[dtype], shape, count * dtype.itemsize))
+    return layout
+
+
+class _Packer:
+    """Packs int8 layers for the CPU's int8 kernels as their weights arrive, on
+    ``torch.get_num_threads()`` threads (at most :data:`PACKING_THREADS`; fbgemm packs a layer
+    on one thread, without Python's lock), with at most two a thread waiting so that unpacked
+    weights do not pile up; ``parts``: how many tensors (weight, bias) each layer waits for.
+    :meth:`install` puts them in a model."""
+
+    def __init__(self, parts: dict[str, int]) -> None:
+        self._parts = parts
+        self._waiting: dict[str, dict[str, torch.Tensor]] = {layer: {} for layer in parts}
+        self._packed: list[tuple[str, Future]] = []
+        quiet_deprecation()  # here, before the threads
+        threads = min(torch.get_num_threads(), PACKING_THREADS)
+        self._slots = threading.BoundedSemaphore(2 * threads)
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="int8-pack")
+
+    def add(self, layer: str, part: str, tensor: torch.Tensor) -> None:
+        parts = self._waiting[layer]
+        parts[part] = tensor
+        if len(parts) == self._parts[layer]:
+            del self._waiting[layer]
+            self._slots.acquire()
+            future = self._pool.submit(int8_linear, parts["weight"], parts.get("bias"))
+            future.add_done_callback(lambda _: self._slots.release())
+            self._packed.append((layer, future))
+            if len(self._packed) % 8 == 0:  # the freed int8 weights, else 0.6 GB over the model
+                return_freed_memory()
+
+    def install(self, model: torch.nn.Module) -> None:
+        """Every layer packed (all of them: an error leaves the model as it was) into ``model``."""
+        if self._waiting:
+            raise InputError(f"int8 layers without their weights: {', '.join(self._waiting)}")
+        packed = [(layer, future.result()) for layer, future in self._packed]
+        for layer, module in packed:
+            parent, _, attribute = layer.rpartition(".")
+            setattr(model.get_submodule(parent), attribute, module)
+
+    def close(self) -> None:
+        self._pool.shutdown(cancel_futures=True)
+        self._packed.clear()  # layers of an entry found damaged: not kept through a conversion
+
+
+def _convert(
+    model: torch.nn.Module, weights: Path, plan: list[_Item], writer: converted.EntryWriter | None
+) -> None:
+    """Fill ``model`` from ``weights``, quantising as planned; ``writer`` gets the results."""
+    targets = dict(model.named_parameters())
+    staged = [
+        item.stored
+        for item in plan
+        if item.role == "weight"
+        or (item.role == "param" and item.stored.dtype != targets[item.name].dtype)
+    ]
+    staging = torch.empty(max((s.end - s.begin for s in staged), default=0), dtype=torch.uint8)
+
+    def stage(stored: StoredTensor) -> torch.Tensor:  # one buffer, reused tensor after tensor
+        return staging[: stored.end - stored.begin].view(stored.dtype).view(stored.shape)
+
+    def write(tensor: torch.Tensor) -> None:
+        if writer is not None:
+            writer.write(memoryview(_bytes_of(tensor)))
+
+    parts: dict[str, int] = {}
+    for item in plan:
+        if item.layer is not None:
+            parts[item.layer] = parts.get(item.layer, 0) + 1
+    packer = _Packer(parts)
+    try:
+        with open(weights, "rb") as file, torch.no_grad():
+            for item in plan:
+                stored = item.stored
+                if item.role == "param":
+                    target = targets[item.name]
+                    if stored.dtype == target.dtype:
+                        _read_into(file, stored, target)
+                    else:
+                        target.copy_(_read_into(file, stored, stage(stored)))
+                    write(target)
+                elif item.role == "weight":
+                    weight = int8_weight(_read_into(file, stored, stage(stored)).float())
+                    write(torch.tensor(weight.q_scale(), dtype=torch.float64))
+                    write(torch.tensor(weight.q_zero_point(), dtype=torch.int64))
+                    write(weight)
+                    packer.add(item.layer, "weight", weight)
+                else:
+                    bias = _read_into(file, stored, torch.empty(stored.shape, dtype=stored.dtype))
+                    bias = bias.float()
+                    write(bias)
+                    packer.add(item.layer, "bias", bias)
+        packer.install(model)
+    finally:
+        packer.close()
+
+
+class _EntryReader:
+    """Reads a conversion cache entry: its int8 layers on a thread of its own, packing them as
+    they come, from before transformers is imported and the model built (which keep one core
+    busy for seconds); the rest of the weights, once the model is there, in :meth:`fill`."""
+
+    def __init__(self, entry: converted.Entry) -> None:
+        self.entry = entry
+        self._tensors: list[StoredTensor] = []
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if not entry.path.is_file():
+            return
+        try:
+            tensors, metadata = read_header(entry.path)
+        except (InputError, OSError) as error:
+            self._error = error
+            return
+        if metadata != entry.metadata:
+            log.info("%s: converted for another key; converting again", entry.path)
+            return
+        self._tensors = tensors
+        weights = [stored.name for stored in tensors if stored.dtype == torch.int8]
+        layers = {name.rpartition(".")[0] for name in weights}
+        names = {stored.name for stored in tensors}
+        self._packer = _Packer({layer: 1 + (f"{layer}.bias" in names) for layer in layers})
+        self._thread = threading.Thread(target=self._read_layers, args=(layers,), daemon=True)
+        self._thread.start()
+
+    def _read_layers(self, layers: set[str]) -> None:
+        by_name = {stored.name: stored for stored in self._tensors}
+        try:
+            with open(self.entry.path, "rb") as file:
+                for stored in self._tensors:
+                    layer, _, part = stored.name.rpartition(".")
+                    if self._stop.is_set() or layer not in layers:
+                        continue
+                    if part == "bias":
+                        bias = torch.empty(stored.shape, dtype=torch.float32)
+                        self._packer.add(layer, "bias", _read_into(file, stored, bias))
+                    elif stored.dtype == torch.int8:
+                        scale = torch.empty((), dtype=torch.float64)
+                        zero = torch.empty((), dtype=torch.int64)
+                        _read_into(file, by_name[f"{stored.name}.scale"], scale)
+                        _read_into(file, by_name[f"{stored.name}.zero_point"], zero)
+                        weight = torch._empty_affine_quantized(
+                            stored.shape,
+                            scale=float(scale),
+                            zero_point=int(zero),
+                            dtype=torch.qint8,
+                        )
+                        self._packer.add(layer, "weight", _read_into(file, stored, weight))
+        except Exception as error:  # handed to the loading thread, in fill
+            self._error = error
+
+    def fill(self, model: torch.nn.Module, plan: list[_Item], layout: list) -> bool:
+        """Complete ``model`` from the entry; False where there is no usable one (a damaged
+        entry is named in a warning), leaving weights for a conversion to overwrite."""
+        if self._thread is None:
+            if self._error is not None:
+                log.warning("%s; converting again", self._error)
+            return False
+        found = [(t.name, _CODES[t.dtype], t.shape, t.end - t.begin) for t in self._tensors]
+        try:
+            if found != layout or self.entry.path.stat().st_size != self._tensors[-1].end:
+                raise InputError(f"{self.entry.path}: damaged (its tensors are not the model's)")
+            targets = dict(model.named_parameters())
+            params = {item.name for item in plan if item.role == "param"}
+            with open(self.entry.path, "rb") as file, torch.no_grad():
+                for stored in self._tensors:
+                    if stored.name in params:
+                        _read_into(file, stored, targets[stored.name])
+            self._thread.join()
+            if self._error is not None:
+                raise self._error
+            self._packer.install(model)
+        except Exception as error:  # a damaged entry is converted again, never an error
+            log.warning("%s; converting again", error)
+            return False
+        finally:
+            self.close()
+        return True
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._packer.close()
+
+
+def _empty_model(architecture: str, config, dtype: torch.dtype) -> torch.nn.Module:
+    """The model allocated in ``dtype``, its memory not yet touched (so not yet resident)."""
+    import transformers
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        model = getattr(transformers, architecture)(config)
+    return model.to(dtype).to_empty(device="cpu")
+
+
 def load_wav2vec2(
     folder: Path,
     dtype: torch.dtype,
     quantize: bool = False,
     architecture: str = "Wav2Vec2ForCTC",
+    cache: bool = True,
 ) -> torch.nn.Module:
     """``architecture`` (``Wav2Vec2ForCTC``, or ``Wav2Vec2ForSequenceClassification`` for
     MMS-LID) from ``folder`` in ``dtype``, every weight from ``model.safetensors``
     (strict: a missing, unexpected or misshapen weight is an error naming it). With
-    ``quantize``, each big linear layer gets int8 weights as soon as its weights are read
-    (:mod:`polyspeech.ctc.quantize`), so the model is never whole in ``dtype``. A folder with
+    ``quantize``, each big linear layer gets int8 weights (:mod:`polyspeech.ctc.quantize`)
+    quantised from the file's values as soon as they are read, so the model is never whole in
+    ``dtype``; the rest is in ``dtype``. With ``cache`` too, the converted weights are read from
+    the conversion cache, or written there (:mod:`polyspeech.ctc.converted`). A folder with
     other weight files (sharded, ``pytorch_model.bin``) is read by transformers instead."""
     import transformers
-    from accelerate import init_empty_weights
 
-    model_class = getattr(transformers, architecture)
     weights = folder / "model.safetensors"
     if not weights.is_file():
-        return model_class.from_pretrained(folder, dtype=dtype)
-    with init_empty_weights():
-        model = model_class(transformers.Wav2Vec2Config.from_pretrained(folder))
-    model = model.to(dtype).to_empty(device="cpu")  # allocated, not yet touched
-    targets = dict(model.named_parameters())
-    names, filled = set(targets), set()
-    pending = {  # per layer to quantise, the weights it still waits for
-        layer: {f"{layer}.weight", f"{layer}.bias"} & names
-        for layer in (quantizable_linears(model) if quantize else [])
-    }
-    layer_of = {name: layer for layer, needs in pending.items() for name in needs}
-    with torch.no_grad():
-        for stored, tensor in read_safetensors(weights):
-            name = _current_name(stored)
-            if name not in targets:
-                raise InputError(f"{weights}: unexpected weight {stored}")
-            if tensor.shape != targets[name].shape:
-                raise InputError(
-                    f"{weights}: {stored} has shape {tuple(tensor.shape)}, "
-                    f"the model needs {tuple(targets[name].shape)}"
-                )
-            targets[name].copy_(tensor)
-            filled.add(name)
-            layer = layer_of.get(name)
-            if layer is not None:
-                pending[layer].discard(name)
-                if not pending[layer]:
-                    for done in (f"{layer}.weight", f"{layer}.bias"):
-                        targets.pop(done, None)  # so the dtype copy is freed with the layer
-                    quantize_linear(model, layer)
-                    return_freed_memory()
-    missing = sorted(names - filled - _OPTIONAL)
-    if missing:
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise InputError(f"{weights}: missing weights {', '.join(missing[:3])}{more}")
+        return getattr(transformers, architecture).from_pretrained(folder, dtype=dtype)
+    entry = reader = writer = None
+    if quantize and cache:
+        entry = converted.entry_for(weights, folder / "config.json", architecture, dtype)
+        reader = _EntryReader(entry)  # at work while transformers builds the model
+    try:
+        config = transformers.Wav2Vec2Config.from_pretrained(folder)
+        model = _empty_model(architecture, config, dtype)
+        plan = _plan(weights, model, quantize)
+        if reader is not None:
+            layout = _layout(plan, model)
+            if reader.fill(model, plan, layout):
+                return model.eval()
+            writer = converted.EntryWriter(entry, layout)
+    finally:
+        if reader is not None:
+            reader.close()
+    try:
+        _convert(model, weights, plan, writer)
+    except BaseException:
+        if writer is not None:
+            writer.abandon()
+        raise
+    if writer is not None:
+        writer.finish()
     return model.eval()
 
 

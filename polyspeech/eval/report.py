@@ -2,7 +2,8 @@
 averages and the real-time factor; texts are normalised with ``normalize_text`` for the line's
 language. Translation (lines with a ``translation``): per source language corpus BLEU and chrF
 of the English against the reference, on the texts as written (sacrebleu's standard). Language
-ID: accuracy per language and the confusion matrix."""
+ID: accuracy per language and the confusion matrix. Every report says where its model came
+from (``source``: name, repository, resolved commit, hub), so a figure can be reproduced."""
 
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ def evaluate_asr(
     drop_punctuation: bool = True,
 ) -> dict:
     """``model`` (a loaded CTC model or speech LLM) on ``manifest``: ``{"per_lang": {lang: {"n",
-    "cer", "wer"}}, "macro_cer", "macro_wer", "rtf", "skipped", "normalization", "decoding"}``.
+    "cer", "wer"}}, "macro_cer", "macro_wer", "rtf", "skipped", "normalization", "decoding",
+    "source"}``.
 
     Rates are fractions. ``wer`` is MER for Chinese. Lines in languages the model lacks are
     skipped and counted under ``skipped``. Texts are normalised by :func:`normalize_text` with
@@ -99,6 +101,7 @@ def evaluate_asr(
         "skipped": dict(run.skipped),
         "normalization": describe_normalization(*rules),
         "decoding": decoding,
+        "source": model.source.describe(),
     }
 
 
@@ -110,7 +113,8 @@ def evaluate_translation(
     on_line: Callable[[], None] | None = None,
 ) -> dict:
     """A speech LLM translating ``manifest``'s lines into English (task ast): ``{"per_lang":
-    {source lang: {"n", "bleu", "chrf"}}, "macro_bleu", "macro_chrf", "rtf", "skipped"}``,
+    {source lang: {"n", "bleu", "chrf"}}, "macro_bleu", "macro_chrf", "rtf", "skipped",
+    "source"}``,
     scores 0-100. Lines without a ``translation``, or in a language the model lacks, are
     skipped and counted."""
     if model.family != "speechllm":
@@ -138,6 +142,7 @@ def evaluate_translation(
         "macro_chrf": sum(v["chrf"] for v in per_lang.values()) / len(per_lang),
         "rtf": run.rtf,
         "skipped": dict(run.skipped),
+        "source": model.source.describe(),
     }
 
 
@@ -149,8 +154,9 @@ def evaluate_lid(
 ) -> dict:
     """A language-ID model on ``manifest``: each line's most probable language against its
     ``lang``. ``{"per_lang": {lang: {"n", "accuracy"}}, "accuracy", "macro_accuracy",
-    "confusion": {true: {guessed: count}}, "rtf", "skipped"}``; with ``max_seconds``, only
-    each clip's first seconds are heard. Lines in languages the model lacks are skipped."""
+    "confusion": {true: {guessed: count}}, "rtf", "skipped", "source"}``; with
+    ``max_seconds``, only each clip's first seconds are heard. Lines in languages the model
+    lacks are skipped."""
     confusion: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     skipped: dict[str, int] = defaultdict(int)
     audio_seconds = compute_seconds = 0.0
@@ -184,6 +190,7 @@ def evaluate_lid(
         "max_seconds": max_seconds,
         "rtf": compute_seconds / audio_seconds if audio_seconds else 0.0,
         "skipped": dict(skipped),
+        "source": model.source.describe(),
     }
 
 

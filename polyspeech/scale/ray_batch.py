@@ -7,6 +7,9 @@ the shards hold and skips them. A worker that dies has its actor restarted and i
 again by Ray; should a batch then be cut differently, its ids can land in two shards, so the
 run ends by rewriting shards to hold each id once and checks that every input id is there.
 A file that cannot be decoded or transcribed gets a line with an ``error`` instead of a result.
+A hub id is resolved once, by the driver, and the workers load that commit (``ORG/NAME@<commit>``):
+a branch that moves during the run does not reach a worker started, or restarted, later. Each
+line records the model it came from (``source``: the name, repository, commit and hub).
 """
 
 from __future__ import annotations
@@ -50,6 +53,19 @@ def _rows(manifest: Path) -> list[dict]:
     return rows
 
 
+def pinned(model: str) -> str:
+    """``model`` as the workers are to load it: a hub id resolved now, to its commit
+    (``ORG/NAME@<commit>``; on ModelScope, whose routes name no commit, the revision asked for);
+    a folder or builtin name as it is."""
+    from polyspeech.hub import HUB_KINDS, MODELSCOPE, resolve_model
+
+    source = resolve_model(model)
+    if source.kind not in HUB_KINDS:
+        return model
+    prefix = MODELSCOPE if source.kind == "modelscope" else ""
+    return f"{prefix}{source.repo_id}@{source.revision}"
+
+
 def decode(batch: dict) -> dict:
     """A CPU task: each row's audio, 16 kHz (empty, with the reason, where it cannot be)."""
     from polyspeech.audio import load_audio
@@ -89,6 +105,7 @@ class Transcriber:
         from polyspeech import load
 
         self.model, self.out = load(model, device=device, dtype=dtype), Path(out)
+        self.source = self.model.source.describe()
         self.after_shard = after_shard
 
     def __call__(self, batch: dict) -> dict:
@@ -113,7 +130,7 @@ class Transcriber:
             lines[row] = (
                 {**head, "error": str(result)}
                 if isinstance(result, Exception)
-                else {**head, **result.to_dict()}
+                else {**head, **result.to_dict(), "source": self.source}
             )
         digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
         shard = self.out / f"part-{digest}.jsonl"
@@ -174,6 +191,7 @@ def batch_transcribe(
     finished = done_ids(out)
     todo = [row for row in rows if row["id"] not in finished]
     if todo:
+        model = pinned(model)  # before Ray starts: a bad id is one line, at once
         if not ray.is_initialized():
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         gpus = int(ray.cluster_resources().get("GPU", 0))

@@ -2,9 +2,10 @@
 
 ``POST /v1/audio/transcriptions``, ``/v1/audio/translations`` and ``/v1/audio/speech`` take the
 fields OpenAI's API takes, so its clients work unchanged; ``POST /v1/audio/alignments`` (ours)
-aligns an uploaded file to a transcript. Every model computation goes through one
-:class:`~polyspeech.serve.batching.DynamicBatcher`, so concurrent requests are computed in
-batches on one worker thread. Errors come back in OpenAI's shape,
+aligns an uploaded file to a transcript; ``GET /v1/models`` gives each served model's
+``source``: the name it was loaded by, its repository and resolved commit, its hub. Every model
+computation goes through one :class:`~polyspeech.serve.batching.DynamicBatcher`, so concurrent
+requests are computed in batches on one worker thread. Errors come back in OpenAI's shape,
 ``{"error": {"message", "type", "param", "code"}}``: 400 for a bad field, 401 for a wrong API key,
 404 for a model not served, 413 for an upload or audio over the limits, 415 for a file that is
 not audio, 503 (with Retry-After) when the queue is full, 504 past the request time limit. A
@@ -238,20 +239,19 @@ def served_kind(model) -> str:
 
 def load_served(spec: str, device: str = "cpu", dtype: str = "auto") -> tuple[str, Any]:
     """``NAME=MODEL`` or ``MODEL`` (then named by itself): a CTC model, a speech LLM, or an
-    MMS-TTS folder."""
-    from pathlib import Path
-
+    MMS-TTS voice; a folder, a builtin name or a published model's id."""
     from polyspeech import load
-    from polyspeech.ctc.model import BUILTIN
+    from polyspeech.hub import resolve_model
 
     name, _, model = spec.rpartition("=")
     name = name or model
-    config = BUILTIN.get(model, Path(model)) / "config.json"
+    source = resolve_model(model)
+    config = source.folder / "config.json"
     if config.is_file() and json.loads(config.read_text()).get("model_type") == "vits":
         from polyspeech.tts.vits import VitsVoice
 
-        return name, VitsVoice(config.parent)
-    return name, load(model, device=device, dtype=dtype)
+        return name, VitsVoice(source)
+    return name, load(source, device=device, dtype=dtype)
 
 
 def _language_name(code: str | None) -> str | None:
@@ -461,13 +461,13 @@ def create_app(models: dict[str, Any], settings: ServeSettings | None = None):
             raise ApiError(415, str(error), "invalid_request_error", "file") from None
 
     def language_field(form) -> str | None:
-        from polyspeech.text.languages import to_iso639_3
+        from polyspeech.text.languages import as_published  # a model's own key (MMS's tgl)
 
         value = form.get("language")
         if not value:
             return None
         try:
-            return to_iso639_3(str(value))
+            return as_published(str(value))
         except InputError as error:
             raise _bad(f"language: {error}", "language") from None
 
@@ -624,12 +624,18 @@ def create_app(models: dict[str, Any], settings: ServeSettings | None = None):
             "unmapped": aligned.unmapped,
         })  # fmt: skip
 
+    def provenance(name: str) -> dict | None:
+        """Where a served model came from (name, repository, resolved commit, hub); espeak-ng
+        is the system's."""
+        return models[name].source.describe() if name in models else None
+
     @app.get("/v1/models")
     async def list_models():
         names = [*models, ESPEAK]
         return {"object": "list", "data": [
             {"id": n, "object": "model", "created": 0, "owned_by": "polyspeech",
-             "kind": served_kind(models[n]) if n in models else "tts"} for n in names
+             "kind": served_kind(models[n]) if n in models else "tts", "source": provenance(n)}
+            for n in names
         ]}  # fmt: skip
 
     @app.get("/health")

@@ -1,13 +1,12 @@
-"""A new speech LLM to train from scratch: an encoder from a model folder, a fresh adapter, and a
-small causal LM of the Qwen2 architecture with a byte-level BPE tokenizer learnt from the
-training texts. ``polyspeech train speechllm --init CONFIG`` builds one and trains it."""
+"""A new speech LLM to train from scratch: an encoder from a model folder or hub id, a fresh
+adapter, and a small causal LM of the Qwen2 architecture with a byte-level BPE tokenizer learnt
+from the training texts. ``polyspeech train speechllm --init CONFIG`` builds one and trains it."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -21,7 +20,7 @@ from polyspeech.speechllm.tokenizer import train_tokenizer
 
 @dataclass(frozen=True)
 class NewSpeechLlmConfig:
-    encoder: str = "builtin:ctc"  # a model folder or builtin name
+    encoder: str = "builtin:ctc"  # a model folder, builtin name or hub id (ORG/NAME[@REV])
     encoder_type: str = "conformer"  # conformer (our CTC models), whisper or wav2vec2
     adapter_stack: int = 3  # the conformer's 40 ms frames, three by three: 120 ms
     adapter_hidden: int = 512
@@ -47,15 +46,12 @@ def new_speechllm(config: NewSpeechLlmConfig, texts: Iterable[str]) -> SpeechLlm
     learnt from ``texts`` (the training transcripts and translations)."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from polyspeech.ctc.model import BUILTIN
-
     if config.encoder_type not in ENCODER_TYPES[1:]:
         raise InputError(
             f"encoder_type {config.encoder_type!r}: a new speech LLM takes one of "
             f"{', '.join(ENCODER_TYPES[1:])}"
         )
-    folder = BUILTIN.get(config.encoder, Path(config.encoder))
-    encoder = folder_encoder(config.encoder_type, folder)
+    encoder = folder_encoder(config.encoder_type, config.encoder)
     tokenizer = train_tokenizer(texts, config.vocab_size)
     torch.manual_seed(config.seed)
     llm_config = Qwen2Config(

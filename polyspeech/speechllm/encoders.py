@@ -7,11 +7,15 @@
 - ``conformer``: the shared base of one of our CTC models (``builtin:ctc``'s folder: fbank,
   40 ms frames, no language adapter), the frozen encoder of the trained demo.
 
-The paper compared such encoders; any of them can stand in for SAN-M by configuration.
+The paper compared such encoders; any of them can stand in for SAN-M by configuration. The
+folder encoders take a folder, a builtin name or a hub id (``openai/whisper-small``,
+``facebook/mms-300m``), resolved by :func:`polyspeech.hub.resolve_model`; one from a hub is
+saved as its id and resolved commit, not copied.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -22,6 +26,7 @@ from torch import nn
 from polyspeech.audio import SAMPLE_RATE
 from polyspeech.audio.features import fbank
 from polyspeech.errors import InputError
+from polyspeech.hub import ModelSource, resolve_model
 from polyspeech.speechllm.frontend import ParaformerFrontend
 from polyspeech.speechllm.sanm import SanmEncoder
 
@@ -31,12 +36,12 @@ ENCODER_TYPES = ("paraformer", "whisper", "wav2vec2", "conformer")
 class _FolderEncoder(nn.Module):
     """An encoder from a model folder; saving copies the folder it came from."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, source: ModelSource) -> None:
         super().__init__()
-        self.source = Path(folder)
+        self.source = source
 
     def save_pretrained(self, folder: Path) -> None:
-        shutil.copytree(self.source, folder, dirs_exist_ok=True)
+        shutil.copytree(self.source.folder, folder, dirs_exist_ok=True)
 
 
 def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,12 +68,12 @@ class ParaformerSpeechEncoder(nn.Module):
 class WhisperSpeechEncoder(_FolderEncoder):
     kind = "whisper"
 
-    def __init__(self, folder: str | Path) -> None:
-        super().__init__(folder)
+    def __init__(self, source: ModelSource) -> None:
+        super().__init__(source)
         from transformers import WhisperFeatureExtractor, WhisperModel
 
-        self.extractor = WhisperFeatureExtractor.from_pretrained(folder)
-        self.encoder = WhisperModel.from_pretrained(folder).get_encoder()
+        self.extractor = WhisperFeatureExtractor.from_pretrained(source.folder)
+        self.encoder = WhisperModel.from_pretrained(source.folder).get_encoder()
         self.output_size = self.encoder.config.d_model
 
     def forward(self, clips: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,11 +91,11 @@ class WhisperSpeechEncoder(_FolderEncoder):
 class Wav2vec2SpeechEncoder(_FolderEncoder):
     kind = "wav2vec2"
 
-    def __init__(self, folder: str | Path) -> None:
-        super().__init__(folder)
+    def __init__(self, source: ModelSource) -> None:
+        super().__init__(source)
         from transformers import Wav2Vec2Model
 
-        self.encoder = Wav2Vec2Model.from_pretrained(folder)
+        self.encoder = Wav2Vec2Model.from_pretrained(source.folder)
         self.output_size = self.encoder.config.hidden_size
 
     def forward(self, clips: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,11 +114,11 @@ class Wav2vec2SpeechEncoder(_FolderEncoder):
 class ConformerSpeechEncoder(_FolderEncoder):
     kind = "conformer"
 
-    def __init__(self, folder: str | Path) -> None:
-        super().__init__(folder)
+    def __init__(self, source: ModelSource) -> None:
+        super().__init__(source)
         from polyspeech.ctc.folder import load_conformer_base
 
-        self.conformer, _ = load_conformer_base(Path(folder))
+        self.conformer, _ = load_conformer_base(source.folder)
         self.output_size = self.conformer.config.hidden_size
 
     def forward(self, clips: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,15 +127,22 @@ class ConformerSpeechEncoder(_FolderEncoder):
         return self.conformer.encode(features.to(weight), lengths.to(weight.device))
 
 
-def folder_encoder(kind: str, folder: Path) -> nn.Module:
-    """A Whisper or wav2vec2 encoder from a Hugging Face folder, or a conformer from a CTC
-    model folder of ours."""
-    if not (folder / "config.json").is_file():
-        raise InputError(f"{folder}: no config.json for the {kind} encoder")
+def folder_encoder(kind: str, model: str | os.PathLike, revision: str | None = None) -> nn.Module:
+    """A Whisper or wav2vec2 encoder from a Hugging Face folder or hub id, or a conformer from
+    a CTC model folder of ours (or a builtin name); ``revision`` pins a hub id's."""
+    if kind not in ENCODER_TYPES[1:]:
+        raise InputError(f"encoder type {kind!r}: expected one of {', '.join(ENCODER_TYPES)}")
+    source = resolve_model(model, revision)
+    if not (source.folder / "config.json").is_file():
+        raise InputError(f"{source.folder}: no config.json for the {kind} encoder")
     if kind == "conformer":
-        return ConformerSpeechEncoder(folder)
+        return ConformerSpeechEncoder(source)
     if kind == "whisper":
-        return WhisperSpeechEncoder(folder)
-    if kind == "wav2vec2":
-        return Wav2vec2SpeechEncoder(folder)
-    raise InputError(f"encoder type {kind!r}: expected one of {', '.join(ENCODER_TYPES)}")
+        return WhisperSpeechEncoder(source)
+    return Wav2vec2SpeechEncoder(source)
+
+
+def hub_reference(source: ModelSource) -> dict:
+    """How a speech-LLM config names an encoder from a hub: its id and resolved revision."""
+    prefix = "modelscope:" if source.kind == "modelscope" else ""
+    return {"model": f"{prefix}{source.repo_id}", "revision": source.revision}

@@ -10,9 +10,16 @@ MooER's release (it carries no configuration; sizes come from the weights' shape
     <llm>/                   the Qwen2 folder (config.json, weights, tokenizer)
 
 each at the top of the folder or up to two folders down (MooER's release has
-``paraformer_encoder/``, ``asr_ast_mtl/lora_weights/`` and ``Qwen2-7B-Instruct/``). Ours::
+``paraformer_encoder/``, ``asr_ast_mtl/lora_weights/`` and ``Qwen2-7B-Instruct/``). A release
+with several task folders (``asr/``, ``ast/``, ``asr_ast_mtl/``, each an adapter and its LoRA)
+loads the multitask ``asr_ast_mtl/``, as MooER's inference does; ``asr/`` or ``ast/`` alone is
+a single-task model. The published releases hold no LLM (their ``Qwen2-7B-Instruct/`` is a
+note): the one they need is resolved by id (:mod:`polyspeech.hub.mooer`) and read from its own
+folder. Ours::
 
-    polyspeech.json          family, encoder (type and sizes), adapter sizes, multitask, decoding
+    polyspeech.json          family, encoder (type and sizes, or the hub id of a Whisper or
+                             wav2vec2 model: ``{"type": "whisper", "model": ID, "revision": R}``),
+                             adapter sizes, multitask, decoding
     encoder.safetensors + am.mvn  (a paraformer encoder) or encoder/ (a Hugging Face folder)
     adapter.safetensors, llm/, lora/ (optional)
 
@@ -30,8 +37,13 @@ import torch
 from safetensors.torch import save_file
 
 from polyspeech.errors import InputError
+from polyspeech.hub import ModelSource, mooer, resolve_model
 from polyspeech.speechllm.adapter import AdapterConfig, FrameStackAdapter
-from polyspeech.speechllm.encoders import ParaformerSpeechEncoder, folder_encoder
+from polyspeech.speechllm.encoders import (
+    ParaformerSpeechEncoder,
+    folder_encoder,
+    hub_reference,
+)
 from polyspeech.speechllm.frontend import Cmvn, ParaformerFrontend, read_cmvn
 from polyspeech.speechllm.model import DecodingConfig, SpeechLlm
 from polyspeech.speechllm.sanm import SanmConfig, SanmEncoder
@@ -54,10 +66,15 @@ def is_speechllm_folder(folder: Path) -> bool:
     return _find(folder, MOOER_ENCODER, required=False) is not None
 
 
+def _places(folder: Path, name: str) -> list[Path]:
+    """The files called ``name`` in ``folder`` and up to two levels down."""
+    places = [folder / name, *folder.glob(f"*/{name}"), *folder.glob(f"*/*/{name}")]
+    return [p for p in places if p.is_file()]
+
+
 def _find(folder: Path, name: str, required: bool = True, is_dir: bool = False) -> Path | None:
     """``name`` in ``folder`` or up to two levels down; the folder holding it when ``is_dir``."""
-    places = [folder / name, *folder.glob(f"*/{name}"), *folder.glob(f"*/*/{name}")]
-    found = [p for p in places if p.is_file()]
+    found = _places(folder, name)
     if is_dir:
         found = [p.parent for p in found]
     if len(found) > 1:
@@ -121,28 +138,69 @@ def _sanm(weights: dict[str, torch.Tensor], config: SanmConfig, source: Path) ->
 
 
 def load_speechllm(
-    folder: str | os.PathLike,
+    model: str | os.PathLike | ModelSource,
     device: str = "cpu",
     dtype: torch.dtype = torch.float32,
     merge_lora: bool = False,
     attention_heads: int = 4,
     trainable: bool = False,
+    llm: str | os.PathLike | ModelSource | None = None,
 ) -> SpeechLlm:
-    """A speech LLM from our folder or MooER's release layout (see the module's notes).
+    """A speech LLM from our folder or MooER's release layout (see the module's notes):
+    ``model`` is a folder, a hub id or a resolved :class:`ModelSource`.
 
     ``attention_heads`` applies to MooER's layout (its weights do not tell the heads apart);
-    ``merge_lora`` folds the LoRA weights into the LLM for inference.
+    ``merge_lora`` folds the LoRA weights into the LLM for inference. ``llm`` (a folder or
+    id) is the LLM of a MooER release; by default the release's own, else the one MooER's
+    README names, resolved from the hub the release came from (Hugging Face for a folder).
     """
-    folder = check_model_folder(folder)
+    source = model if isinstance(model, ModelSource) else resolve_model(model)
+    folder = check_model_folder(source.folder)
     with loading_model(folder):
         if (folder / CONFIG).is_file():
-            model = _load_ours(folder, dtype, merge_lora, trainable)
+            loaded = _load_ours(folder, dtype, merge_lora, trainable)
         else:
-            model = _load_mooer(folder, dtype, merge_lora, attention_heads, trainable)
-    return model.to(device).eval()
+            loaded = _load_mooer(source, llm, dtype, merge_lora, attention_heads, trainable)
+    loaded.source = source
+    return loaded.to(device).eval()
 
 
-def _load_mooer(folder, dtype, merge_lora, attention_heads, trainable) -> SpeechLlm:
+def _mooer_adapter(folder: Path) -> tuple[Path, Path]:
+    """The adapter_project.pt to load (the only one, or the multitask task folder's among
+    several), and the folder its LoRA is in (that task folder's, or anywhere for the only one)."""
+    found = _places(folder, "adapter_project.pt")
+    if len(found) == 1:
+        return found[0], folder
+    chosen = [p for p in found if p.parent.name == mooer.MULTITASK]
+    if len(chosen) != 1:
+        listed = ", ".join(str(p) for p in found) or "none"
+        raise InputError(
+            f"{folder}: expected one adapter_project.pt, or one in {mooer.MULTITASK}/ among "
+            f"task folders; found {listed}"
+        )
+    return chosen[0], chosen[0].parent
+
+
+def _mooer_llm(source: ModelSource, llm, lora: Path | None) -> Path:
+    """The folder of a MooER release's LLM: ``llm`` when given, else the release's own, else
+    the one MooER's README names, resolved as a model of its own."""
+    if llm is not None:
+        return (llm if isinstance(llm, ModelSource) else resolve_model(llm)).folder
+    folder = source.folder
+    configs = [p for p in _places(folder, "config.json") if p.parent != lora]
+    if len(configs) > 1:
+        listed = ", ".join(str(p.parent) for p in configs)
+        raise InputError(
+            f"{folder}: expected one LLM folder (config.json + weights), found {listed}"
+        )
+    if configs:
+        return configs[0].parent
+    # Qwen2-7B-Instruct from the hub the release came from (ModelScope's for a ModelScope one)
+    return resolve_model(mooer.LLM_IDS.get(source.kind, mooer.LLM_IDS["huggingface"])).folder
+
+
+def _load_mooer(source, llm, dtype, merge_lora, attention_heads, trainable) -> SpeechLlm:
+    folder = source.folder
     encoder_path = _find(folder, MOOER_ENCODER)
     # a whole FunASR Paraformer checkpoint names its encoder's weights encoder.*: only those
     encoder_weights = _strip(read_torch_weights(encoder_path), "encoder.")
@@ -150,24 +208,18 @@ def _load_mooer(folder, dtype, merge_lora, attention_heads, trainable) -> Speech
     cmvn = read_cmvn(_find(folder, "am.mvn"))
     frontend = ParaformerFrontend(cmvn, lfr_m=sanm_config.input_size // 80)
     encoder = ParaformerSpeechEncoder(frontend, _sanm(encoder_weights, sanm_config, encoder_path))
-    adapter_path = _find(folder, "adapter_project.pt")
+    adapter_path, lora_root = _mooer_adapter(folder)
     adapter_weights = _strip(read_torch_weights(adapter_path), "encoder_projector.")
     adapter = FrameStackAdapter(AdapterConfig.from_state_dict(adapter_weights, encoder.output_size))
     load_strict(adapter, adapter_weights, adapter_path)
-    lora = _find(folder, "adapter_config.json", required=False, is_dir=True)
-    configs = [
-        folder / "config.json",
-        *folder.glob("*/config.json"),
-        *folder.glob("*/*/config.json"),
-    ]
-    llms = [p.parent for p in configs if p.is_file() and p.parent != lora]
-    if len(llms) != 1:
-        raise InputError(
-            f"{folder}: expected one LLM folder (config.json + weights) inside, found {len(llms)}"
-        )
-    llm, tokenizer = _llm(llms[0], lora, dtype, merge_lora, trainable)
-    _check_width(adapter, llm, adapter_path)
-    model = SpeechLlm(encoder.to(dtype), adapter.to(dtype), llm, tokenizer, multitask=True)
+    lora = _find(lora_root, "adapter_config.json", required=False, is_dir=True)
+    llm_model, tokenizer = _llm(_mooer_llm(source, llm, lora), lora, dtype, merge_lora, trainable)
+    _check_width(adapter, llm_model, adapter_path)
+    task = adapter_path.parent.name
+    single_task = task in mooer.TASKS and task != mooer.MULTITASK
+    model = SpeechLlm(
+        encoder.to(dtype), adapter.to(dtype), llm_model, tokenizer, multitask=not single_task
+    )
     model.languages = ["cmn", "eng"]  # MooER: Chinese and English speech
     return model
 
@@ -199,8 +251,10 @@ def _load_ours(folder: Path, dtype, merge_lora, trainable) -> SpeechLlm:
         encoder = ParaformerSpeechEncoder(
             frontend, _sanm(read_safetensors(path), sanm_config, path)
         )
-    else:
-        encoder = folder_encoder(kind, folder / "encoder")
+    elif "model" in encoder_config:  # a published encoder, named by its hub id
+        encoder = folder_encoder(kind, encoder_config["model"], encoder_config.get("revision"))
+    else:  # absolute: a missing encoder/ is a missing folder, never taken for a hub id
+        encoder = folder_encoder(kind, (folder / "encoder").absolute())
     adapter = FrameStackAdapter(AdapterConfig(**config["adapter"]))
     load_strict(
         adapter, read_safetensors(folder / "adapter.safetensors"), folder / "adapter.safetensors"
@@ -251,6 +305,8 @@ def save_speechllm(model: SpeechLlm, folder: str | os.PathLike) -> None:
         }
         _save(encoder.sanm.state_dict(), folder / "encoder.safetensors")
         write_cmvn(frontend.cmvn, folder / "am.mvn")
+    elif encoder.source.repo_id is not None:  # named by its hub id and revision, not copied
+        encoder_config = {"type": encoder.kind, **hub_reference(encoder.source)}
     else:
         encoder_config = {"type": encoder.kind}
         encoder.save_pretrained(folder / "encoder")

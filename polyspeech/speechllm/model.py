@@ -37,6 +37,7 @@ from torch import nn
 from polyspeech.audio import SAMPLE_RATE, load_audio
 from polyspeech.audio.vad import pieces as audio_pieces
 from polyspeech.errors import InputError
+from polyspeech.hub.source import ModelSource
 from polyspeech.results import Result, Segment, Word
 from polyspeech.speechllm.tokenizer import decode_whole_characters
 from polyspeech.text.languages import is_written_without_spaces, to_iso639_3
@@ -167,6 +168,8 @@ class SpeechLlm(nn.Module):
         self.decoding = decoding or DecodingConfig()
         self.prompt_template = prompt_template
         self.languages: list[str] = []
+        # where it was loaded from (polyspeech.speechllm.folder sets it); None: built in memory
+        self.source: ModelSource | None = None
 
     @property
     def device(self) -> torch.device:
@@ -335,7 +338,8 @@ class SpeechLlm(nn.Module):
         vad_threshold: float = 0.5,
     ) -> list[Result]:
         """Several files (16 kHz float32 samples) at once, their pieces answered together in
-        batches; one :class:`Result` each, as :meth:`transcribe` gives it."""
+        batches; one :class:`Result` each, as :meth:`transcribe` gives it, its ``source``
+        naming the model where it was loaded from a folder or hub."""
         asked = [to_iso639_3(lang) if lang is not None else None for lang in langs]
         pieces = [
             (index, start, end)
@@ -371,7 +375,8 @@ class SpeechLlm(nn.Module):
             if task == "asr+ast":
                 translation = " ".join(s.translation for s in found if s.translation)
             duration = round(len(samples) / SAMPLE_RATE, 3)
-            results.append(Result(joined, language, found, duration, translation))
+            source = None if self.source is None else self.source.describe()
+            results.append(Result(joined, language, found, duration, translation, source=source))
         return results
 
     @staticmethod

@@ -9,6 +9,7 @@ import soxr
 
 from polyspeech.audio import SAMPLE_RATE
 from polyspeech.errors import InputError
+from polyspeech.hub import ModelSource
 
 ESPEAK_RATE = 175  # words per minute at speaking rate 1
 
@@ -35,11 +36,12 @@ def espeak_voice(lang: str) -> str:
 def speak(
     text: str,
     lang: str | None = None,
-    model: str | os.PathLike | None = None,
+    model: str | os.PathLike | ModelSource | None = None,
     speaking_rate: float = 1.0,
     seed: int = 0,
 ) -> np.ndarray:
-    """``text`` spoken (16 kHz float32): by the MMS-TTS folder ``model``, or without one by
+    """``text`` spoken (16 kHz float32): by the MMS-TTS ``model`` (a folder, a Hub id such as
+    ``facebook/mms-tts-eng``, or a resolved :class:`ModelSource`), or without one by
     espeak-ng in ``lang``'s voice. The same arguments give the same audio (a VITS voice draws
     its noise from ``seed``; espeak-ng speaks in a new process,
     :func:`polyspeech.tts.espeak.synthesize_afresh`)."""

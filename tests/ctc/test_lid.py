@@ -10,9 +10,9 @@ import torch
 
 from polyspeech.ctc.lid import LidModel
 from polyspeech.ctc.lid_train import LidTrainConfig, train_lid
-from polyspeech.ctc.model import resolve_model_folder
 from polyspeech.data.manifest import load_entry_audio, read_manifest, write_manifest
 from polyspeech.errors import InputError
+from polyspeech.hub import resolve_model
 from tests.conftest import sine
 
 LABELS = {0: "eng", 1: "de", 2: "fra"}  # MMS-LID's labels are ISO 639-3; "de" tests mapping
@@ -73,7 +73,7 @@ def test_the_head_learns_its_languages_and_the_folder_loads(trained_lid, tiny_co
     assert summary["labels"] == ["eng", "fin", "spa"]
     assert [h["step"] for h in summary["history"]] == [75, 150]
     assert 0.0 <= summary["history"][-1]["dev_accuracy_3s"] <= 1.0
-    base = resolve_model_folder("builtin:ctc") / "model.safetensors"
+    base = resolve_model("builtin:ctc").folder / "model.safetensors"
     assert (out / "model" / "model.safetensors").read_bytes() == base.read_bytes()  # stored once
     model = LidModel(out / "model")
     entries = list(read_manifest(tiny_corpus / "train.jsonl"))

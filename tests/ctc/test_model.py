@@ -142,8 +142,10 @@ def test_corrupt_weights_are_named(conformer_folder):
         CtcModel(folder).log_probs([sine(300, 0.5, 16000)], "eng")
 
 
-def make_mms_folder(path):
-    """A tiny wav2vec2 CTC model in the layout facebook/mms-1b-all is published in."""
+def make_mms_folder(path, carried: str | None = "eng"):
+    """A tiny wav2vec2 CTC model in the layout facebook/mms-1b-all is published in: its base
+    weights carry the adapter and head of ``carried`` (mms-1b-all's: English's), or with None,
+    a head of its own that fits no language's vocabulary."""
     from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
 
     vocab = {
@@ -174,11 +176,12 @@ def make_mms_folder(path):
         num_conv_pos_embeddings=8,
         num_conv_pos_embedding_groups=1,
         adapter_attn_dim=4,
-        vocab_size=7,
+        vocab_size=5 if carried is None else len(vocab[carried]),
     )
     torch.manual_seed(0)
     model = Wav2Vec2ForCTC(config).eval()
-    model.save_pretrained(path)
+    path.mkdir(parents=True)
+    adapters = {}
     for lang, mapping in vocab.items():
         weights = {}
         for name, param in model._get_adapters().items():
@@ -186,6 +189,12 @@ def make_mms_folder(path):
             shape = (len(mapping),) if name == "lm_head.bias" else shape
             weights[name] = torch.randn(shape) * 0.5
         save_file(weights, path / f"adapter.{lang}.safetensors")
+        adapters[lang] = weights
+    if carried is not None:
+        with torch.no_grad():
+            for name, param in model._get_adapters().items():
+                param.copy_(adapters[carried][name])
+    model.save_pretrained(path)
     (path / "vocab.json").write_text(json.dumps(vocab))
     (path / "preprocessor_config.json").write_text(json.dumps({"do_normalize": True}))
     return path

@@ -1,11 +1,12 @@
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 
 from polyspeech.audio import load_audio
 from polyspeech.audio.vad import SPEECH_PAD_MS, level_gain, pieces, silero, speech_regions
-from polyspeech.ctc.transcribe import lead_in, transcribe_many
+from polyspeech.ctc.transcribe import identify_pieces, lead_in, transcribe_many
 from polyspeech.data.manifest import read_manifest
 from polyspeech.text.vocab import Vocabulary
 from tests.conftest import sine
@@ -268,3 +269,19 @@ def test_the_vad_threshold_reaches_the_vad_and_is_checked(conformer_folder, monk
     for threshold in (0.0, 1.0):
         with pytest.raises(InputError, match="vad threshold must be between 0 and 1"):
             transcribe_many(LoudnessModel(), [clip], ["eng"], vad_threshold=threshold)
+
+
+def test_language_id_labels_find_a_models_script_keys():
+    # MMS-LID says cmn; mms-1b-all's key is cmn-script_simplified, and srp has two scripts
+    model = SimpleNamespace(
+        languages=["cmn-script_simplified", "eng", "srp-script_cyrillic", "srp-script_latin"],
+        folder="mms",
+    )
+    rows = np.array([[0.7, 0.2, 0.1], [0.1, 0.2, 0.7]], np.float32)
+    identifier = SimpleNamespace(
+        labels=["cmn", "srp", "eng"], folder="lid", probabilities=lambda clips: rows.copy()
+    )
+    samples = np.zeros(32000, np.float32)
+    chosen, overall = identify_pieces(model, identifier, samples, [(0, 16000), (16000, 32000)])
+    assert [lang for lang, _ in chosen] == ["cmn-script_simplified", "eng"]
+    assert set(overall) == {"cmn-script_simplified", "eng"}

@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+from tests.test_cli import use_offline_cache, write_hub_cache
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "examples.jsonl"
 
 
@@ -62,3 +64,30 @@ def test_builtin_ctc_is_scored_with_its_lms_unless_told_none(tmp_path, cli):
     assert "decoding: beam search with the LM builtin:ctc-lm" in runs["default"][0]
     assert "decoding: greedy" in runs["none"][0] and runs["none"][1]["decoding"] == "greedy"
     assert runs["default"][1]["macro_cer"] < runs["none"][1]["macro_cer"]
+
+
+def test_a_report_says_which_model_and_commit_it_scored(
+    tmp_path, monkeypatch, cli, conformer_folder
+):
+    cache = tmp_path / "hf-cache"
+    commit = write_hub_cache(cache, "org/tiny", conformer_folder[0])
+    use_offline_cache(monkeypatch, cache)
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    result = cli("evaluate", EXAMPLES, "--model", "org/tiny", "--json", one, "--quiet")
+    assert result.code == 0, result.stderr
+    assert f"model org/tiny: org/tiny at {commit}" in result.stdout
+    report = json.loads(one.read_text())
+    assert report["model"] == "org/tiny"
+    assert report["source"] == {
+        "model": "org/tiny", "repo": "org/tiny", "revision": commit, "hub": "huggingface"
+    }  # fmt: skip
+    result = cli(
+        "evaluate", EXAMPLES, "--model", f"org/tiny@{commit}", "--model", "builtin:ctc",
+        "--json", two, "--quiet", "--lm", "none",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    tiny, builtin = json.loads(two.read_text())["models"]
+    assert tiny["source"]["revision"] == commit and tiny["source"]["model"] == f"org/tiny@{commit}"
+    assert builtin["source"] == {
+        "model": "builtin:ctc", "repo": None, "revision": None, "hub": "builtin"
+    }  # fmt: skip

@@ -1,9 +1,11 @@
-"""`polyspeech batch` on a local Ray cluster (2 CPUs) over the synthetic corpus."""
+"""`polyspeech batch` on a local Ray cluster (2 CPUs) over the synthetic corpus; a hub id reaches
+the workers pinned to its commit."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 
 import pytest
@@ -11,13 +13,24 @@ import pytest
 from polyspeech.ctc.model import CtcModel
 from polyspeech.data.manifest import read_manifest, write_manifest
 from polyspeech.errors import InputError
-from polyspeech.scale.ray_batch import batch_transcribe
+from polyspeech.scale.ray_batch import batch_transcribe, pinned
+from tests.test_cli import use_offline_cache, write_hub_cache
 
 
 @pytest.fixture(scope="module")
-def local_ray():
+def worker_hf_cache(tmp_path_factory):
+    """The Hugging Face cache of the Ray workers, offline: a worker keeps the environment Ray
+    was started with, not the test's."""
+    return tmp_path_factory.mktemp("hf-cache")
+
+
+@pytest.fixture(scope="module")
+def local_ray(worker_hf_cache):
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    env = {"HF_HUB_CACHE": str(worker_hf_cache), "HF_HUB_OFFLINE": "1"}
+    ray.init(
+        num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env}
+    )
     yield ray
     ray.shutdown()
 
@@ -87,6 +100,44 @@ def test_a_rerun_transcribes_only_what_is_missing(local_ray, tiny_corpus, tmp_pa
     assert len(result.stderr.strip().splitlines()) == 1
     with pytest.raises(InputError, match="--batch-size must be at least 1"):
         batch_transcribe(manifest, "builtin:ctc", out, batch_size=0)
+
+
+def test_workers_load_the_commit_the_driver_resolved_though_the_branch_moves(
+    local_ray, worker_hf_cache, tiny_corpus, conformer_folder, tmp_path, monkeypatch
+):
+    folder = conformer_folder[0]
+    retrained = shutil.copytree(folder, tmp_path / "retrained")
+    (retrained / "README.md").write_text("retrained\n")
+    later = write_hub_cache(worker_hf_cache, "org/tiny", retrained)
+    commit = write_hub_cache(worker_hf_cache, "org/tiny", folder)  # main: this one, for now
+    use_offline_cache(monkeypatch, worker_hf_cache)
+    entries = [e for e in read_manifest(tiny_corpus / "train.jsonl") if e.lang == "eng"][:6]
+    write_manifest(tmp_path / "m.jsonl", entries)
+    main = worker_hf_cache / "models--org--tiny" / "refs" / "main"
+
+    def move_the_branch_and_die(shard):  # in the worker: its restart loads the model again
+        if main.read_text() != later:
+            main.write_text(later)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    summary = batch_transcribe(
+        tmp_path / "m.jsonl", "org/tiny", tmp_path / "out", batch_size=2, actors=1,
+        dtype="float32", after_shard=move_the_branch_and_die,
+    )  # fmt: skip
+    assert main.read_text() == later and summary["run"] == 6 and summary["errors"] == 0
+    source = {"model": f"org/tiny@{commit}", "repo": "org/tiny", "revision": commit,
+              "hub": "huggingface"}  # fmt: skip
+    assert [line["source"] for line in shard_lines(tmp_path / "out")] == [source] * 6
+
+
+def test_a_hub_id_is_pinned_to_its_commit_and_a_folder_or_builtin_name_kept(
+    conformer_folder, tmp_path, monkeypatch
+):
+    folder = conformer_folder[0]
+    commit = write_hub_cache(tmp_path / "hf-cache", "org/tiny", folder)
+    use_offline_cache(monkeypatch, tmp_path / "hf-cache")
+    assert pinned("org/tiny") == pinned("org/tiny@main") == f"org/tiny@{commit}"
+    assert pinned(str(folder)) == str(folder) and pinned("builtin:ctc") == "builtin:ctc"
 
 
 def _ids(shard):

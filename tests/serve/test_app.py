@@ -23,6 +23,7 @@ from polyspeech.ctc.model import BUILTIN
 from polyspeech.results import Result, Segment
 from polyspeech.serve.app import ServeSettings, create_app, load_served
 from tests.serve.server import client, running, wav
+from tests.test_cli import use_offline_cache, write_hub_cache
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -309,3 +310,19 @@ def test_the_serve_command_starts_a_server(tmp_path, cli):
         result = cli("serve", *args)
         assert result.code == 2 and problem in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_models_say_which_model_and_commit_each_is(tmp_path, monkeypatch, conformer_folder):
+    cache = tmp_path / "hf-cache"
+    commit = write_hub_cache(cache, "org/tiny", conformer_folder[0])
+    use_offline_cache(monkeypatch, cache)
+    models = dict(load_served(spec) for spec in [f"tiny=org/tiny@{commit}", "builtin:align"])
+    with running(create_app(models)) as url:
+        listed = httpx.get(f"{url}/v1/models").json()["data"]
+    assert {m["id"]: m["source"] for m in listed} == {
+        "tiny": {"model": f"org/tiny@{commit}", "repo": "org/tiny", "revision": commit,
+                 "hub": "huggingface"},
+        "builtin:align": {"model": "builtin:align", "repo": None, "revision": None,
+                          "hub": "builtin"},
+        "espeak": None,
+    }  # fmt: skip

@@ -14,13 +14,17 @@ from polyspeech.tts import espeak_voice
 LETTERS = ["_", " ", *"abcdefghijklmnopqrstuvwxyz", "'"]
 
 
-def make_vits_folder(path, uroman: bool):
-    """A tiny random VitsModel in MMS-TTS's layout (characters, no phonemiser)."""
+def make_vits_folder(path, uroman: bool, language: str | None = None):
+    """A tiny random VitsModel in MMS-TTS's layout (characters, no phonemiser); ``language``
+    is its tokenizer's, as MMS-TTS's tokenizer_config.json names the voice's language."""
     from transformers import VitsConfig, VitsModel, VitsTokenizer
 
     path.mkdir(parents=True)
     (path / "vocab.json").write_text(json.dumps({c: i for i, c in enumerate(LETTERS)}))
-    VitsTokenizer(path / "vocab.json", is_uroman=uroman, phonemize=False).save_pretrained(path)
+    tokenizer = VitsTokenizer(
+        path / "vocab.json", language=language, is_uroman=uroman, phonemize=False
+    )
+    tokenizer.save_pretrained(path)
     config = VitsConfig(
         vocab_size=len(LETTERS), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
         window_size=2, ffn_dim=16, flow_size=16, spectrogram_bins=20, upsample_initial_channel=16,
@@ -57,6 +61,36 @@ def test_a_uroman_voice_reads_other_scripts_romanised(tmp_path):
     assert samples.dtype == np.float32 and len(samples) > 1000
     with pytest.raises(InputError, match="nothing in 'привет мир' that this voice can read"):
         polyspeech.speak("привет мир", "rus", plain)
+
+
+def test_a_voice_romanises_with_its_own_language_and_refuses_another(tmp_path, cli, monkeypatch):
+    import polyspeech.tts.vits as vits
+
+    folder = make_vits_folder(tmp_path / "mms-tts-rus", uroman=True, language="rus")
+    assert json.loads((folder / "tokenizer_config.json").read_text())["language"] == "rus"
+    original, asked = vits.romanize, []
+
+    def romanize(text, lang):
+        asked.append(lang)
+        return original(text, lang)
+
+    monkeypatch.setattr(vits, "romanize", romanize)
+    spoken = polyspeech.speak("привет мир", model=folder)
+    assert polyspeech.speak("привет мир", "ru", folder).tolist() == spoken.tolist()
+    assert asked == ["rus", "rus"]  # uroman's Russian rules, asked for or not
+    with pytest.raises(InputError) as error:
+        polyspeech.speak("hallo", "deu", folder)
+    assert str(error.value) == (
+        f"{folder}: this voice speaks rus, not deu; leave out --lang or choose a voice of that "
+        "language"
+    )
+    out = tmp_path / "hallo.wav"
+    result = cli("speak", "hallo", "--lang", "de", "--model", folder, "--output", out)
+    assert result.code == 2 and not out.exists()
+    assert result.stderr.strip().splitlines() == [
+        f"polyspeech: error: {folder}: this voice speaks rus, not de; leave out --lang or "
+        "choose a voice of that language"
+    ]
 
 
 def test_without_a_model_espeak_speaks_the_language(tmp_path, cli):
