@@ -31,6 +31,24 @@ app.add_typer(train_app, name="train")
 _stderr = Console(stderr=True)
 
 
+def _version(asked: bool) -> None:
+    if asked:
+        from polyspeech import __version__
+
+        typer.echo(f"polyspeech {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _everywhere(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Options of polyspeech itself, before any command."""
+
+
 def _device(name: str) -> str:
     from polyspeech.devices import check_device
 

@@ -60,6 +60,13 @@ def test_no_arguments_shows_help(cli):
     assert "data" in result.stdout + result.stderr
 
 
+def test_version(cli):
+    import polyspeech
+
+    result = cli("--version")
+    assert (result.code, result.stdout) == (0, f"polyspeech {polyspeech.__version__}\n")
+
+
 def test_transcribe_writes_each_format(tmp_path, cli, conformer_folder):
     folder, _ = conformer_folder
     soundfile.write(tmp_path / "a.flac", sine(440, 1.0, 16000), 16000)

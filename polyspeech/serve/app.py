@@ -554,7 +554,7 @@ def create_app(models: dict[str, Any], settings: ServeSettings | None = None):
             param = ".".join(str(part) for part in where)
             raise _bad(f"{param}: {error.errors()[0]['msg']}", param) from None
         name, text = body.model, body.input
-        model_of(name, ("tts",))
+        voice_model = model_of(name, ("tts",))
         if not text.strip():
             raise _bad("input: the text to speak is required", "input")
         if len(text) > 4096:
@@ -581,6 +581,8 @@ def create_app(models: dict[str, Any], settings: ServeSettings | None = None):
 
             try:
                 lang = to_iso639_3(voice)
+                if voice_model is not None:  # an MMS-TTS voice speaks its own language only
+                    voice_model.resolve_language(voice)
             except InputError as error:
                 raise _bad(f"voice: {error}", "voice") from None
         item = {"text": text, "lang": lang, "voice": voice, "speed": body.speed}

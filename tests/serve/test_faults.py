@@ -27,10 +27,16 @@ class PathModel:
 
 
 class Voice:
-    """A stand-in MMS-TTS model (one voice): a second of silence, the language recorded."""
+    """A stand-in MMS-TTS model (one voice, of ``language`` where given): a second of silence,
+    the language recorded."""
 
-    def __init__(self) -> None:
-        self.langs = []
+    def __init__(self, language: str | None = None) -> None:
+        self.langs, self.language = [], language
+
+    def resolve_language(self, lang):
+        if self.language is not None and lang != self.language:
+            raise InputError(f"/srv/voices/x: this voice speaks {self.language}, not {lang}")
+        return self.language or lang
 
     def speak(self, text, lang, speed):
         self.langs.append(lang)
@@ -140,7 +146,7 @@ def test_library_errors_reach_the_client_as_its_field_or_as_the_servers_fault():
 
 def test_speech_fields_are_checked_for_their_types_and_openais_voices_are_a_models_own():
     voice = Voice()
-    with running(create_app({"mms": voice})) as url:
+    with running(create_app({"mms": voice, "finnish": Voice("fin")})) as url:
 
         def speak(**fields) -> httpx.Response:
             body = {"model": "mms", "input": "hello", **fields}
@@ -160,6 +166,9 @@ def test_speech_fields_are_checked_for_their_types_and_openais_voices_are_a_mode
         for openai_voice in ("alloy", "ash", "verse"):  # "ash" is a language code too
             assert speak(voice=openai_voice).status_code == 200
         assert speak(voice="de").status_code == 200
+        other = speak(model="finnish", voice="de")  # the voice's language is not the one asked
+        assert other.status_code == 400 and other.json()["error"]["param"] == "voice"
+        assert "this voice speaks fin, not de" in other.json()["error"]["message"]
     assert voice.langs == [None, None, None, None, "deu"]
 
 
