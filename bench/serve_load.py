@@ -155,7 +155,7 @@ def main() -> None:
         print(f"{mode:<14}" + "".join(f"{'-' if c is None else c:>8}" for c in cells))
     if ratio is not None:
         print(f"batching on / off: {ratio:.2f}x requests/s")
-    from polyspeech.ctc.model import native_bf16
+    from polyspeech.ctc.precision import native_bf16
     from polyspeech.files import atomic_text_file
 
     summary = {"clients": args.clients, "seconds": args.seconds, "model": args.model,

@@ -37,13 +37,14 @@ def load(
     ``load(...).transcribe(audio, lang=...)`` with a :class:`Result`.
 
     ``dtype`` is ``float32``, ``bfloat16``, ``int8`` (CTC on a CPU: int8 weights in the linear
-    layers) or ``auto`` (:func:`polyspeech.ctc.model.resolve_precision`): bfloat16 where the
+    layers) or ``auto`` (:func:`polyspeech.ctc.precision.resolve_precision`): bfloat16 where the
     processor has it natively (CUDA with bf16, a CPU with AVX-512 bf16 or AMX), else int8 for
     CTC on a CPU and float32 otherwise; an MMS (wav2vec2) model takes int8 on every CPU.
     """
     import torch
 
-    from polyspeech.ctc.model import CtcModel, resolve_precision
+    from polyspeech.ctc.model import CtcModel
+    from polyspeech.ctc.precision import resolve_precision
     from polyspeech.devices import resolve_device
     from polyspeech.hub import ModelSource, resolve_model
     from polyspeech.speechllm.folder import is_speechllm_folder, load_speechllm

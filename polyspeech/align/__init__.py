@@ -28,16 +28,16 @@ def align(
     ``sample_rate``) to ``lines``, one utterance each; returns
     :class:`polyspeech.align.spans.AlignmentResult` (spans in seconds).
 
-    ``model`` is a loaded CTC model or anything :func:`polyspeech.load` takes: a folder, a
-    builtin name (``builtin:align``: any language, romanised), a Hub id (an MMS model such as
-    ``facebook/mms-1b-all``) or a resolved :class:`polyspeech.hub.ModelSource`.
+    ``model`` is a loaded CTC model or one to load (:func:`polyspeech.align.spans.load_aligner`):
+    a folder, a builtin name (``builtin:align``: any language, romanised), a Hub id (an MMS
+    model such as ``facebook/mms-1b-all``) or a resolved :class:`polyspeech.hub.ModelSource`.
     """
     import numpy as np
 
-    from polyspeech import load, load_audio
-    from polyspeech.align.spans import align_transcript
+    from polyspeech.align.spans import align_transcript, load_aligner
+    from polyspeech.audio import load_audio
 
-    aligner = model if hasattr(model, "log_probs") else load(model)
+    aligner = load_aligner(model)
     rate = sample_rate if isinstance(audio, np.ndarray) else None
     samples = load_audio(audio, source_rate=rate)
     return align_transcript(aligner, samples, lines, lang, granularity, star, batch_size)

@@ -28,7 +28,9 @@ from polyspeech.audio import SAMPLE_RATE
 from polyspeech.ctc.model import MIN_SAMPLES, CtcModel
 from polyspeech.ctc.transcribe import stitched_log_probs
 from polyspeech.errors import InputError
+from polyspeech.hub import ModelSource, resolve_model
 from polyspeech.results import Span
+from polyspeech.weights import loading_model
 
 GRANULARITIES = ("word", "char", "line")
 STAR_MARGIN = 0.5
@@ -98,6 +100,17 @@ def _word_spans(
             spans.append(_gap(char, round(tokens[0][0] * shift, 3)))
         start = end
     return spans
+
+
+def load_aligner(model) -> CtcModel:
+    """``model`` itself if it is loaded (it has ``log_probs``), else the CTC model it names: a
+    folder, a builtin name (``builtin:align``), a Hub id or a resolved :class:`ModelSource`,
+    on the CPU in the precision ``auto`` picks."""
+    if hasattr(model, "log_probs"):
+        return model
+    source = model if isinstance(model, ModelSource) else resolve_model(model)
+    with loading_model(source.folder):
+        return CtcModel(source, precision="auto")
 
 
 def align_transcript(

@@ -41,7 +41,7 @@ from polyspeech.files import atomic_binary_file
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "POLYSPEECH_CACHE"
-FORMAT = "1"  # what an entry holds and how it is made; a change here makes old entries stale
+FORMAT = "2"  # what an entry holds and how it is made; a change here makes old entries stale
 HUB_FOLDER = "polyspeech"  # ours, inside a hub cache's models--ORG--NAME folder
 
 

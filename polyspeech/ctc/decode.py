@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from polyspeech.align.viterbi import align
-from polyspeech.ctc.model import BUILTIN_LM
 from polyspeech.errors import DependencyError, InputError
+from polyspeech.hub import ASSETS
 from polyspeech.text.ngram import NgramLm, arpa_words, is_character_arpa, read_arpa
 from polyspeech.text.vocab import BOS, EOS, PAD, UNK, WORD_DELIMITER, Vocabulary
+
+BUILTIN_LM = {"builtin:ctc-lm": ASSETS / "ctc-lm"}  # its character n-grams, one per language
 
 
 @dataclass(frozen=True)

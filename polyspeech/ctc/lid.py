@@ -26,7 +26,7 @@ from torch import nn
 from polyspeech.audio import SAMPLE_RATE, load_audio
 from polyspeech.audio.vad import pieces
 from polyspeech.ctc.conformer import ConformerConfig, ConformerCTC, input_features
-from polyspeech.ctc.model import native_bf16, resolve_precision
+from polyspeech.ctc.precision import native_bf16, resolve_precision
 from polyspeech.devices import resolve_device
 from polyspeech.errors import InputError
 from polyspeech.hub import ModelSource, resolve_model
@@ -210,7 +210,7 @@ class LidModel:
                 if self._normalize:
                     audio = (audio - audio.mean()) / torch.sqrt(audio.var() + 1e-7)
                 weight = next(self._network.parameters())
-                logits = self._network(audio[None].to(self.device, weight.dtype)).logits
+                logits = self._network(audio[None].to(self.device, weight.dtype))
             rows.append(torch.softmax(logits.float(), dim=-1)[0].cpu().numpy())
         return np.stack(rows) if rows else np.zeros((0, len(self.labels)), np.float32)
 

@@ -19,17 +19,18 @@ import torch
 from polyspeech.audio import SAMPLE_RATE, load_audio
 from polyspeech.ctc.conformer import MODEL_TYPE, input_features
 from polyspeech.ctc.folder import adapter_path, load_conformer_base, load_language_adapter
+from polyspeech.ctc.lid import LidModel
+from polyspeech.ctc.precision import native_bf16, resolve_precision
 from polyspeech.ctc.quantize import quantize_linear_layers
 from polyspeech.ctc.wav2vec2 import convolutions_in_bf16, load_wav2vec2, return_freed_memory
 from polyspeech.devices import resolve_device
 from polyspeech.errors import InputError
-from polyspeech.hub import ASSETS, ModelSource, resolve_model
 from polyspeech.hub import BUILTIN as BUILTIN  # where serve, speechllm and tests look for it
+from polyspeech.hub import ModelSource, resolve_model
 from polyspeech.text.languages import model_language, to_iso639_3
 from polyspeech.text.vocab import Vocabulary, load_vocabularies
 from polyspeech.weights import read_safetensors
 
-BUILTIN_LM = {"builtin:ctc-lm": ASSETS / "ctc-lm"}  # its character n-grams, one per language
 # The LM a builtin model decodes with unless told otherwise, as transformers' ASR pipeline does
 # for a checkpoint that ships one (builtin:ctc's test CER: 10.55% greedy, 6.12% with its LMs)
 DEFAULT_LM = {"builtin:ctc": "builtin:ctc-lm"}
@@ -40,8 +41,6 @@ NO_LM = "none"  # --lm none: greedy decoding
 DEFAULT_TARGET_LANG = "eng"
 
 
-PRECISIONS = ("float32", "bfloat16", "int8")
-
 # The shortest clip the networks take: the conformer's two stride-2 3x3 convolutions need 7
 # filterbank frames (85 ms), wav2vec2's first convolution 400 samples. Shorter clips (a
 # 30 s window's last few milliseconds) are heard padded with silence to this length.
@@ -50,36 +49,6 @@ MIN_SAMPLES = SAMPLE_RATE // 10
 
 def _at_least(samples: np.ndarray, length: int) -> np.ndarray:
     return samples if len(samples) >= length else np.pad(samples, (0, length - len(samples)))
-
-
-def native_bf16() -> bool:
-    """Whether this processor computes bf16 itself (AVX-512 bf16 or AMX) rather than emulating
-    it in float32 (AVX2, where bf16 took 2.7x longer than float32 on the 2026-12-01 model)."""
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-
-
-def resolve_precision(name: str, device: str, wav2vec2: bool = False) -> str:
-    """``float32``, ``bfloat16``, ``int8`` or ``auto``; returns one of the first three.
-
-    ``auto``: on a GPU, bf16 where it is supported, else float32. On a CPU, a ``wav2vec2``
-    model (MMS's size, its time in big linear layers) takes int8 (see
-    :mod:`polyspeech.ctc.quantize`): on mms-1b-all's shape it beat float32 1.8x on an AVX2
-    processor (``bench/ctc_speed.py``), and bf16 on an AVX-512-bf16 one (``bench/int8_parts.py``:
-    13.4 s against 22.4 s for 60 s). Our small conformer takes bf16 where the processor has it
-    natively (:func:`native_bf16`), else int8: on two threads of an AMD EPYC with AVX-512 bf16
-    the two are level (``bench/batch_parts.py``, 8 files' forward pass together, two runs each:
-    0.089 and 0.095 s in bf16, 0.111 and 0.087 s in int8), and bf16 keeps a model's own
-    weights.
-    """
-    if name == "auto":
-        if torch.device(device).type == "cuda":
-            return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-        return "bfloat16" if native_bf16() and not wav2vec2 else "int8"
-    if name not in PRECISIONS:
-        raise InputError(f"dtype {name!r}: expected float32, bfloat16, int8 or auto")
-    if name == "int8" and torch.device(device).type != "cpu":
-        raise InputError(f"dtype int8 runs on the CPU only, not on {device}")
-    return name
 
 
 def carried_language(
@@ -156,7 +125,7 @@ class CtcModel:
         if self._conformer is None:
             carried = carried_language(config, self._network.lm_head.out_features, vocabularies)
             if carried is not None:
-                weights = self._network._get_adapters()
+                weights = self._network.adapter_weights()
                 self._carried = (carried, {k: w.detach().cpu().clone() for k, w in weights.items()})
                 self._active = carried
 
@@ -215,8 +184,8 @@ class CtcModel:
         """Several files (16 kHz float32 samples) at once, their pieces batched together: see
         :func:`polyspeech.ctc.transcribe.transcribe_many`. Each result's ``source`` names the
         model (:meth:`polyspeech.hub.ModelSource.describe`)."""
-        from polyspeech.ctc.lid import LidModel
-        from polyspeech.ctc.transcribe import AUTO, transcribe_many  # they import this module
+        # lazily: decoding imports numba (0.3 s), which log_probs alone never needs
+        from polyspeech.ctc.transcribe import AUTO, transcribe_many
 
         several = len(self.languages) > 1
         langs = [AUTO if lang is None and several else lang for lang in langs]
@@ -336,12 +305,7 @@ class CtcModel:
 
     def _apply_wav2vec2_adapter(self, lang: str, weights: dict[str, torch.Tensor]) -> None:
         model = self._network
-        expected = {
-            f"{name}.{param}"
-            for name, module in model.named_modules()
-            if type(module).__name__ == "Wav2Vec2AttnAdapterLayer"
-            for param, _ in module.named_parameters()
-        } | {"lm_head.weight", "lm_head.bias"}
+        expected = set(model.adapter_weights())
         if set(weights) != expected:
             missing = sorted(expected - set(weights))[:3]
             unexpected = sorted(set(weights) - expected)[:3]
@@ -390,9 +354,9 @@ class CtcModel:
             mask = None  # without padding there is nothing to mask
             if int(lengths.min()) < padded.shape[1]:
                 mask = (torch.arange(padded.shape[1])[None, :] < lengths[:, None]).to(self.device)
-            logits = self._network(padded.to(self.device, self.dtype), attention_mask=mask).logits
+            logits = self._network(padded.to(self.device, self.dtype), attention_mask=mask)
             log_probs = logits.float().log_softmax(dim=-1)
-            out_lengths = self._network._get_feat_extract_output_lengths(lengths)
+            out_lengths = self._network.wav2vec2.output_lengths(lengths)
         result = [
             log_probs[row, : int(out_lengths[row])].float().cpu().numpy()
             for row in range(len(batch))

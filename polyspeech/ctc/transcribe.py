@@ -24,6 +24,7 @@ import contextlib
 import os
 from collections import defaultdict
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,10 +32,12 @@ from polyspeech.audio import SAMPLE_RATE
 from polyspeech.audio.vad import pieces
 from polyspeech.ctc.decode import make_decoder
 from polyspeech.ctc.lid import LidModel
-from polyspeech.ctc.model import CtcModel
 from polyspeech.errors import InputError
 from polyspeech.results import Result, Segment, Word
 from polyspeech.text.languages import is_written_without_spaces, model_language
+
+if TYPE_CHECKING:  # in annotations only: CtcModel's transcribe methods call this module
+    from polyspeech.ctc.model import CtcModel
 
 WINDOW = 30.0  # seconds of audio a window keeps
 CONTEXT = 2.0  # seconds of audio either side, run and then cut off

@@ -2,14 +2,15 @@
 
 transformers reads ``model.safetensors`` through a memory map, and every page it reads counts
 as resident: loading mms-1b-all's 3.9 GB of float32 into bf16 peaks near 6 GB. Here the model
-is built without weights, in the working precision, and filled from the file one tensor at a
-time with plain reads (straight into the weight where the file holds the working type), so the
-peak is the model itself plus its largest tensor; with int8, each big linear layer is quantised
-from the file's float32 as soon as its weights are read, so the model is never whole in float.
+(:mod:`polyspeech.ctc.wav2vec2_network`) is built without weights, in the working precision, and
+filled from the file one tensor at a time with plain reads (straight into the weight where the
+file holds the working type), so the peak is the model itself plus its largest tensor; with
+int8, each big linear layer is quantised from the file's float32 as soon as its weights are
+read, so the model is never whole in float.
 
 An int8 model's converted weights are cached (:mod:`polyspeech.ctc.converted`): a later load
 reads them and only packs each layer for the int8 kernels again, on threads of their own, while
-transformers is imported and the model built.
+the model is built and its other weights read.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from polyspeech.ctc.quantize import (
     quantizable_linears,
     quiet_deprecation,
 )
+from polyspeech.ctc.wav2vec2_network import Wav2Vec2Config, build
 from polyspeech.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -50,8 +52,8 @@ _TYPES = {
     "BOOL": torch.bool,
 }
 _CODES = {dtype: code for code, dtype in _TYPES.items()}
-# never used at inference (the mask embedding of pre-training), absent from some checkpoints
-_OPTIONAL = {"wav2vec2.masked_spec_embed"}
+# in some checkpoints, never used at inference (SpecAugment's mask embedding): not read
+_UNUSED = {"wav2vec2.masked_spec_embed"}
 # beyond this, packing is a small part of a load and the weights waiting for it add up
 PACKING_THREADS = 8
 
@@ -157,30 +159,45 @@ class _Item:
     layer: str | None
 
 
+def _matched(
+    source: Path, stored: list[tuple[str, tuple[int, ...]]], model: torch.nn.Module
+) -> list[str | None]:
+    """The model's name for each stored (name, shape), None for one never used at inference;
+    strict: a missing, unexpected or misshapen weight is an error naming it and ``source``."""
+    targets = {name: tuple(param.shape) for name, param in model.named_parameters()}
+    names: list[str | None] = []
+    for stored_name, shape in stored:
+        name = None if stored_name in _UNUSED else _current_name(stored_name)
+        if name is not None and name not in targets:
+            raise InputError(f"{source}: unexpected weight {stored_name}")
+        if name is not None and shape != targets[name]:
+            raise InputError(
+                f"{source}: {stored_name} has shape {shape}, the model needs {targets[name]}"
+            )
+        names.append(name)
+    missing = sorted(set(targets) - set(names))
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise InputError(f"{source}: missing weights {', '.join(missing[:3])}{more}")
+    return names
+
+
 def _plan(weights: Path, model: torch.nn.Module, quantize: bool) -> list[_Item]:
     """What each tensor of ``weights`` becomes in ``model``, checked before anything is read
-    (strict: a missing, unexpected or misshapen weight is an error naming it)."""
-    targets = dict(model.named_parameters())
+    (:func:`_matched`)."""
     layers = set(quantizable_linears(model)) if quantize else set()
+    tensors = read_header(weights)[0]
     plan = []
-    for stored in read_header(weights)[0]:
-        name = _current_name(stored.name)
-        if name not in targets:
-            raise InputError(f"{weights}: unexpected weight {stored.name}")
-        if stored.shape != tuple(targets[name].shape):
-            raise InputError(
-                f"{weights}: {stored.name} has shape {stored.shape}, "
-                f"the model needs {tuple(targets[name].shape)}"
-            )
+    for stored, name in zip(
+        tensors, _matched(weights, [(t.name, t.shape) for t in tensors], model), strict=True
+    ):
+        if name is None:
+            continue
         layer, _, part = name.rpartition(".")
         if layer in layers:
             plan.append(_Item(stored, name, part, layer))
         else:
             plan.append(_Item(stored, name, "param", None))
-    missing = sorted(set(targets) - {item.name for item in plan} - _OPTIONAL)
-    if missing:
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise InputError(f"{weights}: missing weights {', '.join(missing[:3])}{more}")
     return plan
 
 
@@ -301,8 +318,8 @@ def _convert(
 
 class _EntryReader:
     """Reads a conversion cache entry: its int8 layers on a thread of its own, packing them as
-    they come, from before transformers is imported and the model built (which keep one core
-    busy for seconds); the rest of the weights, once the model is there, in :meth:`fill`."""
+    they come, from before the model is built; the rest of the weights, once the model is
+    there, in :meth:`fill`."""
 
     def __init__(self, entry: converted.Entry) -> None:
         self.entry = entry
@@ -389,14 +406,45 @@ class _EntryReader:
             self._packer.close()
 
 
-def _empty_model(architecture: str, config, dtype: torch.dtype) -> torch.nn.Module:
-    """The model allocated in ``dtype``, its memory not yet touched (so not yet resident)."""
-    import transformers
-    from accelerate import init_empty_weights
+def _empty_model(architecture: str, config: Wav2Vec2Config, dtype: torch.dtype) -> torch.nn.Module:
+    """The model allocated in ``dtype``, its memory not yet touched (so not yet resident). Its
+    layers are made on the meta device (no weights initialised), then each weight is given
+    memory of its own (not by ``to_empty``, whose meta path imports torch's compiler, 2.3 s)."""
+    with torch.device("meta"):
+        model = build(architecture, config)
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            setattr(module, name, torch.nn.Parameter(torch.empty(param.shape, dtype=dtype)))
+    return model
 
-    with init_empty_weights():
-        model = getattr(transformers, architecture)(config)
-    return model.to(dtype).to_empty(device="cpu")
+
+def _state_dict(folder: Path) -> dict[str, torch.Tensor]:
+    """Every weight of a folder without ``model.safetensors``: its safetensors shards (listed
+    in ``model.safetensors.index.json``) or ``pytorch_model.bin`` (read as plain tensors)."""
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise InputError(f"{index}: not a safetensors index (no weight_map)") from None
+        return {name: t for shard in shards for name, t in read_safetensors(folder / shard)}
+    pickled = folder / "pytorch_model.bin"
+    if not pickled.is_file():
+        raise InputError(f"{folder}: no model.safetensors, shards or pytorch_model.bin")
+    try:
+        return torch.load(pickled, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # any unpickling failure: the file is not plain weights
+        raise InputError(f"{pickled}: not readable as torch weights ({error})") from None
+
+
+def _load_state_dict(model: torch.nn.Module, folder: Path, weights: dict) -> None:
+    """``weights`` into ``model`` by name (:func:`_matched`), in the model's types."""
+    stored = [(name, tuple(tensor.shape)) for name, tensor in weights.items()]
+    targets = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, tensor in zip(_matched(folder, stored, model), weights.values(), strict=True):
+            if name is not None:
+                targets[name].copy_(tensor)
 
 
 def load_wav2vec2(
@@ -407,24 +455,25 @@ def load_wav2vec2(
     cache: bool = True,
 ) -> torch.nn.Module:
     """``architecture`` (``Wav2Vec2ForCTC``, or ``Wav2Vec2ForSequenceClassification`` for
-    MMS-LID) from ``folder`` in ``dtype``, every weight from ``model.safetensors``
-    (strict: a missing, unexpected or misshapen weight is an error naming it). With
-    ``quantize``, each big linear layer gets int8 weights (:mod:`polyspeech.ctc.quantize`)
-    quantised from the file's values as soon as they are read, so the model is never whole in
-    ``dtype``; the rest is in ``dtype``. With ``cache`` too, the converted weights are read from
-    the conversion cache, or written there (:mod:`polyspeech.ctc.converted`). A folder with
-    other weight files (sharded, ``pytorch_model.bin``) is read by transformers instead."""
-    import transformers
-
+    MMS-LID; :mod:`polyspeech.ctc.wav2vec2_network`) from ``folder`` in ``dtype``, every weight
+    from ``model.safetensors`` (strict: a missing, unexpected or misshapen weight is an error
+    naming it). With ``quantize``, each big linear layer gets int8 weights
+    (:mod:`polyspeech.ctc.quantize`) quantised from the file's values as soon as they are read,
+    so the model is never whole in ``dtype``; the rest is in ``dtype``. With ``cache`` too, the
+    converted weights are read from the conversion cache, or written there
+    (:mod:`polyspeech.ctc.converted`). A folder with other weight files (safetensors shards,
+    ``pytorch_model.bin``) is read whole into the model in ``dtype``, and not quantised here."""
     weights = folder / "model.safetensors"
+    config = Wav2Vec2Config.from_file(folder / "config.json")
     if not weights.is_file():
-        return getattr(transformers, architecture).from_pretrained(folder, dtype=dtype)
+        model = _empty_model(architecture, config, dtype)
+        _load_state_dict(model, folder, _state_dict(folder))
+        return model.eval()
     entry = reader = writer = None
     if quantize and cache:
         entry = converted.entry_for(weights, folder / "config.json", architecture, dtype)
-        reader = _EntryReader(entry)  # at work while transformers builds the model
+        reader = _EntryReader(entry)  # at work while the model is built
     try:
-        config = transformers.Wav2Vec2Config.from_pretrained(folder)
         model = _empty_model(architecture, config, dtype)
         plan = _plan(weights, model, quantize)
         if reader is not None:

@@ -382,10 +382,9 @@ class SpeechLlm(nn.Module):
     @staticmethod
     def _time_words(samples: np.ndarray, segments: list[Segment], aligner) -> None:
         """Word times for each segment, its transcript aligned in its language."""
-        from polyspeech import load
-        from polyspeech.align.spans import align_transcript
+        from polyspeech.align.spans import align_transcript, load_aligner
 
-        model = load(aligner) if isinstance(aligner, str) else aligner
+        model = load_aligner(aligner)
         for segment in segments:
             if not normalize_text(segment.text, segment.language).strip():
                 continue

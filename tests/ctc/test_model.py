@@ -6,7 +6,8 @@ import soundfile
 import torch
 from safetensors.torch import save_file
 
-from polyspeech.ctc.model import CtcModel, resolve_precision
+from polyspeech.ctc.model import CtcModel
+from polyspeech.ctc.precision import resolve_precision
 from polyspeech.errors import InputError
 from tests.conftest import sine
 

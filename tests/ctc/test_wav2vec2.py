@@ -106,7 +106,7 @@ def outputs(model) -> torch.Tensor:
     and every int8 layer's integers and scale."""
     clip = torch.from_numpy(sine(300, 0.5, 16000))[None]
     with torch.inference_mode():
-        logits = model.float()(clip).logits
+        logits = model.float()(clip)
     int8 = [
         (module.weight().int_repr(), module.weight().q_scale())
         for module in model.modules()
