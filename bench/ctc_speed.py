@@ -152,7 +152,7 @@ def run_one(system: str, dtype_name: str, folder: Path, audio: Path) -> dict:
         text = model({"raw": samples, "sampling_rate": 16000})["text"]
     else:
         dtype_name = model.precision
-        text = model.transcribe(samples, "eng").text
+        text = model.transcribe(samples, language="eng").text
     done = time.perf_counter()
     return {
         "dtype_used": dtype_name,  # what "auto" chose

@@ -44,9 +44,9 @@ def run_variant(name: str, folder: Path, audio: Path, warm_up_s: int) -> float:
     model_module.native_bf16 = lambda: convolutions
     samples, _ = soundfile.read(audio, dtype="float32")
     model = model_module.CtcModel(folder, precision=dtype)
-    model.transcribe(samples[: warm_up_s * 16000], "eng")
+    model.transcribe(samples[: warm_up_s * 16000], language="eng")
     started = time.perf_counter()
-    model.transcribe(samples, "eng")
+    model.transcribe(samples, language="eng")
     return time.perf_counter() - started
 
 

@@ -76,9 +76,9 @@ def run_child(variant: str, audio: Path) -> dict:
 
     samples = polyspeech.load_audio(audio)
     model = polyspeech.load("builtin:ctc")
-    model.transcribe(samples[:32000], "eng", lm="none")
+    model.transcribe(samples[:32000], language="eng", lm="none")
     loaded = time.perf_counter()
-    text = model.transcribe(samples, "eng", lm="none").text
+    text = model.transcribe(samples, language="eng", lm="none").text
     done = time.perf_counter()
     return {
         "threads": torch.get_num_threads(),

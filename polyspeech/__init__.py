@@ -18,13 +18,14 @@ if "OMP_WAIT_POLICY" not in os.environ:
 from polyspeech import align
 from polyspeech.audio import load_audio
 from polyspeech.errors import DependencyError, InputError, PolyspeechError
+from polyspeech.options import TranscribeOptions, VadOptions
 from polyspeech.results import Result, Segment, Word
 
 __version__ = "0.1.0"
 
 
 def load(
-    model="builtin:ctc", device: str = "cpu", dtype: str = "auto", revision: str | None = None
+    model="builtin:ctc", device: str = "auto", dtype: str = "auto", revision: str | None = None
 ):
     """Load a model for transcription: a folder, a builtin name such as ``builtin:ctc``, a
     Hugging Face Hub id (``facebook/mms-1b-all``, ``ORG/NAME@REV``, or ``revision``: a branch,
@@ -34,7 +35,7 @@ def load(
 
     A CTC model gives a :class:`polyspeech.ctc.model.CtcModel`, a speech-LLM (ours or MooER's
     release layout) a :class:`polyspeech.speechllm.model.SpeechLlm`; both answer
-    ``load(...).transcribe(audio, lang=...)`` with a :class:`Result`.
+    ``load(...).transcribe(audio, language=...)`` with a :class:`Result`.
 
     ``dtype`` is ``float32``, ``bfloat16``, ``int8`` (CTC on a CPU: int8 weights in the linear
     layers) or ``auto`` (:func:`polyspeech.ctc.precision.resolve_precision`): bfloat16 where the
@@ -50,7 +51,7 @@ def load(
     from polyspeech.speechllm.folder import is_speechllm_folder, load_speechllm
     from polyspeech.weights import loading_model
 
-    resolve_device(device)
+    device = str(resolve_device(device))  # auto: CUDA where the machine has it
     source = model if isinstance(model, ModelSource) else resolve_model(model, revision)
     folder = source.folder
     with loading_model(folder):
@@ -64,11 +65,20 @@ def load(
         return CtcModel(source, device=device, precision=dtype)
 
 
-def transcribe(audio, model="builtin:ctc", lang: str | None = None, **options) -> Result:
+def transcribe(audio, model="builtin:ctc", **options) -> Result:
     """``model`` (a loaded model, or anything :func:`load` takes) transcribes ``audio``: the
-    same as ``load(model).transcribe(audio, lang, **options)``."""
+    same as ``load(model).transcribe(audio, **options)``, options as
+    :class:`polyspeech.options.TranscribeOptions` names them (``language``, ``task``,
+    ``word_timestamps``, ``beam_size``, ``vad_filter``, ``vad_parameters``, ``batch_size``...)."""
     loaded = model if hasattr(model, "transcribe") else load(model)
-    return loaded.transcribe(audio, lang, **options)
+    return loaded.transcribe(audio, **options)
+
+
+def translate(audio, model="builtin:speechllm", **options) -> Result:
+    """``audio`` translated into English by a speech LLM (``model`` loaded, or anything
+    :func:`load` takes): :func:`transcribe` with ``task="translate"``; the result's text is the
+    translation, its language the speech's."""
+    return transcribe(audio, model, task="translate", **options)
 
 
 def identify(audio, model="builtin:lid", top_k: int = 3, **options):
@@ -97,6 +107,8 @@ __all__ = [
     "PolyspeechError",
     "Result",
     "Segment",
+    "TranscribeOptions",
+    "VadOptions",
     "Word",
     "__version__",
     "align",
@@ -105,4 +117,5 @@ __all__ = [
     "load_audio",
     "speak",
     "transcribe",
+    "translate",
 ]

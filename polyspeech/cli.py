@@ -102,7 +102,12 @@ VadThreshold = Annotated[
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 BatchSize = Annotated[int, typer.Option(min=1, help="Pieces of up to 30 s per forward pass.")]
 Vad = Annotated[bool, typer.Option(help="Cut at speech regions (silero-vad), else 30 s windows.")]
-Device = Annotated[str, typer.Option(callback=_device, help="cpu, cuda or cuda:N.")]
+Device = Annotated[
+    str,
+    typer.Option(
+        callback=_device, help="auto (CUDA where present, else cpu), cpu, cuda or cuda:N."
+    ),
+]
 OutputDir = Annotated[
     Path | None, typer.Option(callback=_output_folder, help="Write files here, not stdout.")
 ]
@@ -198,7 +203,12 @@ def _progress(total: int | None, label: str, quiet: bool):
 def data_synth(
     out: Annotated[
         Path,
-        typer.Option(callback=_output_folder, help="Folder for audio/ and train/dev/test.jsonl."),
+        typer.Option(
+            "--output-dir",
+            "--out",
+            callback=_output_folder,
+            help="Folder for audio/ and train/dev/test.jsonl.",
+        ),
     ],
     langs: Annotated[
         str, typer.Option(help="Comma-separated ISO 639 codes; default: every language.")
@@ -230,7 +240,12 @@ def data_synth(
 def data_synth_parallel(
     out: Annotated[
         Path,
-        typer.Option(callback=_output_folder, help="Folder for audio/ and the split manifests."),
+        typer.Option(
+            "--output-dir",
+            "--out",
+            callback=_output_folder,
+            help="Folder for audio/ and the split manifests.",
+        ),
     ],
     per_lang: Annotated[
         int, typer.Option(min=1, help="Clips per language (80/10/10 split).")
@@ -284,7 +299,10 @@ def data_validate(
 @data_app.command("from-kaldi")
 def data_from_kaldi(
     folder: Annotated[Path, typer.Argument(help="Kaldi/WeNet folder with wav.scp and text.")],
-    out: Annotated[Path, typer.Option(callback=_output_file, help="The manifest to write.")],
+    out: Annotated[
+        Path,
+        typer.Option("--output", "--out", callback=_output_file, help="The manifest to write."),
+    ],
     lang: Annotated[str | None, typer.Option(help="Language, unless utt2lang gives it.")] = None,
 ) -> None:
     """Convert a Kaldi/WeNet data folder to a JSON Lines manifest."""
@@ -299,7 +317,12 @@ def data_to_kaldi(
     manifest: Annotated[Path, typer.Argument(help="A JSON Lines manifest.")],
     out: Annotated[
         Path,
-        typer.Option(callback=_output_folder, help="Folder for wav.scp, text, utt2lang, segments."),
+        typer.Option(
+            "--output-dir",
+            "--out",
+            callback=_output_folder,
+            help="Folder for wav.scp, text, utt2lang, segments.",
+        ),
     ],
 ) -> None:
     """Convert a JSON Lines manifest to a Kaldi/WeNet data folder."""
@@ -313,7 +336,13 @@ def data_to_kaldi(
 def data_to_shards(
     manifest: Annotated[Path, typer.Argument(help="A JSON Lines manifest.")],
     out: Annotated[
-        Path, typer.Option(callback=_output_folder, help="Folder for shard-000000.tar, ...")
+        Path,
+        typer.Option(
+            "--output-dir",
+            "--out",
+            callback=_output_folder,
+            help="Folder for shard-000000.tar, ...",
+        ),
     ],
     per_shard: Annotated[int, typer.Option(min=1, help="Utterances per shard.")] = 1000,
 ) -> None:
@@ -328,7 +357,10 @@ def data_to_shards(
 @data_app.command("romanize")
 def data_romanize(
     manifests: Annotated[list[Path], typer.Argument(help="JSON Lines manifests.")],
-    out: Annotated[Path, typer.Option(callback=_output_file, help="The manifest to write.")],
+    out: Annotated[
+        Path,
+        typer.Option("--output", "--out", callback=_output_file, help="The manifest to write."),
+    ],
     per_lang: Annotated[
         int | None,
         typer.Option(min=1, help="At most this many lines of each language (the first)."),
@@ -362,7 +394,9 @@ def data_romanize(
 
 Task = Annotated[
     str,
-    typer.Option(help="asr, ast (translate to English) or asr+ast (both; speech LLMs)."),
+    typer.Option(
+        help="transcribe, translate (into English; speech LLMs) or transcribe+translate (both)."
+    ),
 ]
 
 
@@ -386,17 +420,21 @@ def transcribe_command(
     manifest: Annotated[
         Path | None, typer.Option(help="Transcribe a manifest's lines, each in its lang.")
     ] = None,
-    task: Task = "asr",
+    task: Task = "transcribe",
     output_format: Annotated[str, typer.Option(help="txt, json, srt, vtt or tsv.")] = "txt",
     output_dir: OutputDir = None,
     word_timestamps: Annotated[
-        bool, typer.Option(help="Print word times (txt to stdout).")
+        bool,
+        typer.Option(
+            help="Words with times: a cue per word in srt, vtt and tsv, listed after the text "
+            "in txt (a speech LLM aligns its text for them)."
+        ),
     ] = False,
     batch_size: BatchSize = 4,
     vad: Vad = True,
     vad_threshold: VadThreshold = 0.5,
     lm: LanguageModel = None,
-    device: Device = "cpu",
+    device: Device = "auto",
     dtype: DType = "auto",
     threads: Threads = 0,
 ) -> None:
@@ -418,14 +456,14 @@ def translate_command(
     batch_size: BatchSize = 8,
     vad: Vad = True,
     vad_threshold: VadThreshold = 0.5,
-    device: Device = "cpu",
+    device: Device = "auto",
     dtype: DType = "auto",
     threads: Threads = 0,
 ) -> None:
-    """Translate speech into English text with a speech LLM (task ast)."""
+    """Translate speech into English text with a speech LLM (task translate)."""
     _recognise(
-        files, _pinned(model, revision), None, manifest, "ast", output_format, output_dir, False,
-        batch_size, vad, vad_threshold, None, device, dtype,
+        files, _pinned(model, revision), None, manifest, "translate", output_format, output_dir,
+        False, batch_size, vad, vad_threshold, None, device, dtype,
     )  # fmt: skip
 
 
@@ -436,40 +474,32 @@ def _recognise(
     import json
 
     from polyspeech import load
-    from polyspeech.ctc.transcribe import AUTO
     from polyspeech.data.manifest import load_entry_audio, read_manifest
-    from polyspeech.speechllm.model import TASKS
+    from polyspeech.options import OLD_TASKS, TranscribeOptions, VadOptions
     from polyspeech.writers import WRITERS, write_result
 
     if output_format not in WRITERS:
         raise InputError(f"unknown output format {output_format!r}; use {', '.join(WRITERS)}")
-    if task not in TASKS:
-        raise InputError(f"unknown task {task!r}; use {', '.join(TASKS)}")
+    options = TranscribeOptions(
+        task=OLD_TASKS.get(task, task),  # asr, ast and asr+ast, as --task took them before
+        word_timestamps=word_timestamps,
+        vad_filter=vad,
+        vad_parameters=VadOptions(vad_threshold),
+        batch_size=batch_size,
+        lm=lm,
+        lid=lid_model,
+    )
     if not files and manifest is None:
         raise InputError("nothing to transcribe: give audio files or --manifest")
     recognizer = load(model, device=device, dtype=dtype)
-    if recognizer.family == "ctc" and task != "asr":
-        raise InputError(f"{model}: a CTC model transcribes only (task asr), not {task}")
+    recognizer.check(options)
     if recognizer.family == "speechllm" and lm is not None:
         raise InputError("--lm is for CTC models; a speech LLM decodes with its own LM")
 
     provenance = recognizer.source.describe()
 
     def run(audio, language):
-        if recognizer.family == "ctc":
-            result = recognizer.transcribe(
-                audio, language, batch_size, vad, lm, lid=lid_model, vad_threshold=vad_threshold
-            )
-        else:
-            result = recognizer.transcribe(
-                audio,
-                None if language == AUTO else language,  # a speech LLM needs no language named
-                task,
-                batch_size,
-                vad,
-                word_timestamps=word_timestamps,
-                vad_threshold=vad_threshold,
-            )
+        result = recognizer.transcribe(audio, language=language, options=options)
         result.source = provenance
         return result
 
@@ -486,14 +516,15 @@ def _recognise(
     def handle(path: Path) -> None:
         result = run(path, lang)
         if output_dir is not None:
-            write_result(result, output_dir / f"{path.stem}.{output_format}", output_format)
+            target = output_dir / f"{path.stem}.{output_format}"
+            write_result(result, target, output_format, word_timestamps)
         elif word_timestamps and output_format == "txt":
             typer.echo(f"{path} [{result.language}]: {result.text}")
             for segment in result.segments:
                 for word in segment.words:
-                    typer.echo(f"  {word.start:8.2f} {word.end:8.2f}  {word.text}")
+                    typer.echo(f"  {word.start:8.2f} {word.end:8.2f}  {word.word}")
         else:
-            typer.echo(WRITERS[output_format](result), nl=False)
+            typer.echo(WRITERS[output_format](result, word_timestamps), nl=False)
             if result.translation is not None and output_format == "txt":
                 typer.echo(result.translation)
 
@@ -543,7 +574,10 @@ def evaluate_command(
         bool, typer.Option(help="asr: score with punctuation kept.")
     ] = False,
     json_out: Annotated[
-        Path | None, typer.Option("--json", callback=_output_file, help="Also write JSON here.")
+        Path | None,
+        typer.Option(
+            "--output", "--json", callback=_output_file, help="Write the report as JSON here."
+        ),
     ] = None,
     markdown: Annotated[
         Path | None, typer.Option(callback=_output_file, help="Also write a Markdown table here.")
@@ -554,7 +588,7 @@ def evaluate_command(
     batch_size: BatchSize = 4,
     vad: Vad = True,
     lm: LanguageModel = None,
-    device: Device = "cpu",
+    device: Device = "auto",
     dtype: DType = "auto",
     threads: Threads = 0,
     quiet: Quiet = False,
@@ -699,7 +733,7 @@ def align_command(
         Path | None, typer.Option(callback=_output_file, help="Write here, not to stdout.")
     ] = None,
     batch_size: BatchSize = 4,
-    device: Device = "cpu",
+    device: Device = "auto",
     dtype: DType = "auto",
     threads: Threads = 0,
 ) -> None:
@@ -741,7 +775,13 @@ def segment_command(
     audio: Annotated[Path, typer.Argument(help="A long recording.")],
     transcript: Annotated[Path, typer.Argument(help="Its transcript: one utterance per line.")],
     out_dir: Annotated[
-        Path, typer.Option(callback=_output_folder, help="Folder for audio/ and manifest.jsonl.")
+        Path,
+        typer.Option(
+            "--output-dir",
+            "--out-dir",
+            callback=_output_folder,
+            help="Folder for audio/ and manifest.jsonl.",
+        ),
     ],
     lang: Annotated[str, typer.Option(help="Language of the transcript (goes in the manifest).")],
     model: AlignModel = "builtin:align",
@@ -751,7 +791,7 @@ def segment_command(
         float, typer.Option(help="Lines scoring below this are flagged (low_score: true).")
     ] = 0.3,
     batch_size: BatchSize = 4,
-    device: Device = "cpu",
+    device: Device = "auto",
     dtype: DType = "auto",
     threads: Threads = 0,
 ) -> None:
@@ -784,7 +824,7 @@ def identify_command(
     json_lines: Annotated[bool, typer.Option("--json", help="One JSON line per file.")] = False,
     vad: Vad = True,
     vad_threshold: VadThreshold = 0.5,
-    device: Device = "cpu",
+    device: Device = "auto",
     dtype: DType = "auto",
     threads: Threads = 0,
 ) -> None:
@@ -854,7 +894,12 @@ def batch_command(
     manifest: Annotated[Path, typer.Argument(help="A JSON Lines manifest (ids unique).")],
     out: Annotated[
         Path,
-        typer.Option(callback=_output_folder, help="Folder for the part-*.jsonl result shards."),
+        typer.Option(
+            "--output-dir",
+            "--out",
+            callback=_output_folder,
+            help="Folder for the part-*.jsonl result shards.",
+        ),
     ],
     model: Annotated[
         str, typer.Option(help=_model_help("A CTC model or a speech LLM"))
@@ -894,15 +939,21 @@ def batch_command(
     )
 
 
+DEFAULT_SERVED = ("builtin:ctc", "builtin:speechllm")  # serve's models unless --model names others
+
+
 @app.command("serve")
 def serve_command(
     model: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(
             help="A model to serve, as NAME=MODEL or MODEL (named by itself): a CTC model, a "
-            f"speech LLM or an MMS-TTS voice, {MODEL_NAMES}. Repeat for several."
+            f"speech LLM or an MMS-TTS voice, {MODEL_NAMES}. Repeat for several. Default: "
+            f"{' and '.join(DEFAULT_SERVED)} (recognition with language ID, translation); "
+            "espeak-ng's voices speak on every server.",
+            show_default=False,
         ),
-    ],
+    ] = None,
     revision: OneRevision = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
@@ -934,10 +985,10 @@ def serve_command(
         typer.Option(
             "--lm",
             help="CTC models decode with this n-gram (as transcribe's --lm); none: greedy. "
-            "Beam search costs throughput (bench/serve_load.py: 2.5x fewer requests/s).",
+            "Beam search costs throughput (docs/guide.md, 'Serving and batch transcription').",
         ),
     ] = "none",
-    device: Device = "cpu",
+    device: Device = "auto",
     dtype: DType = "auto",
     threads: Threads = 0,
 ) -> None:
@@ -950,7 +1001,8 @@ def serve_command(
         max_upload_mb, max_audio_seconds, request_timeout, max_batch, max_wait_ms, max_queue,
         list(api_key or []), lm,
     )  # fmt: skip
-    models = dict(load_served(spec, device, dtype) for spec in _pinned_one(model, revision))
+    specs = _pinned_one(model or list(DEFAULT_SERVED), revision)
+    models = dict(load_served(spec, device, dtype) for spec in specs)
     check_served(models, lm)
     uvicorn.run(create_app(models, settings), host=host, port=port, log_level="warning")
 
@@ -1160,7 +1212,12 @@ TrainManifests = Annotated[
 DevManifest = Annotated[Path, typer.Option("--dev", help="Dev manifest, for CER during training.")]
 TrainOut = Annotated[
     Path,
-    typer.Option(callback=_output_folder, help="Folder for checkpoints and the model/ folder."),
+    typer.Option(
+        "--output-dir",
+        "--out",
+        callback=_output_folder,
+        help="Folder for checkpoints and the model/ folder.",
+    ),
 ]
 ConfigFile = Annotated[Path | None, typer.Option(help="JSON training config (see recipes/).")]
 Resume = Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.")]
@@ -1333,7 +1390,12 @@ def train_lm(
     manifests: TrainManifests,
     out: Annotated[
         Path,
-        typer.Option(callback=_output_folder, help="Folder for one <lang>.arpa.gz per language."),
+        typer.Option(
+            "--output-dir",
+            "--out",
+            callback=_output_folder,
+            help="Folder for one <lang>.arpa.gz per language.",
+        ),
     ],
     order: Annotated[int, typer.Option(min=1, help="n-gram order, in characters.")] = 6,
     langs: Annotated[str, typer.Option(help="Comma-separated languages (default: all).")] = "",

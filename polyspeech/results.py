@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 
 @dataclass
 class Word:
-    text: str
+    """A word and its time, in whisper's names."""
+
+    word: str
     start: float
     end: float
-    score: float  # mean probability of the word's characters on the best path
+    probability: float  # mean probability of the word's characters on the best path
 
 
 @dataclass
@@ -22,10 +25,24 @@ class Segment:
     translation: str | None = None  # speech translation (into English), when asked for
     language: str | None = None  # the speech's: asked, or identified (heard)
     language_probability: float | None = None  # when the language was identified
+    id: int = 0  # its place in the result, from 0
+
+    @property
+    def avg_logprob(self) -> float | None:
+        """The mean log probability of its words (None without words: a speech LLM's text
+        not aligned)."""
+        found = [word.probability for word in self.words if word.probability > 0]
+        if not found:
+            return None
+        return round(sum(math.log(p) for p in found) / len(found), 4)
 
 
 @dataclass
 class Result:
+    """What recognition returns; :meth:`to_dict` is the JSON the command line writes and the
+    server's ``verbose_json`` builds on: segments with ``id`` and ``avg_logprob``, words with
+    ``word``, ``start``, ``end`` and ``probability``, as whisper names them."""
+
     text: str
     language: str | None  # the speech's, a translation's too: asked, or that of most of it
     segments: list[Segment] = field(default_factory=list)
@@ -36,17 +53,35 @@ class Result:
     # (name as given, repository, resolved commit, hub)
     source: dict | None = None
 
+    def __post_init__(self) -> None:
+        for index, segment in enumerate(self.segments):
+            segment.id = index
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        for index, (segment, row) in enumerate(zip(self.segments, data["segments"], strict=True)):
+            row["id"] = index
+            row["avg_logprob"] = segment.avg_logprob
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> Result:
+        """The result of a :meth:`to_dict`; words written before they had whisper's names
+        (``text`` and ``score``) read too."""
         segments = [
             Segment(
                 s["start"],
                 s["end"],
                 s["text"],
-                [Word(**w) for w in s["words"]],
+                [
+                    Word(
+                        w.get("word", w.get("text")),
+                        w["start"],
+                        w["end"],
+                        w.get("probability", w.get("score")),
+                    )
+                    for w in s["words"]
+                ],
                 s.get("translation"),
                 s.get("language"),
                 s.get("language_probability"),

@@ -6,31 +6,18 @@ CPU affinity and its cgroup's CPU quota; torch's own default counts every core o
 fewer where other processes keep some of those busy (:func:`idle_cpus`, watched for 0.1 s).
 
 OpenMP threads that wait for work spin before they sleep; while another job takes a core, those
-spinning threads take the time the working ones need. Two cores, builtin:ctc on
-97 s of speech (2026-12-07, AMD EPYC VM; idle: 2-3 runs each, loaded: one series):
-
-=====================  =========  ============================
-two threads, spinning  idle CPUs  one CPU taken by another job
-=====================  =========  ============================
-libgomp's default      2.4-2.7 s  75 s
-GOMP_SPINCOUNT=1000    2.6-3.5 s  7.2 s
-no spinning (PASSIVE)  3.2-5.5 s  3.7 s
-(one thread)           2.9-3.3 s  3.5 s
-=====================  =========  ============================
-
-So the thread count follows the idle CPUs (under load: one thread, nothing to wait for), and
-``polyspeech/__init__.py`` sets ``GOMP_SPINCOUNT=1000`` (unless the environment sets it or
-``OMP_WAIT_POLICY``) before anything imports torch: about libgomp's default speed on idle cores,
-and a load that comes after the count was chosen costs about twice, not twenty times. GNU OpenMP
-(libgomp, torch's on Linux CPU wheels) reads it once, when torch loads it: a program that
-imported torch before polyspeech keeps the long spin unless its environment sets
+spinning threads take the time the working ones need. So the thread count follows the idle CPUs
+(under load: one thread, nothing to wait for), and ``polyspeech/__init__.py`` sets
+``GOMP_SPINCOUNT=1000`` (unless the environment sets it or ``OMP_WAIT_POLICY``) before anything
+imports torch: about libgomp's default speed on idle cores, and a load that comes after the count
+was chosen costs about twice, not twenty times (docs/guide.md, "Measurements behind the code's
+choices"). GNU OpenMP (libgomp, torch's on Linux CPU wheels) reads it once, when torch loads it:
+a program that imported torch before polyspeech keeps the long spin unless its environment sets
 ``GOMP_SPINCOUNT`` before it starts.
 
 Feature extraction (filterbank, pitch) runs on one thread (:func:`one_thread`), so that
-training's feature worker processes, several at once, do not each take every core. Alone on two
-idle cores a second thread would be faster (2026-12-06, AMD EPYC: the filterbank of the six
-examples 3.1-4.0 ms against 5.5-5.7 ms, their pitch 18-26 ms against 32-37 ms), a small share of
-a clip's transcription either way.
+training's feature worker processes, several at once, do not each take every core; a second
+thread would save a small share of a clip's transcription (docs/guide.md, as above).
 """
 
 from __future__ import annotations

@@ -23,11 +23,12 @@ def _clock(seconds: float, separator: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d}{separator}{rest % 1000:03d}"
 
 
-def to_txt(result: Result) -> str:
+def to_txt(result: Result, words: bool = False) -> str:
     return result.text + "\n"
 
 
-def to_json(result: Result) -> str:
+def to_json(result: Result, words: bool = False) -> str:
+    """The result's :meth:`Result.to_dict`, words and all (``words`` changes nothing)."""
     return json.dumps(result.to_dict(), ensure_ascii=False) + "\n"
 
 
@@ -62,24 +63,37 @@ def _vtt(cues: Sequence[Segment | Span]) -> str:
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
-def to_srt(result: Result) -> str:
-    return _srt(result.segments)
+def _cues(result: Result, words: bool) -> list[Segment] | list[Span]:
+    """The segments, or with ``words`` each word as a cue of its own (whisper's word-level
+    subtitles)."""
+    if not words:
+        return result.segments
+    return [
+        Span(word.word, word.start, word.end, word.probability)
+        for segment in result.segments
+        for word in segment.words
+    ]
 
 
-def to_vtt(result: Result) -> str:
-    return _vtt(result.segments)
+def to_srt(result: Result, words: bool = False) -> str:
+    return _srt(_cues(result, words))
 
 
-def to_tsv(result: Result) -> str:
-    """Words with start and end in milliseconds, as whisper writes segments."""
+def to_vtt(result: Result, words: bool = False) -> str:
+    return _vtt(_cues(result, words))
+
+
+def to_tsv(result: Result, words: bool = False) -> str:
+    """Segments (with ``words``, words) with start and end in milliseconds, as whisper writes
+    them."""
     rows = ["start\tend\ttext"]
-    for segment in result.segments:
-        for word in segment.words:
-            rows.append(f"{round(word.start * 1000)}\t{round(word.end * 1000)}\t{word.text}")
+    for cue in _cues(result, words):
+        rows.append(f"{round(cue.start * 1000)}\t{round(cue.end * 1000)}\t{cue.text}")
     return "\n".join(rows) + "\n"
 
 
-WRITERS: dict[str, Callable[[Result], str]] = {
+# each takes the result and ``words``: word-level cues where the format has cues
+WRITERS: dict[str, Callable[..., str]] = {
     "txt": to_txt,
     "json": to_json,
     "srt": to_srt,
@@ -88,10 +102,13 @@ WRITERS: dict[str, Callable[[Result], str]] = {
 }
 
 
-def write_result(result: Result, path: str | os.PathLike, output_format: str) -> None:
-    """Write ``result`` in ``output_format`` to ``path``; the file appears only when complete."""
+def write_result(
+    result: Result, path: str | os.PathLike, output_format: str, words: bool = False
+) -> None:
+    """Write ``result`` in ``output_format`` (with ``words``, word-level cues) to ``path``; the
+    file appears only when complete."""
     with atomic_text_file(path) as stream:
-        stream.write(WRITERS[output_format](result))
+        stream.write(WRITERS[output_format](result, words))
 
 
 def spans_to_json(spans: list[Span], unmapped: dict[str, int]) -> str:

@@ -1,4 +1,5 @@
 import json
+import math
 import re
 
 import pytest
@@ -35,8 +36,13 @@ def test_srt_and_vtt_clocks():
     )
 
 
-def test_tsv_has_words_in_milliseconds():
+def test_tsv_has_segments_or_words_in_milliseconds():
     assert WRITERS["tsv"](RESULT).splitlines() == [
+        "start\tend\ttext",
+        "500\t1250\thello world",
+        "3661000\t3662004\tagain",
+    ]
+    assert WRITERS["tsv"](RESULT, True).splitlines() == [
         "start\tend\ttext",
         "500\t820\thello",
         "900\t1250\tworld",
@@ -44,8 +50,35 @@ def test_tsv_has_words_in_milliseconds():
     ]
 
 
+def test_word_timestamps_make_a_cue_a_word():
+    assert WRITERS["srt"](RESULT, True).split("\n\n")[:2] == [
+        "1\n00:00:00,500 --> 00:00:00,820\nhello",
+        "2\n00:00:00,900 --> 00:00:01,250\nworld",
+    ]
+    assert "00:00:00.900 --> 00:00:01.250\nworld\n" in WRITERS["vtt"](RESULT, True)
+
+
 def test_json_round_trips():
     assert Result.from_dict(json.loads(WRITERS["json"](RESULT))) == RESULT
+
+
+def test_json_has_whispers_names():
+    record = json.loads(WRITERS["json"](RESULT))
+    first, second = record["segments"]
+    assert (first["id"], second["id"]) == (0, 1)
+    assert first["words"][0] == {"word": "hello", "start": 0.5, "end": 0.82, "probability": 0.9}
+    assert first["avg_logprob"] == round((math.log(0.9) + math.log(0.8)) / 2, 4)
+    assert (
+        Result("", None, [Segment(0.0, 1.0, "hi")]).to_dict()["segments"][0]["avg_logprob"] is None
+    )
+
+
+def test_json_written_before_whispers_names_reads_the_same():
+    record = json.loads(WRITERS["json"](RESULT))
+    for segment in record["segments"]:
+        for word in segment["words"]:
+            word["text"], word["score"] = word.pop("word"), word.pop("probability")
+    assert Result.from_dict(record) == RESULT
 
 
 def test_json_says_where_the_result_came_from_and_the_other_formats_do_not():
@@ -57,7 +90,7 @@ def test_json_says_where_the_result_came_from_and_the_other_formats_do_not():
 
 
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
-    monkeypatch.setitem(WRITERS, "txt", lambda result: 1 / 0)
+    monkeypatch.setitem(WRITERS, "txt", lambda result, words: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         write_result(RESULT, tmp_path / "out.txt", "txt")
     assert list(tmp_path.iterdir()) == []

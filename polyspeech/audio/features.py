@@ -5,7 +5,7 @@ kaldi-native-fbank): 25 ms frames every 10 ms (``snip_edges``), the frame's mean
 pre-emphasis 0.97, a window, a 512-point power spectrum, triangular mel filters from 20 Hz to
 the Nyquist frequency on the scale 1127 ln(1 + f / 700), and the log (floored at float32's
 epsilon). Done in one vectorised pass over a clip's frames, it takes about a fifth of
-kaldi-native-fbank's time (``bench/batch_parts.py``).
+kaldi-native-fbank's time (docs/guide.md, "What is here").
 """
 
 from __future__ import annotations

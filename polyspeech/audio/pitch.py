@@ -9,9 +9,9 @@ resolve coarsely; Mandarin recognisers commonly append a few pitch features to t
 - its slope (the regression delta over 5 frames);
 - how periodic the frame is (the peak normalised cross-correlation, 0 to 1).
 
-On espeak-ng's synthetic Mandarin they did not help: the default recipe's tenth run, trained
-with them, scored Chinese as it did with the features held at their mean (greedy dev CER 28.97%
-and 29.02%; recipes/default_ctc/README.md).
+On espeak-ng's synthetic Mandarin they did not help: a model trained with them scored Chinese
+as it did with the features held at their mean (docs/guide.md, "Measurements behind the code's
+choices").
 
 Per frame: the normalised cross-correlation of 40 ms of audio centred on the fbank frame, at
 every lag of the frequency range; the period is the shortest lag within 10% of the best, so

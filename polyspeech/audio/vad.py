@@ -2,22 +2,16 @@
 most 30 s, the units long audio is transcribed in.
 
 Each region keeps 0.4 s of the audio around its speech (faster-whisper's padding; silero's own
-default, 30 ms, and the 100 ms used here before cut into word onsets and endings: the default
-model's dev split with its LMs scored macro CER 6.96% with 0.1 s, 6.72% with 0.4 s;
-recipes/default_ctc/README.md, "Decoding"). Regions less than 0.8 s apart then touch, the pause
-shared between them.
+default, 30 ms, and 100 ms cut into word onsets and endings: docs/guide.md, "Recognition").
+Regions less than 0.8 s apart then touch, the pause shared between them.
 
 silero hears each file levelled: its loud parts (the 95th percentile of its 32 ms chunks' RMS)
 raised to :data:`LOUD_LEVEL` dBFS, by at most :data:`MAX_GAIN` dB, never lowered. Clean speech
-keeps its regions at any level (real clips at -67 dBFS do), but under music or noise silero's
-speech probability falls with the level. 19 real recordings (FLEURS, TIMIT and AISHELL-3 clips)
-over a synthetic music bed 5 dB above the speech, the mix at -40 dBFS RMS: 34% of the speech
-found as heard, 55% levelled (52% raised to -25 dBFS, 56% to -10); the mix at -27 dBFS, 47%
-and 63%; over pink noise 10 dB above the speech at -40 dBFS, 65% and 76%; under 1% of the
-rest taken for speech in each. Noise, hum, a tone and the music bed alone had no speech at any
-level from -70 to -3 dBFS; the cap keeps near-silence (dither, a room's hum) from being raised
-to the level of speech all the same. Under music louder than the speech, a lower ``threshold``
-finds more (0.3: 69% rather than 63% at -27 dBFS, 2% of the rest taken for speech).
+keeps its regions at any level, but under music or noise silero's speech probability falls with
+the level, so levelled quiet files keep more of their speech, while noise, hum or music alone
+still yields none; the cap keeps near-silence (dither, a room's hum) from being raised to the
+level of speech all the same. Under music louder than the speech, a lower ``threshold`` finds
+more (figures: docs/guide.md, "Measurements behind the code's choices").
 
 Several files are detected together: silero's network is recurrent over 32 ms chunks, and a
 chunk costs about as much alone as in a batch, so files of similar length run side by side, one
@@ -47,8 +41,7 @@ MAX_GAIN = 30.0  # dB a file is raised by at most
 def silero():
     """silero-vad's package, imported keeping torch's thread count: its import sets torch to
     one thread for the whole process (``torch.set_num_threads(1)`` in ``silero_vad.model``),
-    which slowed everything run after it (``bench/ctc_speed.py`` on two cores: 24.3 s against
-    14.0 s)."""
+    which slowed everything run after it (docs/guide.md, "Speed and memory")."""
     threads = torch.get_num_threads()
     try:
         import silero_vad

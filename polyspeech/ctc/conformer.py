@@ -9,7 +9,8 @@ after every block plus its own output layer over its own characters. Raw-wavefor
 learn within CPU budgets (shared/notes/ctc-from-scratch-on-cpu.md); an fbank front end does.
 
 Trained from scratch, twelve separate output layers each see a twelfth of the updates and stay
-stuck at the all-blank output (measured: still 100% CER after 1,000 steps). So training ties them
+stuck at the all-blank output (docs/guide.md, "Measurements behind the code's choices"). So
+training ties them
 (:meth:`ConformerCTC.tie_heads`): every language's output layer is its rows of one layer over all
 characters (a character that several languages share is one row), scored with a softmax over its
 own characters only, and a batch may mix languages (one per row); the saved model has the usual

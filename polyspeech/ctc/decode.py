@@ -376,15 +376,22 @@ def decoding_settings(lm: str | os.PathLike, lang: str | None) -> dict[str, floa
 
 
 def make_decoder(
-    vocabulary: Vocabulary, by_character: bool, lm: str | os.PathLike | None, lang: str | None
+    vocabulary: Vocabulary,
+    by_character: bool,
+    lm: str | os.PathLike | None,
+    lang: str | None,
+    beam_size: int | None = None,
 ):
     """Greedy without ``lm``; with one, beam search with a character or a word n-gram, with the
     LM folder's settings for ``lang`` if it has them (:func:`decoding_settings`), tones merged
-    where they set a ``tone_weight`` below 1 (:class:`ToneMergingDecoder`)."""
+    where they set a ``tone_weight`` below 1 (:class:`ToneMergingDecoder`); ``beam_size`` in
+    place of the settings' beam width."""
     if lm is None:
         return GreedyDecoder(vocabulary, by_character)
     path = language_model_file(lm, lang)
     settings = decoding_settings(lm, lang)
+    if beam_size is not None:
+        settings["beam_width"] = beam_size
     tone_weight = settings.pop("tone_weight", 1.0)
     model = load_character_lm(path)
     if model is not None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from polyspeech.audio import SAMPLE_RATE, load_audio
+from polyspeech.audio import SAMPLE_RATE
 from polyspeech.ctc.conformer import MODEL_TYPE, input_features
 from polyspeech.ctc.folder import adapter_path, load_conformer_base, load_language_adapter
 from polyspeech.ctc.lid import LidModel
@@ -27,12 +27,14 @@ from polyspeech.devices import resolve_device
 from polyspeech.errors import InputError
 from polyspeech.hub import BUILTIN as BUILTIN  # where serve, speechllm and tests look for it
 from polyspeech.hub import ModelSource, resolve_model
+from polyspeech.options import AUTO, Recognizer, TranscribeOptions
+from polyspeech.results import Result
 from polyspeech.text.languages import model_language, to_iso639_3
 from polyspeech.text.vocab import Vocabulary, load_vocabularies
 from polyspeech.weights import read_safetensors
 
 # The LM a builtin model decodes with unless told otherwise, as transformers' ASR pipeline does
-# for a checkpoint that ships one (builtin:ctc's test CER: 10.55% greedy, 6.12% with its LMs)
+# for a checkpoint that ships one (builtin:ctc's test CER either way: docs/guide.md, "Status")
 DEFAULT_LM = {"builtin:ctc": "builtin:ctc-lm"}
 NO_LM = "none"  # --lm none: greedy decoding
 # The language an MMS adapter model's base weights carry unless its config names another:
@@ -66,11 +68,13 @@ def carried_language(
     return lang if vocabulary is not None and len(vocabulary) == head_rows else None
 
 
-class CtcModel:
+class CtcModel(Recognizer):
     """A CTC recogniser: ``transcribe(audio, lang)`` for audio of any length, on top of
     ``log_probs(samples, lang)`` for pieces of up to about 30 s."""
 
     family = "ctc"
+    LEGACY_ORDER = ("lang", "batch_size", "vad", "lm")  # transcribe's options by position
+    TASKS = ("transcribe",)
 
     def __init__(
         self,
@@ -147,57 +151,36 @@ class CtcModel:
         )
         return model, vocabularies
 
-    def transcribe(
-        self,
-        audio,
-        lang: str | None = None,
-        batch_size: int = 4,
-        vad: bool = True,
-        lm: str | Path | None = None,
-        sample_rate: int = SAMPLE_RATE,
-        lid="builtin:lid",
-        vad_threshold: float = 0.5,
-    ):
-        """Transcribe ``audio`` (anything :func:`polyspeech.load_audio` takes; an array's rate
-        is ``sample_rate``); returns a :class:`polyspeech.results.Result` with segments and
-        timed words. ``lang`` ``auto`` (the default of a model of several languages) has
-        ``lid`` (a LID folder, builtin name or :class:`polyspeech.ctc.lid.LidModel`) identify
-        each segment's language. ``lm``: see :meth:`decoding_lm`. ``vad_threshold``: silero's
-        speech probability above which VAD hears speech. See
-        :func:`polyspeech.ctc.transcribe.transcribe_many`."""
-        rate = sample_rate if isinstance(audio, np.ndarray) else None
-        samples = load_audio(audio, source_rate=rate)
-        return self.transcribe_many(
-            [samples], [lang], batch_size, vad, lm, lid, vad_threshold=vad_threshold
-        )[0]
-
-    def transcribe_many(
-        self,
-        files: list[np.ndarray],
-        langs: list[str | None],
-        batch_size: int = 4,
-        vad: bool = True,
-        lm: str | Path | None = None,
-        lid="builtin:lid",
-        vad_threshold: float = 0.5,
-    ) -> list:
-        """Several files (16 kHz float32 samples) at once, their pieces batched together: see
-        :func:`polyspeech.ctc.transcribe.transcribe_many`. Each result's ``source`` names the
-        model (:meth:`polyspeech.hub.ModelSource.describe`)."""
-        # lazily: decoding imports numba (0.3 s), which log_probs alone never needs
-        from polyspeech.ctc.transcribe import AUTO, transcribe_many
+    def _recognise(
+        self, clips: list[np.ndarray], languages: list[str | None], options: TranscribeOptions
+    ) -> list[Result]:
+        """Transcribe (:class:`Recognizer`) with segments and timed words: see
+        :func:`polyspeech.ctc.transcribe.transcribe_many` (batches of 4 by default). Language
+        ``auto`` (the default of a model of several languages) has ``options.lid`` (a LID folder,
+        builtin name or :class:`LidModel`) identify each segment's language. Each result's
+        ``source`` names the model (:meth:`polyspeech.hub.ModelSource.describe`)."""
+        from polyspeech.ctc.transcribe import transcribe_many  # it pulls in numba, 0.3 s
 
         several = len(self.languages) > 1
-        langs = [AUTO if lang is None and several else lang for lang in langs]
+        langs = [AUTO if lang is None and several else lang for lang in languages]
         identifier = None
         if AUTO in langs:
+            lid = options.lid
             if not isinstance(lid, LidModel):
                 if str(lid) not in self._identifiers:
                     self._identifiers[str(lid)] = LidModel(lid, device=str(self.device))
                 lid = self._identifiers[str(lid)]
             identifier = lid
         results = transcribe_many(
-            self, files, langs, batch_size, vad, self.decoding_lm(lm), identifier, vad_threshold
+            self,
+            clips,
+            langs,
+            options.batch_size or 4,
+            options.vad_filter,
+            self.decoding_lm(options.lm),
+            identifier,
+            options.vad_parameters.threshold,
+            options.beam_size,
         )
         for result in results:
             result.source = self.source.describe()
@@ -332,9 +315,8 @@ class CtcModel:
         time (its adapter is copied into the network).
 
         On a CPU a wav2vec2 model takes the clips one at a time: a batch, padded to its
-        longest clip and masked, saves nothing there and holds more memory (mms-1b-all's shape
-        in int8 on two threads, 60 s of speech in 21 VAD pieces, longest first: 14.8 and
-        14.1 s one at a time, 15.7 and 13.8 s in batches of 4, 14.2 and 14.9 s in pairs).
+        longest clip and masked, saves nothing there and holds more memory (docs/guide.md,
+        "Recognition").
         """
         batch = [_at_least(samples, MIN_SAMPLES) for samples in batch]
         if isinstance(lang, list):

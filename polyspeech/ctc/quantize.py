@@ -1,9 +1,7 @@
 """int8 weights for the big linear layers of a CTC model (dynamic quantisation: activations
 are quantised on the fly, outputs are float32), packed for torch's default engine (x86, fbgemm's
-kernels). ``bench/int8_parts.py`` on an AMD EPYC with AVX-512 VNNI and bf16, 60 s of speech on
-two threads: 13.4 s with them against 13.9 s packed for oneDNN (a run before: 13.5 s against
-14.5 s; two more of these two variants alone: 14.6 and 14.0 s against 15.6 and 16.9 s). An
-earlier choice of oneDNN here had been measured on one thread.
+kernels): on two threads it is faster than packing for oneDNN, which also keeps a copy of each
+packed weight (docs/guide.md, "Speed and memory").
 
 Adapters and output layers keep float32 weights, so adapters load and switch as before. Each
 layer is made float32 and replaced on its own, so a model held in bf16 is never whole in

@@ -87,9 +87,8 @@ class TrainConfig:
     # ConformerCTC.tie_heads): a rare Chinese character then sounds like its homophones.
     # Not when a whole model trains further (``init``): its output layers train untied.
     sound_tied: tuple[str, ...] = ()
-    # Matrix products in bfloat16 under autocast (weights, optimiser and losses stay float32).
-    # On a 2-core AMX Xeon a step of one fixed shape was 1.25x faster, but real batches, whose
-    # shapes vary, were 1.15x slower than float32 (recipes/default_ctc/README.md, eighth run).
+    # Matrix products in bfloat16 under autocast (weights, optimiser and losses stay float32);
+    # off by default: on real batches of varying shapes slower than float32 (docs/guide.md).
     bf16: bool = False
     model: ConformerConfig = field(default_factory=ConformerConfig)
 
@@ -267,9 +266,9 @@ class _CtcLoss(torch.nn.Module):
 
     A mixed batch is scored one language at a time: each language's rows through its own output
     rows and softmax, so a row that is not Chinese never pays for the 2,000 Chinese characters
-    (the equal one-softmax form, every row over all characters with the others' masked out,
-    is the baseline of ``bench/ctc_train_step.py``: 2-3% slower). The loss is the mean over rows
-    of each row's loss divided by its target length, as ``torch.nn.CTCLoss``'s default.
+    (the equal one-softmax form, every row over all characters with the others' masked out, is
+    slower; docs/guide.md, "Measurements behind the code's choices"). The loss is the mean over
+    rows of each row's loss divided by its target length, as ``torch.nn.CTCLoss``'s default.
     With ``phoneme_head``, the phoneme loss over the states after block ``phoneme_layer`` is
     added with weight ``phoneme_weight``; ``forward`` returns the sum and the character loss.
     """
@@ -598,9 +597,7 @@ def train(
                 mean_loss = float(np.mean(recent_losses))
                 log.info("step %d loss %.3f (%.2f min)", step, mean_loss, elapsed / 60)
                 recent_losses.clear()
-                # batches of varying shapes fragment the heap; the eighth run of the default
-                # recipe slowed from 0.62 to 0.72 s a step within its process, where a fresh
-                # process resuming its checkpoint ran 0.62-0.64 s
+                # batches of varying shapes fragment the heap and slow a long run's later steps
                 return_freed_memory()
                 below = bool(config.start_loss) and mean_loss < config.start_loss
                 if pool is start_set and agree(accelerator, below):

@@ -33,6 +33,7 @@ from polyspeech.audio.vad import pieces
 from polyspeech.ctc.decode import make_decoder
 from polyspeech.ctc.lid import LidModel
 from polyspeech.errors import InputError
+from polyspeech.options import AUTO
 from polyspeech.results import Result, Segment, Word
 from polyspeech.text.languages import is_written_without_spaces, model_language
 
@@ -41,7 +42,6 @@ if TYPE_CHECKING:  # in annotations only: CtcModel's transcribe methods call thi
 
 WINDOW = 30.0  # seconds of audio a window keeps
 CONTEXT = 2.0  # seconds of audio either side, run and then cut off
-AUTO = "auto"  # the language: identified per piece
 SHORTEST_IDENTIFIED = 1.0  # seconds: a shorter piece takes the language of the whole file
 LEAD_IN = 0.3  # seconds (to the nearest frame) heard before a piece that starts on speech
 QUIET = 0.02  # seconds: the span whose lowest RMS sets the lead-in's level
@@ -170,6 +170,7 @@ def transcribe_many(
     lm: str | os.PathLike | None = None,
     identifier: LidModel | None = None,
     vad_threshold: float = 0.5,
+    beam_size: int | None = None,
 ) -> list[Result]:
     """Transcribe several files (16 kHz mono samples, any length) together: their pieces run
     in shared batches, whatever their files and languages, longest first. One segment per
@@ -180,6 +181,7 @@ def transcribe_many(
     file's probability of it. Other files have every piece in their ``lang``.
     ``vad_threshold`` is silero's speech probability above which VAD hears speech (see
     :func:`polyspeech.audio.vad.speech_regions`); one outside (0, 1) is an :class:`InputError`.
+    ``beam_size``: the width of an LM's beam search (None: the LM's own setting).
     """
     context = 0 if vad else int(CONTEXT * SAMPLE_RATE)
     plans = []  # per file: its windows, each with its language and that language's probability
@@ -196,11 +198,11 @@ def transcribe_many(
             named = model.resolve_language(lang)
             chosen, overall = [(named, None)] * len(windows), None
             if named not in decoders:  # even for a file of silence
-                decoders[named] = _decoder(model, named, lm)
+                decoders[named] = _decoder(model, named, lm, beam_size)
         plans.append((windows, chosen, overall))
         for (start, end), (language, probability) in zip(windows, chosen, strict=True):
             if language not in decoders:
-                decoders[language] = _decoder(model, language, lm)
+                decoders[language] = _decoder(model, language, lm, beam_size)
             runs.append((index, start, end, language, probability))
     runs.sort(key=lambda run: run[1] - run[2])  # longest first: batches of similar lengths
     segments: list[dict[int, Segment]] = [{} for _ in files]
@@ -224,7 +226,7 @@ def transcribe_many(
         ]
         if words:
             joiner = "" if language is not None and is_written_without_spaces(language) else " "
-            text = joiner.join(word.text for word in words)
+            text = joiner.join(word.word for word in words)
             segments[index][start] = Segment(
                 words[0].start, words[-1].end, text, words, None, language, probability
             )
@@ -248,9 +250,11 @@ def transcribe_many(
     return results
 
 
-def _decoder(model: CtcModel, language: str | None, lm: str | os.PathLike | None):
+def _decoder(
+    model: CtcModel, language: str | None, lm: str | os.PathLike | None, beam_size: int | None
+):
     by_character = language is not None and is_written_without_spaces(language)
-    return make_decoder(model.vocabulary(language), by_character, lm, language)
+    return make_decoder(model.vocabulary(language), by_character, lm, language, beam_size)
 
 
 def _joined(segments: list[Segment]) -> str:

@@ -128,11 +128,9 @@ def read_safetensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
 def return_freed_memory() -> None:
     """Hand memory freed inside the heap back to the system (glibc's ``malloc_trim``; nothing
     elsewhere). While loading, the int8 weights freed once packed would otherwise stay
-    resident (mms-1b-all's shape from the conversion cache: a peak of 2.09 GB without a trim,
-    1.45 GB, the model's size, with one every 8 layers); while
-    transcribing, the activations of pieces of varying lengths leave the heap fragmented and
-    growing (a 6-layer model of mms-1b-all's width on 60 s of speech, int8: peaks of 1.19 and
-    1.30 GB without a trim after each piece, 0.85 and 0.88 GB with, 11% slower)."""
+    resident; while transcribing, the activations of pieces of varying lengths would leave the
+    heap fragmented and growing (peaks with and without: docs/guide.md, "Measurements behind
+    the code's choices")."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
@@ -498,8 +496,8 @@ def load_wav2vec2(
 def convolutions_in_bf16(network: torch.nn.Module) -> None:
     """Run an int8 wav2vec2's convolutions (the feature encoder and the positional convolution)
     in bf16, in place, their inputs cast in and outputs cast back to float32 around them; the
-    linear layers stay int8 and attention float32. ``bench/int8_parts.py`` on an AMD EPYC with
-    AVX-512 bf16, 60 s of speech on two threads: 13.4 s against 15.5 s."""
+    linear layers stay int8 and attention float32: faster than float32 convolutions where the
+    processor has native bf16 (docs/guide.md, "Speed and memory")."""
     model = network.wav2vec2
     for module in (model.feature_extractor, model.encoder.pos_conv_embed):
         module.to(torch.bfloat16)

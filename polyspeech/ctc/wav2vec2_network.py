@@ -3,8 +3,8 @@
 (``Wav2Vec2ForSequenceClassification``: MMS language ID).
 
 It is here rather than taken from transformers because importing transformers' wav2vec2 costs a
-command about 5.6 s before any weight is read (``bench/ctc_speed.py``'s load column: 8.3 s of
-imports against 4.3 s of loading mms-1b-all's shape in int8 from the conversion cache).
+command seconds before any weight is read, longer than loading mms-1b-all's shape in int8 from
+the conversion cache takes (docs/guide.md, "Measurements behind the code's choices").
 ``tests/ctc/test_wav2vec2_network.py`` shows it computes what transformers' classes compute, on
 each variant: the feature encoder normed per group (wav2vec2 base) or per layer (MMS), post- and
 pre-norm ("stable") transformer layers, MMS's attention adapters, padded batches.

@@ -20,7 +20,10 @@ from polyspeech.text.normalize import describe_normalization, normalize_text
 
 
 class _Run:
-    """Each manifest line the model can take, with its result; counts the time and skips."""
+    """Each manifest line the model can take, with its result; counts the time and skips. The
+    first call also loads what a model loads lazily (a language's adapter, its LM, VAD): a
+    second of the first line is recognised once, untimed, so the real-time factor is the
+    steady one."""
 
     def __init__(self, model, manifest, options: dict, on_line: Callable[[], None] | None):
         self.model, self.manifest, self.options, self.on_line = model, manifest, options, on_line
@@ -29,14 +32,18 @@ class _Run:
 
     def results(self, usable: Callable[[ManifestEntry], bool]) -> Iterator[tuple]:
         available = set(self.model.languages)
+        warm = False
         for entry in read_manifest(self.manifest):
             if (available and entry.lang not in available) or not usable(entry):
                 self.skipped[entry.lang] += 1
                 continue
             samples = load_entry_audio(entry)
-            started = time.perf_counter()
             lang = entry.lang if available else None
-            result = self.model.transcribe(samples, lang, **self.options)
+            if not warm:
+                self.model.transcribe(samples[:SAMPLE_RATE], language=lang, **self.options)
+                warm = True
+            started = time.perf_counter()
+            result = self.model.transcribe(samples, language=lang, **self.options)
             self.compute_seconds += time.perf_counter() - started
             self.audio_seconds += len(samples) / SAMPLE_RATE
             yield entry, result
@@ -67,7 +74,7 @@ def evaluate_asr(
     ``fold_case`` and ``drop_punctuation``. ``decoding`` says how the model decoded, ``lm`` as
     :meth:`polyspeech.ctc.model.CtcModel.decoding_lm` takes it.
     """
-    options: dict = {"batch_size": batch_size, "vad": vad}
+    options: dict = {"batch_size": batch_size, "vad_filter": vad}
     if model.family == "ctc":
         options["lm"] = lm
         chosen = model.decoding_lm(lm)
@@ -80,9 +87,16 @@ def evaluate_asr(
     hyps: dict[str, list[str]] = defaultdict(list)
     run = _Run(model, manifest, options, on_line)
     rules = (fold_case, drop_punctuation)
+    utterances = []
     for entry, result in run.results(lambda entry: True):
-        refs[entry.lang].append(normalize_text(entry.text, entry.lang, *rules))
-        hyps[entry.lang].append(normalize_text(result.text, entry.lang, *rules))
+        ref = normalize_text(entry.text, entry.lang, *rules)
+        hyp = normalize_text(result.text, entry.lang, *rules)
+        refs[entry.lang].append(ref)
+        hyps[entry.lang].append(hyp)
+        utterances.append(
+            {"id": entry.id, "lang": entry.lang, "reference": entry.text,
+             "hypothesis": result.text, "cer": cer([ref], [hyp]).rate}
+        )  # fmt: skip
     per_lang = {
         lang: {
             "n": len(refs[lang]),
@@ -102,6 +116,7 @@ def evaluate_asr(
         "normalization": describe_normalization(*rules),
         "decoding": decoding,
         "source": model.source.describe(),
+        "utterances": utterances,
     }
 
 
@@ -121,10 +136,17 @@ def evaluate_translation(
         raise InputError("translation is scored for speech LLMs; a CTC model only transcribes")
     refs: dict[str, list[str]] = defaultdict(list)
     hyps: dict[str, list[str]] = defaultdict(list)
-    run = _Run(model, manifest, {"task": "ast", "batch_size": batch_size, "vad": vad}, on_line)
+    run = _Run(
+        model, manifest, {"task": "translate", "batch_size": batch_size, "vad_filter": vad}, on_line
+    )
+    utterances = []
     for entry, result in run.results(lambda entry: bool(entry.translation)):
         refs[entry.lang].append(entry.translation)
         hyps[entry.lang].append(result.text)
+        utterances.append(
+            {"id": entry.id, "lang": entry.lang, "reference": entry.translation,
+             "hypothesis": result.text}
+        )  # fmt: skip
     if not refs:
         raise InputError(f"{manifest}: no line with a translation the model can score")
     per_lang = {
@@ -143,6 +165,7 @@ def evaluate_translation(
         "rtf": run.rtf,
         "skipped": dict(run.skipped),
         "source": model.source.describe(),
+        "utterances": utterances,
     }
 
 
@@ -160,6 +183,7 @@ def evaluate_lid(
     confusion: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     skipped: dict[str, int] = defaultdict(int)
     audio_seconds = compute_seconds = 0.0
+    utterances = []
     for entry in read_manifest(manifest):
         if entry.lang not in model.labels:
             skipped[entry.lang] += 1
@@ -167,11 +191,17 @@ def evaluate_lid(
         samples = load_entry_audio(entry)
         if max_seconds is not None:
             samples = samples[: int(max_seconds * SAMPLE_RATE)]
+        if not utterances:  # warm-up, untimed (as _Run's)
+            model.probabilities([samples[:SAMPLE_RATE]])
         started = time.perf_counter()
-        guessed = model.ranked(model.probabilities([samples])[0], 1)[0].lang
+        best = model.ranked(model.probabilities([samples])[0], 1)[0]
         compute_seconds += time.perf_counter() - started
         audio_seconds += len(samples) / SAMPLE_RATE
-        confusion[entry.lang][guessed] += 1
+        confusion[entry.lang][best.lang] += 1
+        utterances.append(
+            {"id": entry.id, "lang": entry.lang, "guessed": best.lang,
+             "probability": best.prob}
+        )  # fmt: skip
         if on_line is not None:
             on_line()
     if not confusion:
@@ -191,6 +221,7 @@ def evaluate_lid(
         "rtf": compute_seconds / audio_seconds if audio_seconds else 0.0,
         "skipped": dict(skipped),
         "source": model.source.describe(),
+        "utterances": utterances,
     }
 
 
@@ -286,20 +317,30 @@ def pyplot():
 
 
 def plot_comparison(reports: dict[str, dict], path: str | os.PathLike) -> None:
-    """A PNG bar chart of each model's main measure per language, written whole or not at
-    all."""
+    """A PNG bar chart of each model's main measure per language and their macro average, each
+    bar labelled with its value and each language with its number of lines, written whole or
+    not at all."""
     from polyspeech.files import atomic_binary_file
 
     plt = pyplot()
 
-    key, label, scale = _MEASURES[next(iter(reports.values()))["task"]][0]
+    task = next(iter(reports.values()))["task"]
+    key, label, scale = _MEASURES[task][0]
     langs = sorted({lang for report in reports.values() for lang in report["per_lang"]})
-    figure, axes = plt.subplots(figsize=(max(6, 0.6 * len(langs) * len(reports)), 4))
+    counts = {
+        lang: max(r["per_lang"][lang]["n"] for r in reports.values() if lang in r["per_lang"])
+        for lang in langs
+    }
+    groups = [*langs, "macro"]
+    figure, axes = plt.subplots(figsize=(max(6, 0.7 * len(groups) * len(reports)), 4))
     width = 0.8 / len(reports)
     for i, (name, report) in enumerate(reports.items()):
         values = [scale * report["per_lang"].get(lang, {}).get(key, float("nan")) for lang in langs]
-        axes.bar([j + i * width for j in range(len(langs))], values, width, label=name)
-    axes.set_xticks([j + 0.4 - width / 2 for j in range(len(langs))], langs)
+        values.append(scale * report[f"macro_{key}"])
+        bars = axes.bar([j + i * width for j in range(len(groups))], values, width, label=name)
+        axes.bar_label(bars, fmt="%.1f", fontsize=7)
+    ticks = [f"{lang}\nn={counts[lang]}" for lang in langs] + [f"macro\nn={sum(counts.values())}"]
+    axes.set_xticks([j + 0.4 - width / 2 for j in range(len(groups))], ticks)
     axes.set(ylabel=label, title=f"{label} per language")
     axes.legend()
     figure.tight_layout()

@@ -117,12 +117,16 @@ class Transcriber:
                 lines[row] = {"id": ids[row], "audio": str(batch["audio"][row]), "error": problem}
         langs = [str(batch["lang"][row]) or None for row in usable]
         try:
-            results = self.model.transcribe_many([batch["samples"][r] for r in usable], langs)
+            results = self.model.transcribe_many(
+                [batch["samples"][r] for r in usable], language=langs
+            )
         except PolyspeechError:  # one bad row (say, a language the model lacks): each alone
             results = []
             for row, lang in zip(usable, langs, strict=True):
                 try:
-                    results.append(self.model.transcribe_many([batch["samples"][row]], [lang])[0])
+                    results.append(
+                        self.model.transcribe_many([batch["samples"][row]], language=[lang])[0]
+                    )
                 except PolyspeechError as error:
                     results.append(error)
         for row, result in zip(usable, results, strict=True):

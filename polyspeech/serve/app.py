@@ -22,12 +22,11 @@ import hmac
 import io
 import json
 import logging
-import math
 import time
 import zlib
 from collections.abc import Hashable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -42,6 +41,7 @@ from polyspeech.align.transcript import UNIVERSAL
 from polyspeech.ctc.decode import language_model_file
 from polyspeech.ctc.model import NO_LM
 from polyspeech.errors import AudioTooLong, InputError
+from polyspeech.options import TranscribeOptions
 from polyspeech.serve.batching import DynamicBatcher, Overloaded
 from polyspeech.writers import WRITERS
 
@@ -70,8 +70,8 @@ class ServeSettings:
     max_wait_ms: float = 10.0
     max_queue: int = 64
     api_keys: list[str] = field(default_factory=list)
-    # CTC models decode with this LM (--lm as transcribe takes it); greedy unless asked: with
-    # builtin:ctc-lm, bench/serve_load.py answered 2.5x fewer requests a second (README)
+    # CTC models decode with this LM (--lm as transcribe takes it); greedy unless asked, since
+    # beam search costs throughput (docs/guide.md, "Serving and batch transcription")
     lm: str = NO_LM
 
     def __post_init__(self) -> None:
@@ -268,6 +268,7 @@ def _verbose(result, task: str, granularities: list[str]) -> dict:
     translation's ``language`` is its output's, English, as OpenAI's; the speech's is
     ``source_language``."""
     output_language = "eng" if task == "translate" else result.language
+    whole = result.to_dict()  # the library's schema, which the segments and words keep
     body: dict[str, Any] = {
         "task": task,
         "language": _language_name(output_language),
@@ -277,31 +278,20 @@ def _verbose(result, task: str, granularities: list[str]) -> dict:
         "duration": result.duration,
         "text": result.text,
     }
+    if "word" in granularities:
+        body["words"] = [word for row in whole["segments"] for word in row["words"]]
     if "segment" in granularities or not granularities:
         segments = []
-        for index, segment in enumerate(result.segments):
-            row = {
-                "id": index,
-                "start": segment.start,
-                "end": segment.end,
-                "text": segment.text,
-                "compression_ratio": _compression_ratio(segment.text),
-                "language": segment.language,
-                "language_probability": segment.language_probability,
-            }
-            scores = [w.score for w in segment.words if w.score > 0]
-            if scores:
-                row["avg_logprob"] = round(sum(math.log(s) for s in scores) / len(scores), 4)
-            if segment.translation is not None:
-                row["translation"] = segment.translation
+        for row in whole["segments"]:
+            del row["words"]
+            translation = row.pop("translation")
+            row["compression_ratio"] = _compression_ratio(row["text"])
+            if row["avg_logprob"] is None:
+                del row["avg_logprob"]
+            if translation is not None:
+                row["translation"] = translation
             segments.append(row)
         body["segments"] = segments
-    if "word" in granularities:
-        body["words"] = [
-            {"word": w.text, "start": w.start, "end": w.end, "probability": w.score}
-            for segment in result.segments
-            for w in segment.words
-        ]
     if result.translation is not None:
         body["translation"] = result.translation
     return body
@@ -342,14 +332,12 @@ def create_app(models: dict[str, Any], settings: ServeSettings | None = None):
             model, task = models[name], key[2]
             files = [item["samples"] for item in items]
             langs = [item["lang"] for item in items]
-            if served_kind(model) == "ctc":
-                return model.transcribe_many(
-                    files, langs, batch_size=settings.max_batch, lm=settings.lm
-                )
-            words = key[3]
-            return model.transcribe_many(
-                files, langs, task, settings.max_batch, word_timestamps=words
+            options = TranscribeOptions(
+                task=task, word_timestamps=key[3], batch_size=settings.max_batch
             )
+            if served_kind(model) == "ctc":
+                options = replace(options, lm=settings.lm)
+            return model.transcribe_many(files, language=langs, options=options)
         if kind == "speech":
             return [spoken(name, item) for item in items]
         from polyspeech.align.spans import align_transcript
@@ -515,9 +503,8 @@ def create_app(models: dict[str, Any], settings: ServeSettings | None = None):
                                 "language")  # fmt: skip
 
         samples = await upload(form, settings.max_audio_seconds)
-        speechllm_task = "asr" if task == "transcribe" else "ast"
         words = "word" in granularities and served_kind(model) == "speechllm"
-        result = await compute(("recognise", name, speechllm_task, words),
+        result = await compute(("recognise", name, task, words),
                                {"samples": samples, "lang": lang}, blame)  # fmt: skip
         if response_format == "json":
             return JSONResponse({"text": result.text})

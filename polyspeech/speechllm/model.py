@@ -28,16 +28,17 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
 from torch import nn
 
-from polyspeech.audio import SAMPLE_RATE, load_audio
+from polyspeech.audio import SAMPLE_RATE
 from polyspeech.audio.vad import pieces as audio_pieces
 from polyspeech.errors import InputError
 from polyspeech.hub.source import ModelSource
+from polyspeech.options import AUTO, PROMPT_TASK, Recognizer, TranscribeOptions
 from polyspeech.results import Result, Segment, Word
 from polyspeech.speechllm.tokenizer import decode_whole_characters
 from polyspeech.text.languages import is_written_without_spaces, to_iso639_3
@@ -146,10 +147,12 @@ class _Guard:
         return scores
 
 
-class SpeechLlm(nn.Module):
-    """``transcribe(audio, task=...)``; ``answer(clips, task)`` for clips of up to 30 s."""
+class SpeechLlm(nn.Module, Recognizer):
+    """``transcribe(audio, task=...)`` (:class:`Recognizer`); ``answer(clips, task)`` for clips
+    of up to 30 s."""
 
     family = "speechllm"
+    LEGACY_ORDER = ("lang", "task", "batch_size", "vad")  # transcribe's options by position
 
     def __init__(
         self,
@@ -299,48 +302,32 @@ class SpeechLlm(nn.Module):
             texts.append(decode_whole_characters(self.tokenizer, tokens))
         return texts
 
-    def transcribe(
-        self,
-        audio,
-        lang: str | None = None,
-        task: str = "asr",
-        batch_size: int = 8,
-        vad: bool = True,
-        sample_rate: int = SAMPLE_RATE,
-        word_timestamps: bool = False,
-        aligner="builtin:align",
-        vad_threshold: float = 0.5,
-    ) -> Result:
-        """Transcribe (``asr``), translate (``ast``) or both (``asr+ast``) audio of any length:
-        VAD pieces of at most 30 s (without VAD, 30 s windows), answered in batches, joined.
+    def _recognise(
+        self, clips: list[np.ndarray], languages: list[str | None], options: TranscribeOptions
+    ) -> list[Result]:
+        """Transcribe, translate or both, audio of any length (:class:`Recognizer`): VAD pieces
+        of at most 30 s (without VAD, 30 s windows), answered in batches (default 8), joined.
         A file with no speech gives an empty result, not an invented sentence.
 
-        The result's language is that of the speech: ``lang`` (ISO 639) when given, else the
+        The result's language is that of the speech: the one asked for when given, else the
         one heard (see the module's notes), also for a translation. Segments carry their
         piece's times and language; ``word_timestamps`` aligns each transcript to its piece in
-        that language with a CTC ``aligner`` (a loaded model, a folder or a builtin name) for
-        word times. ``vad_threshold`` is the speech probability VAD counts as speech."""
-        rate = sample_rate if isinstance(audio, np.ndarray) else None
-        samples = load_audio(audio, source_rate=rate)
-        return self.transcribe_many(
-            [samples], [lang], task, batch_size, vad, word_timestamps, aligner, vad_threshold
-        )[0]
+        that language with the CTC ``aligner`` (a loaded model, a folder or a builtin name)."""
+        decoding = self.decoding
+        if options.beam_size is not None:
+            self.decoding = replace(decoding, num_beams=options.beam_size)
+        try:
+            return self._answered(clips, languages, options)
+        finally:
+            self.decoding = decoding
 
-    def transcribe_many(
-        self,
-        files: list[np.ndarray],
-        langs: list[str | None],
-        task: str = "asr",
-        batch_size: int = 8,
-        vad: bool = True,
-        word_timestamps: bool = False,
-        aligner="builtin:align",
-        vad_threshold: float = 0.5,
+    def _answered(
+        self, files: list[np.ndarray], langs: list[str | None], options: TranscribeOptions
     ) -> list[Result]:
-        """Several files (16 kHz float32 samples) at once, their pieces answered together in
-        batches; one :class:`Result` each, as :meth:`transcribe` gives it, its ``source``
-        naming the model where it was loaded from a folder or hub."""
-        asked = [to_iso639_3(lang) if lang is not None else None for lang in langs]
+        task, batch_size = PROMPT_TASK[options.task], options.batch_size or 8
+        vad, vad_threshold = options.vad_filter, options.vad_parameters.threshold
+        word_timestamps, aligner = options.word_timestamps, options.aligner
+        asked = [None if lang in (None, AUTO) else to_iso639_3(lang) for lang in langs]
         pieces = [
             (index, start, end)
             for index, spans in enumerate(audio_pieces(files, CHUNK, vad, threshold=vad_threshold))

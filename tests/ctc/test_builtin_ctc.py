@@ -67,13 +67,13 @@ def test_builtin_ctc_decodes_with_its_lms_unless_told_none_with_chinese_tones_me
 
 def test_the_library_call_gives_timed_words_inside_the_clip(default_model):
     row = next(row for row in ROWS if row["lang"] == "deu")
-    result = default_model.transcribe(EXAMPLES / row["audio"], lang="deu")
+    result = default_model.transcribe(EXAMPLES / row["audio"], language="deu")
     assert result.language == "deu"
     words = [word for segment in result.segments for word in segment.words]
-    assert " ".join(word.text for word in words) == result.text
+    assert " ".join(word.word for word in words) == result.text
     reference = normalize_text(row["text"], "deu").split()
     # measured: 6 words for the 7, two of them run together ("denganzen"), the rest right
-    assert abs(len(words) - len(reference)) <= 1, [w.text for w in words]
+    assert abs(len(words) - len(reference)) <= 1, [w.word for w in words]
     assert all(0 <= w.start < w.end <= row["duration"] for w in words)
     assert all(a.end <= b.start for a, b in itertools.pairwise(words))
 
@@ -105,7 +105,7 @@ def test_auto_routes_each_segment_of_a_file_that_switches_language(tmp_path, cli
     ends = np.cumsum([len(p) + len(gap) for p in pieces]) / 16000
     for lang, start, end in zip(order, [0, *ends[:2]], ends, strict=True):
         routed = [s for s in found.segments if start <= s.start < end]
-        named = model.transcribe(joined, lang).segments
+        named = model.transcribe(joined, language=lang).segments
         assert routed and [s.language for s in routed] == [lang] * len(routed)
         assert [s.text for s in routed] == [s.text for s in named if start <= s.start < end]
         assert all(0.5 < s.language_probability <= 1 for s in routed)

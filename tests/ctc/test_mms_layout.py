@@ -89,7 +89,7 @@ def test_a_code_of_several_scripts_or_none_is_one_line_listing_them(keyed):
 
 
 def test_a_script_key_transcribes_under_its_own_name(keyed):
-    by_code = keyed.transcribe(CLIP, "zh", vad=False, lm="none")
+    by_code = keyed.transcribe(CLIP, language="zh", vad_filter=False, lm="none")
     assert by_code.language == "cmn-script_simplified"
     np.testing.assert_array_equal(
         keyed.log_probs([CLIP], "cmn")[0], keyed.log_probs([CLIP], "cmn-script_simplified")[0]
@@ -97,7 +97,7 @@ def test_a_script_key_transcribes_under_its_own_name(keyed):
 
 
 def test_results_name_the_model_they_came_from(keyed):
-    result = keyed.transcribe(CLIP, "eng", vad=False, lm="none")
+    result = keyed.transcribe(CLIP, language="eng", vad_filter=False, lm="none")
     assert result.source == keyed.source.describe()
     assert result.source == {
         "model": str(keyed.folder),
@@ -105,7 +105,9 @@ def test_results_name_the_model_they_came_from(keyed):
         "revision": None,
         "hub": "folder",
     }
-    several = keyed.transcribe_many([CLIP, CLIP[:8000]], ["eng", "fra"], vad=False, lm="none")
+    several = keyed.transcribe_many(
+        [CLIP, CLIP[:8000]], language=["eng", "fra"], vad_filter=False, lm="none"
+    )
     assert [r.source for r in several] == [keyed.source.describe()] * 2
 
 

@@ -254,6 +254,7 @@ def test_the_vad_threshold_reaches_the_vad_and_is_checked(conformer_folder, monk
     import polyspeech.ctc.transcribe as transcribe
     from polyspeech.ctc.model import CtcModel
     from polyspeech.errors import InputError
+    from polyspeech.options import VadOptions
 
     heard, real = [], transcribe.pieces
 
@@ -264,7 +265,9 @@ def test_the_vad_threshold_reaches_the_vad_and_is_checked(conformer_folder, monk
     monkeypatch.setattr(transcribe, "pieces", spy)
     clip = sine(440, 1.0, 16000)
     transcribe_many(LoudnessModel(), [clip], ["eng"], vad_threshold=0.3)
-    CtcModel(conformer_folder[0]).transcribe(clip, "eng", lm="none", vad_threshold=0.7)
+    CtcModel(conformer_folder[0]).transcribe(
+        clip, language="eng", lm="none", vad_parameters=VadOptions(threshold=0.7)
+    )
     assert heard == [0.3, 0.7]
     for threshold in (0.0, 1.0):
         with pytest.raises(InputError, match="vad threshold must be between 0 and 1"):

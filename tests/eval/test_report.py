@@ -12,7 +12,7 @@ def test_two_models_side_by_side_in_json_markdown_and_a_chart(tmp_path, cli, con
     tiny = str(conformer_folder[0])
     out = {name: tmp_path / "new" / name for name in ("r.json", "r.md", "r.png")}  # made
     result = cli(
-        "evaluate", EXAMPLES, "--model", "builtin:ctc", "--model", tiny, "--json", out["r.json"],
+        "evaluate", EXAMPLES, "--model", "builtin:ctc", "--model", tiny, "--output", out["r.json"],
         "--markdown", out["r.md"], "--plot", out["r.png"], "--quiet",
     )  # fmt: skip
     assert result.code == 0, result.stderr
@@ -35,6 +35,11 @@ def test_two_models_side_by_side_in_json_markdown_and_a_chart(tmp_path, cli, con
     )
     assert out["r.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["r.json", "r.md", "r.png"]
+    rows = [json.loads(line) for line in EXAMPLES.read_text().splitlines()]
+    assert [u["id"] for u in ctc["utterances"]] == [row["id"] for row in rows]
+    assert [u["reference"] for u in ctc["utterances"]] == [row["text"] for row in rows]
+    eng = next(u for u in ctc["utterances"] if u["lang"] == "eng")
+    assert eng["hypothesis"] and eng["cer"] == ctc["per_lang"]["eng"]["cer"]  # one line each
 
 
 def test_normalisation_options_are_applied_and_printed(tmp_path, cli):

@@ -310,10 +310,10 @@ def test_an_mms_tts_id_with_a_script_speaks_its_language(hub_server, hub_cache, 
 
 def test_results_name_the_model_they_came_from(mms, hub_server, hub_cache):
     _, sha = mms
-    result = CtcModel(MMS).transcribe(CLIP, "fra", vad=False, lm="none")
+    result = CtcModel(MMS).transcribe(CLIP, language="fra", vad_filter=False, lm="none")
     assert result.source == {"model": MMS, "repo": MMS, "revision": sha, "hub": "huggingface"}
     llm = polyspeech.load("builtin:speechllm", dtype="float32")
-    assert llm.transcribe(CLIP, "eng", vad=False).source == {
+    assert llm.transcribe(CLIP, language="eng", vad_filter=False).source == {
         "model": "builtin:speechllm",
         "repo": None,
         "revision": None,

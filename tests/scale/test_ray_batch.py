@@ -70,7 +70,7 @@ def test_every_id_once_through_a_killed_worker_and_a_rerun(local_ray, tiny_corpu
     model = CtcModel("builtin:ctc", precision="float32")
     by_id = {line["id"]: line for line in lines}
     for entry in entries[:4]:
-        assert by_id[entry.id]["text"] == model.transcribe(entry.audio, entry.lang).text
+        assert by_id[entry.id]["text"] == model.transcribe(entry.audio, language=entry.lang).text
     before = {p: p.stat().st_mtime_ns for p in out.glob("part-*.jsonl")}
     again = batch_transcribe(manifest, "builtin:ctc", out, batch_size=2)
     assert again == {"total": 25, "skipped": 25, "run": 0, "errors": 1}

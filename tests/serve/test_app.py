@@ -48,7 +48,7 @@ def test_transcriptions_in_every_format_match_the_library(served):
     url, models = served
     api = client(url, "key-1")
     path = EXAMPLES / "deu.flac"
-    expected = models["ctc"].transcribe(path, "deu")
+    expected = models["ctc"].transcribe(path, language="deu")
     with path.open("rb") as audio:
         plain = api.audio.transcriptions.create(model="ctc", file=audio, language="de")
     assert plain.text == expected.text and expected.text
@@ -73,7 +73,7 @@ def test_transcriptions_in_every_format_match_the_library(served):
     assert verbose.text == expected.text and verbose.duration == expected.duration
     words = [w for s in expected.segments for w in s.words]
     assert [(w.word, w.start, w.end) for w in verbose.words] == [
-        (w.text, w.start, w.end) for w in words
+        (w.word, w.start, w.end) for w in words
     ]
     assert [s.text for s in verbose.segments] == [s.text for s in expected.segments]
 
@@ -81,7 +81,7 @@ def test_transcriptions_in_every_format_match_the_library(served):
 def test_translations_come_from_the_speech_llm(served):
     url, models = served
     path = sorted((EXAMPLES / "speechllm").glob("cmn-*.flac"))[0]
-    expected = models["builtin:speechllm"].transcribe(path, task="ast")
+    expected = models["builtin:speechllm"].transcribe(path, task="translate")
     with path.open("rb") as audio:
         found = client(url, "key-1").audio.translations.create(
             model="builtin:speechllm", file=audio
@@ -213,9 +213,9 @@ class HeldModel:
         self.batches, self.lms = [], []
         self.computing, self.go = threading.Event(), threading.Event()
 
-    def transcribe_many(self, files, langs, batch_size, lm):
+    def transcribe_many(self, files, *, language, options):
         self.batches.append(len(files))
-        self.lms.append(lm)
+        self.lms.append(options.lm)
         self.computing.set()
         self.go.wait()
         if any(len(f) == 1234 for f in files):
@@ -326,3 +326,15 @@ def test_models_say_which_model_and_commit_each_is(tmp_path, monkeypatch, confor
                           "hub": "builtin"},
         "espeak": None,
     }  # fmt: skip
+
+
+def test_serve_without_a_model_serves_the_builtin_recognisers(cli, monkeypatch):
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    apps = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **_: apps.append(app))
+    result = cli("serve")
+    assert result.code == 0, result.stderr
+    listed = TestClient(apps[0]).get("/v1/models").json()["data"]
+    assert [m["id"] for m in listed] == ["builtin:ctc", "builtin:speechllm", "espeak"]

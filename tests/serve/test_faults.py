@@ -22,7 +22,7 @@ class PathModel:
     family = "ctc"
     languages = ("fin", "hun")
 
-    def transcribe_many(self, files, langs, batch_size, lm):
+    def transcribe_many(self, files, *, language, options):
         raise InputError("/srv/models/x/adapter.fin.safetensors: unreadable; give --lang")
 
 

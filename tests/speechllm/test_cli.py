@@ -25,9 +25,11 @@ def speech_file(tmp_path_factory):
     return path
 
 
-def test_asr_and_ast_together_come_back_per_segment(cli, mooer_folder, speech_file):
+def test_transcription_and_translation_together_come_back_per_segment(
+    cli, mooer_folder, speech_file
+):
     result = cli(
-        "transcribe", speech_file, "--model", mooer_folder, "--task", "asr+ast",
+        "transcribe", speech_file, "--model", mooer_folder, "--task", "transcribe+translate",
         "--output-format", "json", "--dtype", "float32",  # as the library call below
     )  # fmt: skip
     assert result.code == 0, result.stderr
@@ -36,7 +38,7 @@ def test_asr_and_ast_together_come_back_per_segment(cli, mooer_folder, speech_fi
     assert len(segments) >= 2  # a piece per sentence at least
     assert all(a["end"] <= b["start"] for a, b in itertools.pairwise(segments))
     model = load_speechllm(mooer_folder)
-    expected = model.transcribe(speech_file, task="asr+ast")
+    expected = model.transcribe(speech_file, task="transcribe+translate")
     assert data["text"] == expected.text and data["translation"] == expected.translation
     assert [s["translation"] for s in data["segments"]] == [
         s.translation for s in expected.segments
@@ -46,7 +48,7 @@ def test_asr_and_ast_together_come_back_per_segment(cli, mooer_folder, speech_fi
 def test_translate_prints_the_translation(cli, mooer_folder, speech_file):
     result = cli("translate", speech_file, "--model", mooer_folder)
     assert result.code == 0, result.stderr
-    expected = load_speechllm(mooer_folder).transcribe(speech_file, "en", task="ast")
+    expected = load_speechllm(mooer_folder).transcribe(speech_file, language="en", task="translate")
     assert result.stdout.strip() == expected.text.strip()
     assert expected.language == "eng"  # the language asked for the speech
 
@@ -54,8 +56,9 @@ def test_translate_prints_the_translation(cli, mooer_folder, speech_file):
 def test_options_a_family_does_not_have_are_refused(cli, mooer_folder, speech_file, tmp_path):
     result = cli("transcribe", speech_file, "--model", mooer_folder, "--lm", tmp_path)
     assert result.code == 2 and "--lm is for CTC models" in result.stderr
-    result = cli("transcribe", speech_file, "--task", "ast")
-    assert result.code == 2 and "a CTC model transcribes only" in result.stderr
+    result = cli("transcribe", speech_file, "--task", "translate")
+    assert result.code == 2
+    assert "task translate is not one this model does (transcribe)" in result.stderr
     result = cli("transcribe", speech_file, "--model", mooer_folder, "--task", "summary")
     assert result.code == 2 and "unknown task 'summary'" in result.stderr
 
@@ -64,9 +67,9 @@ def test_word_times_come_from_the_aligner_inside_each_segment(mooer_folder, spee
     model = load_speechllm(mooer_folder)
     said = iter(["good morning how are you today", "the market opens at nine"] * 3)
     model.answer = lambda clips, task: [(next(said), None) for _ in clips]
-    result = model.transcribe(speech_file, lang="eng", word_timestamps=True)
+    result = model.transcribe(speech_file, language="eng", word_timestamps=True)
     for segment in result.segments:
-        assert [w.text for w in segment.words] == segment.text.split()
+        assert [w.word for w in segment.words] == segment.text.split()
         assert all(segment.start <= w.start < w.end <= segment.end for w in segment.words)
 
 

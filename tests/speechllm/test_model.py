@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from polyspeech.errors import InputError
+from polyspeech.options import TranscribeOptions, VadOptions
 from polyspeech.speechllm.folder import load_speechllm, save_speechllm
 from polyspeech.speechllm.model import cut_repeats, heard_language, repeated_tail
 from polyspeech.speechllm.tokenizer import (
@@ -63,10 +64,12 @@ def test_a_file_is_answered_the_same_alone_and_in_a_batch_of_8(mooer_model):
 
 def test_files_transcribed_together_come_back_as_each_alone(mooer_model):
     files = [np.concatenate(clips([1.3, 0.8], seed=4)), *clips([2.2, 0.6], seed=5)]
-    together = mooer_model.transcribe_many(files, ["eng", "cmn", None], "asr+ast", vad=False)
+    languages = ["eng", "cmn", None]
+    both = TranscribeOptions(task="transcribe+translate", vad_filter=False)
+    together = mooer_model.transcribe_many(files, language=languages, options=both)
     alone = [
-        mooer_model.transcribe(f, lang, "asr+ast", vad=False)
-        for f, lang in zip(files, ["eng", "cmn", None], strict=True)
+        mooer_model.transcribe(f, language=lang, options=both)
+        for f, lang in zip(files, languages, strict=True)
     ]
     assert together == alone and all(r.segments for r in together)
 
@@ -167,20 +170,20 @@ def test_the_language_is_the_one_heard_or_asked(mooer_model, monkeypatch):
     two_windows = np.zeros(45 * 16000, np.float32)  # without VAD, 30 s and 15 s
     chinese = [("我们明天去公园。", "We go to the park tomorrow."), ("今天天气很好。", "Nice day.")]
     joined = {
-        "asr": "我们明天去公园。今天天气很好。",
-        "ast": "We go to the park tomorrow. Nice day.",
+        "transcribe": "我们明天去公园。今天天气很好。",
+        "translate": "We go to the park tomorrow. Nice day.",
     }
-    for task in ("asr", "ast"):
+    for task in ("transcribe", "translate"):
         silence_answered(mooer_model, monkeypatch, chinese)
-        result = mooer_model.transcribe(two_windows, task=task, vad=False)
+        result = mooer_model.transcribe(two_windows, task=task, vad_filter=False)
         assert result.language == "cmn", task  # for a translation too: the speech's language
         assert [s.language for s in result.segments] == ["cmn", "cmn"]
         assert result.text == joined[task]  # as the text's language is written
     silence_answered(mooer_model, monkeypatch, [("我们明天去公园。", None), ("Nice day.", None)])
-    mixed = mooer_model.transcribe(two_windows, vad=False)
+    mixed = mooer_model.transcribe(two_windows, vad_filter=False)
     assert [s.language for s in mixed.segments] == ["cmn", "eng"] and mixed.language == "cmn"
     silence_answered(mooer_model, monkeypatch, chinese)
-    asked = mooer_model.transcribe(two_windows, "zh", "ast", vad=False)
+    asked = mooer_model.transcribe(two_windows, language="zh", task="translate", vad_filter=False)
     assert asked.language == "cmn" and {s.language for s in asked.segments} == {"cmn"}
 
 
@@ -188,12 +191,12 @@ def test_a_sentence_repeated_across_the_pieces_of_a_file_is_kept_once(mooer_mode
     files = [np.zeros(100 * 16000, np.float32), np.zeros(20 * 16000, np.float32)]  # 4 + 1
     said = ["Great, we won!", "great, we won", "Today is Wednesday.", "Great, we won!"]
     silence_answered(mooer_model, monkeypatch, [(text, None) for text in [*said, said[0]]])
-    first, second = mooer_model.transcribe_many(files, ["eng", "eng"], vad=False)
+    first, second = mooer_model.transcribe_many(files, language=["eng", "eng"], vad_filter=False)
     assert [s.text for s in first.segments] == [said[0], said[2], said[3]]
     assert [s.start for s in first.segments] == [0.0, 60.0, 90.0]
     assert second.text == said[0]  # another file's pieces are not compared
     silence_answered(mooer_model, monkeypatch, [("今天天气很好。", None), ("今天天气很好", None)])
-    assert len(mooer_model.transcribe(files[0][: 40 * 16000], vad=False).segments) == 1
+    assert len(mooer_model.transcribe(files[0][: 40 * 16000], vad_filter=False).segments) == 1
 
 
 def test_the_vad_threshold_reaches_the_vad(mooer_model, monkeypatch):
@@ -206,7 +209,7 @@ def test_the_vad_threshold_reaches_the_vad(mooer_model, monkeypatch):
         return [[] for _ in files]
 
     monkeypatch.setattr(speechllm_model, "audio_pieces", pieces)
-    mooer_model.transcribe(clips([1.0])[0], vad_threshold=0.8)
+    mooer_model.transcribe(clips([1.0])[0], vad_parameters=VadOptions(threshold=0.8))
     mooer_model.transcribe(clips([1.0])[0])
     assert asked == [0.8, 0.5]
 

@@ -39,7 +39,7 @@ def test_spoken_text_comes_back(default_model, lang):
     assert len(sentences) == 5
     refs, hyps = [], []
     for sentence in sentences:
-        result = default_model.transcribe(polyspeech.speak(sentence, lang), lang=lang)
+        result = default_model.transcribe(polyspeech.speak(sentence, lang), language=lang)
         refs.append(normalize_text(sentence, lang))
         hyps.append(normalize_text(result.text, lang))
     rate = cer(refs, hyps).rate
