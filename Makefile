@@ -37,7 +37,7 @@ demo: $(STAMP)
 	@for clip in examples/speechllm/cmn-*.flac; do \
 		echo "$$clip:"; $(BIN)/polyspeech translate $$clip || exit 1; \
 	done
-	$(BIN)/polyspeech evaluate examples/speechllm/examples.jsonl --model builtin:speechllm --task ast
+	$(BIN)/polyspeech evaluate examples/speechllm/examples.jsonl --model builtin:speechllm --task translate
 
 clean:
 	rm -rf $(VENV) work
@@ -143,7 +143,9 @@ speechllm-model: $(STAMP)
 		--dev work/speechllm-corpus/dev.jsonl --init recipes/speechllm/demo_init.json \
 		--config recipes/speechllm/demo_train.json --out work/speechllm --dtype float16
 	$(BIN)/python recipes/speechllm/plot_curve.py work/speechllm/training_log.json recipes/speechllm/curve.png
+	$(BIN)/python recipes/lid/share_base.py --unshare
 	rm -rf polyspeech/assets/speechllm && mkdir -p polyspeech/assets && cp -r work/speechllm/model polyspeech/assets/speechllm
+	$(BIN)/python recipes/lid/share_base.py
 	$(BIN)/python recipes/speechllm/pick_examples.py
 
 # builtin:speechllm on the held-out grammar sentences (test) and hand-written pairs (test_sentences).
@@ -153,7 +155,7 @@ evaluate-speechllm: $(STAMP)
 		$(BIN)/polyspeech evaluate $(SPEECHLLM_TEST)/$$split.jsonl --model builtin:speechllm --quiet \
 			--json work/speechllm/$${split}_asr.json || exit 1; \
 		$(BIN)/polyspeech evaluate $(SPEECHLLM_TEST)/$$split.jsonl --model builtin:speechllm --quiet \
-			--task ast --json work/speechllm/$${split}_ast.json || exit 1; \
+			--task translate --output work/speechllm/$${split}_ast.json || exit 1; \
 	done
 
 # The embedded language-ID model (builtin:lid): a head on builtin:ctc's frozen base, trained on
@@ -167,6 +169,7 @@ lid-model: $(STAMP)
 		--dev work/corpus/dev.jsonl --base builtin:ctc --config recipes/lid/config.json \
 		--out work/lid --dtype float16
 	rm -rf polyspeech/assets/lid && mkdir -p polyspeech/assets && cp -r work/lid/model polyspeech/assets/lid
+	$(BIN)/python recipes/lid/share_base.py
 	@for split in corpus corpus-extra; do \
 		$(BIN)/polyspeech evaluate work/$$split/test.jsonl --task lid --quiet \
 			--json work/lid/$$split-test.json || exit 1; \

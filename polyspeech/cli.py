@@ -437,11 +437,12 @@ def transcribe_command(
     device: Device = "auto",
     dtype: DType = "auto",
     threads: Threads = 0,
+    quiet: Quiet = False,
 ) -> None:
     """Transcribe audio files (or a manifest) with a CTC model or a speech LLM."""
     _recognise(
         files, _pinned(model, revision), lang, manifest, task, output_format, output_dir,
-        word_timestamps, batch_size, vad, vad_threshold, lm, device, dtype, lid_model,
+        word_timestamps, batch_size, vad, vad_threshold, lm, device, dtype, lid_model, quiet,
     )  # fmt: skip
 
 
@@ -459,17 +460,18 @@ def translate_command(
     device: Device = "auto",
     dtype: DType = "auto",
     threads: Threads = 0,
+    quiet: Quiet = False,
 ) -> None:
     """Translate speech into English text with a speech LLM (task translate)."""
     _recognise(
         files, _pinned(model, revision), None, manifest, "translate", output_format, output_dir,
-        False, batch_size, vad, vad_threshold, None, device, dtype,
+        False, batch_size, vad, vad_threshold, None, device, dtype, quiet=quiet,
     )  # fmt: skip
 
 
 def _recognise(
     files, model, lang, manifest, task, output_format, output_dir, word_timestamps, batch_size,
-    vad, vad_threshold, lm, device, dtype, lid_model="builtin:lid",
+    vad, vad_threshold, lm, device, dtype, lid_model="builtin:lid", quiet=False,
 ) -> None:  # fmt: skip
     import json
 
@@ -528,19 +530,22 @@ def _recognise(
             if result.translation is not None and output_format == "txt":
                 typer.echo(result.translation)
 
-    _each_file(files or [], handle)
+    _each_file(files or [], handle, "recognising", quiet)
 
 
-def _each_file(paths: list[Path], handle) -> None:
-    """``handle`` every path; a file that fails is one line on stderr and the others still
-    run (as whisper's CLI does); exit status 2 at the end if any failed."""
+def _each_file(paths: list[Path], handle, label: str, quiet: bool) -> None:
+    """``handle`` every path, a progress bar counting them (on a terminal, unless ``quiet``); a
+    file that fails is one line on stderr and the others still run (as whisper's CLI does);
+    exit status 2 at the end if any failed."""
     failed = 0
-    for path in paths:
-        try:
-            handle(path)
-        except PolyspeechError as error:
-            typer.echo(f"polyspeech: error: {error}", err=True)
-            failed += 1
+    with _progress(len(paths), label, quiet or len(paths) < 2) as advance:
+        for path in paths:
+            try:
+                handle(path)
+            except PolyspeechError as error:
+                typer.echo(f"polyspeech: error: {error}", err=True)
+                failed += 1
+            advance()
     if failed and len(paths) > 1:
         typer.echo(f"polyspeech: {failed} of {len(paths)} files failed", err=True)
     if failed:
@@ -562,10 +567,10 @@ def evaluate_command(
     task: Annotated[
         str,
         typer.Option(
-            help="asr (CER/WER of the text), ast (BLEU/chrF of the translation) or lid "
-            "(accuracy of a language-ID model)."
+            help="transcribe (CER/WER of the text; also asr), translate (BLEU/chrF of the "
+            "translation; also ast) or lid (accuracy of a language-ID model)."
         ),
-    ] = "asr",
+    ] = "transcribe",
     max_seconds: Annotated[
         float | None, typer.Option(min=0.1, help="lid: hear only each clip's first seconds.")
     ] = None,
@@ -594,7 +599,7 @@ def evaluate_command(
     quiet: Quiet = False,
 ) -> None:
     """Score models on a manifest: CER and WER per language (MER for cmn), macro, real-time
-    factor and peak memory; with --task ast BLEU and chrF of a speech LLM's English; with
+    factor and peak memory; with --task translate BLEU and chrF of a speech LLM's English; with
     --task lid the accuracy of a language-ID model."""
     import gc
     import json
@@ -607,8 +612,9 @@ def evaluate_command(
     if plot is not None:
         pyplot()  # matplotlib missing: said now, not after the evaluation
 
+    task = {"transcribe": "asr", "translate": "ast"}.get(task, task)  # the reports' names
     if task not in ("asr", "ast", "lid"):
-        raise InputError(f"unknown task {task!r} to score; use asr, ast or lid")
+        raise InputError(f"unknown task {task!r} to score; use transcribe, translate or lid")
     if task != "asr" and (lm is not None or keep_case or keep_punctuation):
         raise InputError("--lm, --keep-case and --keep-punctuation are for recognition (asr)")
     if task != "lid" and max_seconds is not None:
@@ -827,6 +833,7 @@ def identify_command(
     device: Device = "auto",
     dtype: DType = "auto",
     threads: Threads = 0,
+    quiet: Quiet = False,
 ) -> None:
     """Identify the spoken language of audio files, most probable first."""
     import json
@@ -852,7 +859,7 @@ def identify_command(
                     f"  {segment.start:8.2f} {segment.end:8.2f}  {best.lang} {best.prob:.3f}"
                 )
 
-    _each_file(files, handle)
+    _each_file(files, handle, "identifying", quiet)
 
 
 @app.command("speak")

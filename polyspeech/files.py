@@ -4,6 +4,7 @@ folder where a file belongs or the other way round, unreadable, not text, under 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -19,6 +20,15 @@ os.umask(_UMASK)  # ... and put it back
 
 def _reason(error: OSError) -> str:
     return (error.strerror or str(error)).lower()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, in hex, read a megabyte at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def check_input_file(path: str | os.PathLike, what: str) -> Path:

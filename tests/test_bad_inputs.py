@@ -211,11 +211,15 @@ def models(tmp_path_factory) -> dict[str, Path]:
     ctc = ConformerCTC(TINY_CONFORMER)
     ctc.add_language("eng", len(Vocabulary.from_texts(["hello world"])))
     save_conformer(root / "ctc", ctc.eval(), {"eng": Vocabulary.from_texts(["hello world"])})
-    return {
-        "ctc": root / "ctc",
-        "speechllm": build_mooer_folder(root / "speechllm"),
-        "lid": BUILTIN["builtin:lid"],
-    }
+    # builtin:lid as a folder of its own: its base weights copied in (the builtin names
+    # builtin:speechllm's encoder file instead, which a damaged copy of the folder would not reach)
+    lid = root / "lid"
+    shutil.copytree(BUILTIN["builtin:lid"], lid)
+    config = json.loads((lid / "config.json").read_text())
+    base = BUILTIN["builtin:lid"] / config.pop("base_weights")["path"]
+    shutil.copyfile(base, lid / "model.safetensors")
+    (lid / "config.json").write_text(json.dumps(config))
+    return {"ctc": root / "ctc", "speechllm": build_mooer_folder(root / "speechllm"), "lid": lid}
 
 
 HUB_ID = "org/ctc"

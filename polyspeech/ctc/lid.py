@@ -9,7 +9,10 @@ Two kinds of model folder:
 - Ours (``model_type`` ``polyspeech-conformer-lid``): the shared base of one of our CTC models
   (its ``model.safetensors`` as is) and, in ``head.safetensors``, a small head over its 40 ms
   states (one transformer layer, mean and standard deviation over time, a linear layer);
-  ``polyspeech train lid`` trains the head on a frozen base.
+  ``polyspeech train lid`` trains the head on a frozen base. Where another folder holds the
+  same base (``builtin:lid`` and ``builtin:speechllm``'s encoder), the config may name that
+  file instead, ``"base_weights": {"path": RELATIVE PATH, "sha256": ITS HASH}``, so the
+  weights are stored once; a file whose hash differs is an error, never other weights used.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from polyspeech.ctc.conformer import ConformerConfig, ConformerCTC, input_featur
 from polyspeech.ctc.precision import native_bf16, resolve_precision
 from polyspeech.devices import resolve_device
 from polyspeech.errors import InputError
+from polyspeech.files import file_sha256
 from polyspeech.hub import ModelSource, resolve_model
 from polyspeech.text.languages import as_published
 from polyspeech.weights import load_strict, loading_model, read_safetensors
@@ -145,8 +149,10 @@ class LidModel:
                     LidHeadConfig(**config["head"]),
                     len(self.labels),
                 )
-                for part, name in ((self._network.base, "model"), (self._network.head, "head")):
-                    weights = self.folder / f"{name}.safetensors"
+                for part, weights in (
+                    (self._network.base, self._base_weights(config)),
+                    (self._network.head, self.folder / "head.safetensors"),
+                ):
                     if not weights.is_file():
                         raise InputError(f"{weights}: missing; our LID folder needs it")
                     load_strict(part, read_safetensors(weights), weights)
@@ -160,6 +166,25 @@ class LidModel:
                     f"{LID_MODEL_TYPE!r} or a Wav2Vec2ForSequenceClassification)"
                 )
         self._network.to(self.device).eval()
+
+    def _base_weights(self, config: dict) -> Path:
+        """Our LID folder's base weights: its ``model.safetensors``, or the file of the same
+        weights its config names (``base_weights``), checked against its hash."""
+        shared = config.get("base_weights")
+        if shared is None:
+            return self.folder / "model.safetensors"
+        path = (self.folder / shared["path"]).resolve()
+        if not path.is_file():
+            raise InputError(
+                f"{path}: missing; {self.folder / 'config.json'} names it as its base weights "
+                "(a copied folder needs the base's model.safetensors and no base_weights)"
+            )
+        if file_sha256(path) != shared["sha256"]:
+            raise InputError(
+                f"{path}: not the base weights {self.folder / 'config.json'} names (its sha256 "
+                "differs); copy the base's model.safetensors into the LID folder"
+            )
+        return path
 
     def _load_mms_lid(self, config: dict) -> nn.Module:
         from polyspeech.ctc.quantize import quantize_linear_layers

@@ -32,7 +32,6 @@ up (unless ``MODELSCOPE_LOG_LEVEL`` says otherwise).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -42,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from polyspeech.errors import DependencyError, InputError
-from polyspeech.files import atomic_text_file
+from polyspeech.files import atomic_text_file, file_sha256
 from polyspeech.hub.huggingface import base_files, hub_settings, is_loadable
 from polyspeech.hub.mooer import unused_files
 from polyspeech.hub.source import ADAPTER, MODELSCOPE, ModelSource, download_command
@@ -283,7 +282,7 @@ def _stale(folder: Path, entries: dict[str, dict]) -> list[str]:
         if not target.is_file() or (size is not None and target.stat().st_size != int(size)):
             stale.append(path)
         elif sha and record.get(path) != sha:
-            if _file_sha256(target) == sha:
+            if file_sha256(target) == sha:
                 hashed[path] = sha
             else:
                 stale.append(path)
@@ -295,14 +294,6 @@ def record_path(folder: Path) -> Path:
     """Where the sha256 of the files of the snapshot ``folder`` are kept: beside it, where
     neither the client nor a listing of the snapshot's files meets it."""
     return folder.with_name(folder.name + RECORD)
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while block := stream.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _record(folder: Path) -> dict[str, str]:

@@ -176,3 +176,26 @@ def test_identify_takes_a_vad_threshold(tmp_path, monkeypatch):
     assert heard == [0.3]
     with pytest.raises(InputError, match="vad threshold must be between 0 and 1"):
         model.identify(clip, vad_threshold=1.0)
+
+
+def test_builtin_lid_stores_its_base_once_and_refuses_other_weights(tmp_path):
+    import shutil
+
+    from polyspeech.files import file_sha256
+
+    lid = resolve_model("builtin:lid").folder
+    encoder = resolve_model("builtin:speechllm").folder / "encoder" / "model.safetensors"
+    shared = json.loads((lid / "config.json").read_text())["base_weights"]
+    assert not (lid / "model.safetensors").exists()
+    assert (lid / shared["path"]).resolve() == encoder.resolve()
+    assert shared["sha256"] == file_sha256(encoder)
+    # a copy whose named file holds other weights: an error naming it, not a wrong model
+    copy = tmp_path / "assets"
+    shutil.copytree(lid, copy / "lid")
+    (copy / "speechllm" / "encoder").mkdir(parents=True)
+    other = copy / "speechllm" / "encoder" / "model.safetensors"
+    other.write_bytes(encoder.read_bytes()[:-1] + b" ")
+    with pytest.raises(InputError, match=r"model\.safetensors: not the base weights .* names"):
+        LidModel(copy / "lid")
+    other.write_bytes(encoder.read_bytes())  # the same bytes: loads
+    assert LidModel(copy / "lid").labels == LidModel("builtin:lid").labels

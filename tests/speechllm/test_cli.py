@@ -105,7 +105,9 @@ def test_evaluate_scores_translations_with_bleu_and_chrf(cli, mooer_folder, spee
     ]  # fmt: skip
     manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
     out = speech_file.parent / "ast.json"
-    result = cli("evaluate", manifest, "--model", mooer_folder, "--task", "ast", "--json", out)
+    result = cli(
+        "evaluate", manifest, "--model", mooer_folder, "--task", "translate", "--output", out
+    )
     assert result.code == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["task"] == "ast" and report["skipped"] == {"eng": 1}
@@ -120,7 +122,7 @@ def test_evaluate_translation_mistakes_are_one_line_errors(
     manifest = speech_file.parent / "plain.jsonl"
     line = {"audio": speech_file.name, "text": "早上好", "lang": "cmn", "duration": 4.4}
     manifest.write_text(json.dumps(line) + "\n")
-    none = cli("evaluate", manifest, "--model", mooer_folder, "--task", "ast")
+    none = cli("evaluate", manifest, "--model", mooer_folder, "--task", "translate")
     assert none.code == 2 and "no line with a translation" in none.stderr
     ctc = cli("evaluate", manifest, "--model", conformer_folder[0], "--task", "ast")
     assert ctc.code == 2 and "a CTC model only transcribes" in ctc.stderr
