@@ -14,7 +14,7 @@ $(BIN)/python:
 # Every version as in constraints.txt, those of a green run (pip freeze of its .venv).
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -c constraints.txt torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,lm,plot,serve,scale,modelscope]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,lm,plot,serve,scale,modelscope,train]'
 	touch $@
 
 install: $(STAMP)

@@ -224,8 +224,9 @@ def data_synth(
     quiet: Quiet = False,
 ) -> None:
     """Synthesise a multilingual speech corpus with espeak-ng."""
-    from polyspeech.data.synth import VOICES, synthesize_corpus
+    from polyspeech.data.synth import synthesize_corpus
     from polyspeech.text.languages import to_iso639_3
+    from polyspeech.tts.espeak import VOICES
 
     codes = [to_iso639_3(code) for code in langs.split(",") if code.strip()] or list(VOICES)
     with _progress(per_lang * len(codes), "synthesising", quiet) as advance:

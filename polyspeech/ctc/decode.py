@@ -263,8 +263,7 @@ def toneless_classes(vocabulary: Vocabulary, lang: str | None) -> np.ndarray:
 def _toneless_classes(
     lang: str | None, tokens: tuple[str, ...], characters: frozenset[str]
 ) -> np.ndarray:
-    from polyspeech.data.synth import VOICES
-    from polyspeech.tts.espeak import get_espeak
+    from polyspeech.tts.espeak import VOICES, get_espeak
 
     if lang not in VOICES:
         raise InputError(f"tone_weight for {lang!r}: no espeak-ng voice to read its syllables")

@@ -29,7 +29,8 @@ def resolve_precision(name: str, device: str, wav2vec2: bool = False) -> str:
     bf16 the two are level, and bf16 keeps a model's own weights (figures: docs/guide.md, "Speed
     and memory" and "Serving and batch transcription").
     """
-    kind = resolve_device(device).type
+    # auto names this machine's device; another name is taken as given (checked where used)
+    kind = resolve_device(device).type if device == "auto" else torch.device(device).type
     if name == "auto":
         if kind == "cuda":
             return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator, DistributedDataParallelKwargs
 
 from polyspeech.ctc.conformer import MODEL_TYPE, ConformerConfig, ConformerCTC, input_features
 from polyspeech.ctc.decode import greedy_decode, spans_to_text
@@ -38,16 +37,15 @@ from polyspeech.ctc.folder import (
 )
 from polyspeech.ctc.wav2vec2 import return_freed_memory
 from polyspeech.data.manifest import ManifestEntry, load_entry_audio, read_manifests
-from polyspeech.data.synth import VOICES
 from polyspeech.distributed import agree
-from polyspeech.errors import InputError
+from polyspeech.errors import InputError, optional_module
 from polyspeech.eval.metrics import cer
 from polyspeech.files import atomic_torch_save, make_folder, read_config
 from polyspeech.hub import resolve_model
 from polyspeech.schedule import warmup_cosine
 from polyspeech.text.normalize import normalize_text
 from polyspeech.text.vocab import Vocabulary, load_vocabularies, save_vocabularies
-from polyspeech.tts.espeak import get_espeak
+from polyspeech.tts.espeak import VOICES, get_espeak
 
 log = logging.getLogger(__name__)
 
@@ -454,8 +452,9 @@ def train(
         init, model_config = _conformer_folder(init)
     out = Path(out)
     checkpoint = out / "checkpoint.pt"
-    accelerator = Accelerator(  # without GPUs, processes launched together join over gloo
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    accelerate = optional_module("accelerate", "training", "train")
+    accelerator = accelerate.Accelerator(  # without GPUs, launched processes join over gloo
+        kwargs_handlers=[accelerate.DistributedDataParallelKwargs(find_unused_parameters=True)],
         cpu=not torch.cuda.is_available(),
     )
     torch.manual_seed(config.seed)

@@ -12,9 +12,9 @@ import numpy as np
 import soxr
 
 from polyspeech.audio import SAMPLE_RATE
-from polyspeech.data.synth import TEST_VARIANTS, VOICES, split_of
+from polyspeech.data.synth import TEST_VARIANTS, split_of
 from polyspeech.data.texts import sentence_stream, text_languages
-from polyspeech.tts.espeak import get_espeak
+from polyspeech.tts.espeak import VOICES, get_espeak
 
 ONSET = 0.02  # of the sentence's peak: what counts as its first and last sample
 

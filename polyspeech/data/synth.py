@@ -27,25 +27,8 @@ from polyspeech.data.parallel import load_parallel_texts, pair_stream
 from polyspeech.data.texts import sentence_stream, text_languages
 from polyspeech.errors import DependencyError, InputError
 from polyspeech.text.normalize import normalize_text
-from polyspeech.tts.espeak import get_espeak
+from polyspeech.tts.espeak import VOICES, get_espeak
 
-# espeak-ng voice per language; cmn-latn-pinyin reads Chinese characters with Mandarin phonology.
-VOICES = {
-    "eng": "en-us",
-    "deu": "de",
-    "fra": "fr",
-    "spa": "es",
-    "ita": "it",
-    "por": "pt",
-    "nld": "nl",
-    "swh": "sw",
-    "ind": "id",
-    "tur": "tr",
-    "rus": "ru",
-    "cmn": "cmn-latn-pinyin",
-    "fin": "fi",
-    "hun": "hu",
-}
 # Voice variants (espeak-ng's voices/!v); "" is the language's own default voice.
 TRAIN_VARIANTS = (
     *("", "m1", "m2", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f4", "f5"),

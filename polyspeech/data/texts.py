@@ -17,10 +17,8 @@ from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
-from faker import Faker
-from num2words import num2words
 
-from polyspeech.errors import InputError
+from polyspeech.errors import InputError, optional_module
 
 
 @dataclass(frozen=True)
@@ -172,7 +170,8 @@ def number_words(n: int, lang: str) -> str:
         return _chinese_number(n)
     if lang == "swh":
         return _swahili_number(n)
-    words = num2words(n, lang=sources.num2words_lang)
+    spell = optional_module("num2words", "corpus synthesis", "synth").num2words
+    words = spell(n, lang=sources.num2words_lang)
     if lang == "hun" and words.endswith("két"):
         words = words[: -len("két")] + "kettő"  # num2words gives the attributive form for 102
     return words
@@ -184,8 +183,7 @@ def frequent_words(lang: str) -> tuple[str, ...]:
     sources = _SOURCES.get(lang)
     if sources is None or sources.wordfreq_lang is None:
         return ()
-    import wordfreq
-
+    wordfreq = optional_module("wordfreq", "corpus synthesis", "synth")
     minimum = 1 if sources.script == "CJK UNIFIED" else 2
     return tuple(
         word
@@ -203,7 +201,7 @@ def sentence_stream(lang: str, rng: np.random.Generator) -> Iterator[tuple[str, 
     """
     texts = load_texts(lang)
     sources = _SOURCES[lang]
-    fake = Faker(sources.faker_locale)
+    fake = optional_module("faker", "corpus synthesis", "synth").Faker(sources.faker_locale)
     fake.seed_instance(int(rng.integers(2**31)))
     words = frequent_words(lang)
     joiner = "" if sources.script == "CJK UNIFIED" else " "

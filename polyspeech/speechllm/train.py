@@ -36,7 +36,7 @@ from polyspeech.data.manifest import (
 )
 from polyspeech.data.shards import is_shard, read_shards
 from polyspeech.distributed import agree
-from polyspeech.errors import InputError, PolyspeechError
+from polyspeech.errors import InputError, PolyspeechError, optional_module
 from polyspeech.eval.metrics import bleu, cer
 from polyspeech.files import atomic_torch_save, check_input_file, make_folder, read_config
 from polyspeech.schedule import warmup_cosine
@@ -308,7 +308,7 @@ def train_speechllm(
     instead of ``base``, a new speech LLM is built first into ``out/base`` (kept, so a resumed
     run starts from the same one). ``dtype`` is that of the written model's weights (float32
     or float16)."""
-    from accelerate import Accelerator
+    Accelerator = optional_module("accelerate", "training", "train").Accelerator
 
     if dtype not in ("float32", "float16"):
         raise InputError(f"dtype {dtype!r}: the model is written in float32 or float16")

@@ -19,9 +19,8 @@ def espeak_voice(lang: str) -> str:
     ISO 639-1 or -3 where espeak-ng has it."""
     import langcodes
 
-    from polyspeech.data.synth import VOICES
     from polyspeech.text.languages import to_iso639_3
-    from polyspeech.tts.espeak import get_espeak
+    from polyspeech.tts.espeak import VOICES, get_espeak
 
     code = to_iso639_3(lang)
     if code in VOICES:

@@ -39,6 +39,26 @@ _SynthCallback = ctypes.CFUNCTYPE(
 )
 
 
+# espeak-ng's voice per language (the synthetic corpora's and polyspeech speak's);
+# cmn-latn-pinyin reads Chinese characters with Mandarin phonology.
+VOICES = {
+    "eng": "en-us",
+    "deu": "de",
+    "fra": "fr",
+    "spa": "es",
+    "ita": "it",
+    "por": "pt",
+    "nld": "nl",
+    "swh": "sw",
+    "ind": "id",
+    "tur": "tr",
+    "rus": "ru",
+    "cmn": "cmn-latn-pinyin",
+    "fin": "fi",
+    "hun": "hu",
+}
+
+
 def _locate() -> tuple[str, str | None]:
     """Path of libespeak-ng and of its data folder (None: the library's built-in default)."""
     try:

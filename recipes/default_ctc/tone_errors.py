@@ -21,10 +21,9 @@ from tune_lm import log_probs_of
 
 from polyspeech import load
 from polyspeech.ctc.decode import make_decoder
-from polyspeech.data.synth import VOICES
 from polyspeech.eval.metrics import cer, wer
 from polyspeech.text.normalize import normalize_text
-from polyspeech.tts.espeak import get_espeak
+from polyspeech.tts.espeak import VOICES, get_espeak
 
 
 def main() -> None:
