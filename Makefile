@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: install test demo clean default-model evaluate-default new-language align-base align-model \
-	speechllm-model evaluate-speechllm lid-model
+	speechllm-model evaluate-speechllm lid-model real-voices-model
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -178,6 +178,35 @@ lid-model: $(STAMP)
 	done
 	$(BIN)/python recipes/lid/plot_confusion.py recipes/lid/confusion.png \
 		work/lid/corpus-test.json work/lid/corpus-extra-test.json
+
+# builtin:ctc trained further for real voices (issue 36; recipes/real_voices/README.md): the 12
+# languages spoken by espeak-ng again, most clips through rooms, noise, babble, codecs and
+# speed/tract-length perturbation; English spoken by flite's and Festival's voices made from
+# real speakers, the languages Kokoro-82M speaks by its five voices (Festival's too for Italian
+# and Russian); all of it through the same chain. The model first gets per-utterance mean
+# normalisation, then trains whole on all of it. Installs its voices (apt needs root).
+RV_KOKORO_LANGS := deu,fra,spa,por
+RV_MORE_LANGS := ita,rus,nld
+REAL_VOICES_APT := festival flite festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k festvox-ru \
+	festvox-italp16k festvox-itapc16k
+real-voices-model: $(STAMP)
+	apt-get install -y --no-install-recommends $(REAL_VOICES_APT)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[voices]'
+	$(BIN)/polyspeech data synth --langs $(MAIN_LANGS) --per-lang 500 --seed 10 \
+		--augment-share 0.8 --out work/rv-espeak --quiet
+	$(BIN)/polyspeech data synth --langs eng --per-lang 800 --seed 11 --real-voices flite,festival \
+		--augment-share 0.8 --out work/rv-eng --quiet
+	$(BIN)/polyspeech data synth --langs $(RV_KOKORO_LANGS) --per-lang 110 --seed 12 \
+		--real-voices kokoro --augment-share 0.8 --out work/rv-kokoro --quiet
+	$(BIN)/polyspeech data synth --langs $(RV_MORE_LANGS) --per-lang 60 --seed 13 \
+		--real-voices kokoro,festival --augment-share 0.8 --out work/rv-more --quiet
+	cat work/rv-eng/dev.jsonl work/rv-kokoro/dev.jsonl work/rv-more/dev.jsonl \
+		work/rv-espeak/dev.jsonl > work/rv-dev.jsonl  # dev CER on real voices first
+	$(BIN)/python recipes/real_voices/utterance_mean.py builtin:ctc work/rv-start
+	$(BIN)/polyspeech train ctc work/rv-espeak/train.jsonl work/rv-eng/train.jsonl \
+		work/rv-kokoro/train.jsonl work/rv-kokoro/train.jsonl work/rv-more/train.jsonl \
+		--dev work/rv-dev.jsonl --init work/rv-start \
+		--config recipes/real_voices/joint.json --out work/rv-ctc --dtype float16
 
 # builtin:ctc and builtin:lid on recordings of people (issue 36), for measuring only, never for
 # training: CER per language (default LMs and greedy), LID accuracy per language, and each LID

@@ -221,9 +221,24 @@ def data_synth(
     clean: Annotated[
         bool, typer.Option(help="No silence around the speech and no noise, like `speak`.")
     ] = False,
+    real_voices: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated voices or engines made from real speakers (kokoro, flite, "
+            "festival, or names such as flite:slt) to speak every clip of the languages they "
+            "speak, in place of espeak-ng; test clips get held-out voices."
+        ),
+    ] = "",
+    augment_share: Annotated[
+        float,
+        typer.Option(
+            help="Share of clips put through rooms, noise, babble, codecs and "
+            "speed/tract-length perturbation."
+        ),
+    ] = 0.0,
     quiet: Quiet = False,
 ) -> None:
-    """Synthesise a multilingual speech corpus with espeak-ng."""
+    """Synthesise a multilingual speech corpus with espeak-ng (or voices of real speakers)."""
     from polyspeech.data.synth import synthesize_corpus
     from polyspeech.text.languages import to_iso639_3
     from polyspeech.tts.espeak import VOICES
@@ -231,7 +246,15 @@ def data_synth(
     codes = [to_iso639_3(code) for code in langs.split(",") if code.strip()] or list(VOICES)
     with _progress(per_lang * len(codes), "synthesising", quiet) as advance:
         counts = synthesize_corpus(
-            out, codes, per_lang, seed=seed, jobs=jobs or None, on_clip=advance, clean=clean
+            out,
+            codes,
+            per_lang,
+            seed=seed,
+            jobs=jobs or None,
+            on_clip=advance,
+            clean=clean,
+            real_voices=[name.strip() for name in real_voices.split(",") if name.strip()],
+            augment_share=augment_share,
         )
     summary = ", ".join(f"{name} {count}" for name, count in counts.items())
     typer.echo(f"wrote {sum(counts.values())} clips to {out} ({summary})")

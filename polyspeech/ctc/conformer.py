@@ -48,6 +48,9 @@ class ConformerConfig:
     # CTC frames per encoder frame: 2 reads two outputs from every 40 ms frame (20 ms, as MMS).
     upsampling: int = 1
     pitch: bool = False  # pitch features after the mel bins (for tonal languages)
+    # Each utterance's own mean fbank in place of the global mean (cepstral mean normalisation:
+    # a microphone's or room's fixed colouring is taken out); pitch features keep the global one.
+    utterance_mean: bool = False
 
     @property
     def num_features(self) -> int:
@@ -263,7 +266,8 @@ class ConformerCTC(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The last block's states (batch, frames, hidden) every 40 ms and their lengths, through
         ``lang``'s adapter (see :meth:`forward`), or the shared base alone when ``lang`` is None."""
-        normalised = (features - self.feature_mean) / self.feature_std
+        mean = self._mean(features, lengths) if self.config.utterance_mean else self.feature_mean
+        normalised = (features - mean) / self.feature_std
         mels = normalised[..., : self.config.num_mel_bins]
         x = self.subsampling(mels[:, None])  # (batch, channels, frames', mels')
         x = self.input_projection(x.permute(0, 2, 1, 3).flatten(2))
@@ -287,6 +291,17 @@ class ConformerCTC(nn.Module):
                 layer = self.adapters[code].layers[index]
                 x = x + layer(x) if rows is None else x.index_add(0, rows, layer(x[rows]))
         return x, encoder_lengths
+
+    def _mean(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Each utterance's mean mel frame over its own frames (batch, 1, features), the
+        global mean for the pitch features."""
+        frames = torch.arange(features.shape[1], device=features.device)
+        valid = (frames[None, :] < lengths[:, None]).unsqueeze(-1).to(features.dtype)
+        mels = self.config.num_mel_bins
+        sums = (features[..., :mels] * valid).sum(dim=1, keepdim=True)
+        own = sums / lengths.clamp(min=1)[:, None, None].to(features.dtype)
+        rest = self.feature_mean[mels:].expand(features.shape[0], 1, -1).to(features.dtype)
+        return torch.cat([own, rest], dim=-1)
 
     def states(
         self,

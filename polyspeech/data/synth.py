@@ -10,6 +10,7 @@ to the last, as `polyspeech speak` gives it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import multiprocessing
@@ -22,12 +23,14 @@ import numpy as np
 import soxr
 
 from polyspeech.audio import SAMPLE_RATE, write_audio
+from polyspeech.data.augment import AugmentConfig, augment, room_bank
 from polyspeech.data.manifest import ManifestEntry, write_manifest
 from polyspeech.data.parallel import load_parallel_texts, pair_stream
 from polyspeech.data.texts import sentence_stream, text_languages
 from polyspeech.errors import DependencyError, InputError
 from polyspeech.text.normalize import normalize_text
 from polyspeech.tts.espeak import VOICES, get_espeak
+from polyspeech.tts.voices import REGISTRY, get_voice, installed, speak_with, voices_for
 
 # Voice variants (espeak-ng's voices/!v); "" is the language's own default voice.
 TRAIN_VARIANTS = (
@@ -58,6 +61,8 @@ class ClipPlan:
     snr_db: float | None  # white noise below the speech power; None: no noise
     noise_seed: int
     translation: str | None = None  # the English of a Chinese parallel sentence
+    real_voice: str | None = None  # a voice of polyspeech.tts.voices; None: espeak-ng's
+    augment_seed: int | None = None  # the seed of its acoustic augmentation; None: none
 
 
 def split_of(text: str, lang: str) -> str:
@@ -108,11 +113,25 @@ def _draw_plan(
     )
 
 
+# Real-speaker voices that only test splits use, so that a test measures unseen speakers.
+REAL_TEST_VOICES = ("kokoro:jf_tebukuro", "flite:awb", "festival:pc_diphone")
+
+
 def plan_corpus(
-    langs: Sequence[str], per_lang: int, seed: int, clean: bool = False
+    langs: Sequence[str],
+    per_lang: int,
+    seed: int,
+    clean: bool = False,
+    real_voices: Sequence[str] = (),
+    augment_share: float = 0.0,
 ) -> list[ClipPlan]:
     """Choose sentences and rendering settings for ``per_lang`` clips per language; ``clean``:
-    without silence around the speech or noise."""
+    without silence around the speech or noise.
+
+    ``real_voices`` (engines such as ``kokoro``, or voice names such as ``flite:slt``): each
+    clip of a language that one of them speaks is spoken by one drawn at random, test clips by
+    :data:`REAL_TEST_VOICES` only, train and dev clips never by those. ``augment_share``: the
+    share of clips put through :func:`polyspeech.data.augment.augment`."""
     plans: list[ClipPlan] = []
     for lang in langs:
         rng = np.random.default_rng([seed, text_languages().index(lang)])
@@ -139,8 +158,23 @@ def plan_corpus(
             clip_id = f"{lang}-{split}-{numbered[split]:06d}"
             numbered[split] += 1
             plan = _draw_plan(rng, clip_id, lang, split, text, source)
-            plans.append(replace(plan, lead=0.0, tail=0.0, snr_db=None) if clean else plan)
+            if clean:
+                plan = replace(plan, lead=0.0, tail=0.0, snr_db=None)
+            if pool := _real_pool(lang, split, real_voices):
+                plan = replace(plan, real_voice=pool[int(rng.integers(len(pool)))])
+            if augment_share and rng.random() < augment_share:
+                plan = replace(plan, augment_seed=int(rng.integers(2**63)))
+            plans.append(plan)
     return plans
+
+
+def _real_pool(lang: str, split: str, wanted: Sequence[str]) -> list[str]:
+    """The real-speaker voices among ``wanted`` that may speak ``lang``'s ``split``."""
+    names = [
+        voice.name for voice in voices_for(lang) if voice.name in wanted or voice.engine in wanted
+    ]
+    held = split.startswith("test")
+    return [name for name in names if (name in REAL_TEST_VOICES) == held]
 
 
 PARALLEL_LANGS = ("cmn", "eng")
@@ -196,14 +230,21 @@ def _plan_parallel_lang(lang: str, per_lang: int, seed: int) -> list[ClipPlan]:
     return plans
 
 
-def render_clip(plan: ClipPlan, out: Path) -> ManifestEntry:
-    """Speak one planned clip and write it as 16 kHz FLAC under ``out``."""
+def _speech(plan: ClipPlan) -> np.ndarray:
+    if plan.real_voice is not None:
+        return speak_with(plan.real_voice, plan.text, plan.lang)
     espeak = get_espeak()
     speech = espeak.synthesize(plan.text, plan.voice, plan.rate, plan.pitch, seed=plan.noise_seed)
-    speech = soxr.resample(speech, espeak.sample_rate, SAMPLE_RATE, quality="HQ")
+    return soxr.resample(speech, espeak.sample_rate, SAMPLE_RATE, quality="HQ")
+
+
+def render_clip(plan: ClipPlan, out: Path) -> ManifestEntry:
+    """Speak one planned clip and write it as 16 kHz FLAC under ``out``."""
+    speech = _speech(plan)
+    voice = plan.real_voice or plan.voice
     level = float(np.abs(speech).max()) if speech.size else 0.0
     if level < 1e-3:
-        raise InputError(f"espeak-ng produced silence for {plan.id} ({plan.voice}): {plan.text!r}")
+        raise InputError(f"{voice} produced silence for {plan.id}: {plan.text!r}")
     speech = speech * (plan.peak / level)
     power = float(np.mean(speech**2))
     signal = np.concatenate(
@@ -216,6 +257,11 @@ def render_clip(plan: ClipPlan, out: Path) -> ManifestEntry:
     if plan.snr_db is not None:
         noise = np.random.default_rng(plan.noise_seed).standard_normal(len(signal))
         signal = np.clip(signal + noise * np.sqrt(power / 10 ** (plan.snr_db / 10)), -1.0, 1.0)
+    augmented = None
+    if plan.augment_seed is not None:
+        rooms, others = _augment_sources(out)
+        rng = np.random.default_rng(plan.augment_seed)
+        signal, augmented = augment(signal, rng, AugmentConfig(), rooms, others)
     path = out / "audio" / plan.lang / f"{plan.id}.flac"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_audio(path, signal)
@@ -227,13 +273,47 @@ def render_clip(plan: ClipPlan, out: Path) -> ManifestEntry:
         id=plan.id,
         translation=plan.translation,
         extra={
-            "voice": plan.voice,
+            "voice": voice,
             "rate": plan.rate,
             "pitch": plan.pitch,
             "snr_db": None if plan.snr_db is None else round(plan.snr_db, 1),
             "source": plan.source,
+            **({} if augmented is None else {"augment": augmented}),
         },
     )
+
+
+AUGMENT_SOURCES = "augment_sources.npz"  # rooms and babble talkers, made once per corpus
+_ROOMS = 200
+_TALKERS = 60
+
+
+@functools.lru_cache(maxsize=1)
+def _augment_sources(out: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    with np.load(out / AUGMENT_SOURCES) as data:
+        rooms = [data[name] for name in data.files if name.startswith("room")]
+        talkers = [data[name] for name in data.files if name.startswith("talker")]
+    return rooms, talkers
+
+
+def _write_augment_sources(plans: Sequence[ClipPlan], out: Path, seed: int) -> None:
+    """Room responses and babble talkers for the corpus's augmented clips, from the seed:
+    simulated rooms when pyroomacoustics is installed (else synthetic ones), and talkers spoken
+    by espeak-ng from train sentences."""
+    try:
+        import pyroomacoustics  # noqa: F401
+
+        kind = "simulated"
+    except ImportError:
+        kind = "synthetic"
+    rng = np.random.default_rng([seed, 7])
+    rooms = room_bank(rng, _ROOMS, kind)
+    arrays = {f"room{i}": room.astype(np.float32) for i, room in enumerate(rooms)}
+    train = [plan for plan in plans if plan.split == "train" and plan.real_voice is None]
+    for i in rng.permutation(len(train))[:_TALKERS]:
+        arrays[f"talker{i}"] = _speech(train[i])
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / AUGMENT_SOURCES, **arrays)
 
 
 def _render_group(job: tuple[list[ClipPlan], Path]) -> list[ManifestEntry]:
@@ -259,9 +339,12 @@ def synthesize_corpus(
     jobs: int | None = None,
     on_clip: Callable[[], None] | None = None,
     clean: bool = False,
+    real_voices: Sequence[str] = (),
+    augment_share: float = 0.0,
 ) -> dict[str, int]:
     """Render the corpus under ``out``: ``audio/<lang>/<id>.flac`` and ``<split>.jsonl``;
-    ``clean``, without silence or noise (:func:`plan_corpus`).
+    ``clean``, without silence or noise; ``real_voices`` and ``augment_share`` as
+    :func:`plan_corpus` takes them.
 
     ``on_clip`` is called after each clip (for a progress bar). Returns clips per split.
     """
@@ -271,8 +354,27 @@ def synthesize_corpus(
             f"no synthetic corpus for {', '.join(unknown)}; available: {', '.join(VOICES)}"
         )
     _check_count(per_lang)
+    if not 0.0 <= augment_share <= 1.0:
+        raise InputError(f"--augment-share must be between 0 and 1, got {augment_share}")
+    _check_real_voices(real_voices)
     check_voices(langs)
-    return render_plans(plan_corpus(langs, per_lang, seed, clean), Path(out), jobs, on_clip)
+    plans = plan_corpus(langs, per_lang, seed, clean, real_voices, augment_share)
+    _check_real_voices(real_voices, plans)
+    if any(plan.augment_seed is not None for plan in plans):
+        _write_augment_sources(plans, Path(out), seed)
+    return render_plans(plans, Path(out), jobs, on_clip)
+
+
+def _check_real_voices(wanted: Sequence[str], plans: Sequence[ClipPlan] = ()) -> None:
+    """Fail early when a wanted voice or engine names nothing, or (with the install command)
+    when a voice the plans use is not installed."""
+    engines = {voice.engine for voice in REGISTRY.values()}
+    for name in wanted:
+        if name not in engines:
+            get_voice(name)
+    for name in sorted({plan.real_voice for plan in plans if plan.real_voice}):
+        if not installed(name):
+            raise DependencyError(f"voice {name} is not installed: {get_voice(name).install}")
 
 
 def synthesize_parallel(

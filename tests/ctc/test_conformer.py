@@ -213,3 +213,21 @@ def test_pitch_columns_join_after_the_convolutions_on_the_same_frames():
     other[..., 80:] += 1.0
     lengths = torch.tensor([100])
     assert not torch.allclose(model(features, lengths, "cmn")[0], model(other, lengths, "cmn")[0])
+
+
+def test_utterance_mean_takes_out_a_fixed_colouring_and_ignores_padding():
+    model = ConformerCTC(dataclasses.replace(TINY, utterance_mean=True)).eval()
+    model.add_language("eng", 7)
+    model.feature_std.uniform_(0.5, 2.0)
+    speech = torch.randn(1, 61, 80)
+    colouring = torch.linspace(-3.0, 3.0, 80)  # a microphone's tilt, in log-mel
+    alone, _ = model(speech, torch.tensor([61]), "eng")
+    coloured, _ = model(speech + colouring, torch.tensor([61]), "eng")
+    assert torch.allclose(alone, coloured, atol=1e-4)
+    padded = torch.cat([speech, torch.full((1, 39, 80), 50.0)], dim=1)
+    batched, _ = model(torch.cat([padded, torch.randn(1, 100, 80)]), torch.tensor([61, 100]), "eng")
+    assert torch.allclose(alone[0], batched[0, :14], atol=1e-4)
+    plain = ConformerCTC(TINY).eval()
+    plain.add_language("eng", 7)
+    plain.load_state_dict(model.state_dict())
+    assert not torch.allclose(plain(speech + colouring, torch.tensor([61]), "eng")[0], alone)

@@ -8,7 +8,7 @@ from polyspeech.audio import load_audio
 from polyspeech.data import synth
 from polyspeech.data.manifest import read_manifest
 from polyspeech.text import normalize_text
-from polyspeech.tts import espeak
+from polyspeech.tts import espeak, voices
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +124,8 @@ def test_synth_from_the_cli(tmp_path, cli):
         (["--langs", "eng,xx"], "unknown language code 'xx'"),
         (["--langs", "kor"], "no synthetic corpus for kor; available: eng"),
         (["--per-lang", "0"], "Invalid value for '--per-lang'"),
+        (["--augment-share", "1.5"], "--augment-share must be between 0 and 1, got 1.5"),
+        (["--real-voices", "flite,nobody"], "no voice 'nobody'; voices: festival:kal_diphone"),
     ],
 )
 def test_synth_bad_options(tmp_path, cli, args, problem):
@@ -173,3 +175,38 @@ def test_clean_corpus_is_the_same_speech_without_silence_or_noise(tmp_path, cli)
             plan = plans[plain.id]
             assert twin.duration - plain.duration == pytest.approx(plan.lead + plan.tail, abs=2e-3)
             assert np.abs(load_audio(plain.audio)).max() == pytest.approx(plan.peak, abs=1e-3)
+
+
+def test_real_voices_speak_what_they_can_and_test_voices_only_the_test_split():
+    plans = synth.plan_corpus(["eng", "ita", "cmn"], 60, seed=1, real_voices=["flite", "festival"])
+    by_lang = {lang: [p for p in plans if p.lang == lang] for lang in ("eng", "ita", "cmn")}
+    assert all(p.real_voice is None for p in by_lang["cmn"])  # no real voice speaks Mandarin
+    for lang, held in (("eng", "flite:awb"), ("ita", "festival:pc_diphone")):
+        trained = {p.real_voice for p in by_lang[lang] if not p.split.startswith("test")}
+        tested = {p.real_voice for p in by_lang[lang] if p.split.startswith("test")}
+        assert tested == {held} and held not in trained
+        assert all(v.split(":")[0] in ("flite", "festival") for v in trained)
+    assert len({p.real_voice for p in by_lang["eng"]}) == 7  # 4 flite and 3 festival voices
+    plain = synth.plan_corpus(["eng"], 20, seed=1)  # without the options: espeak-ng, unchanged
+    assert all(p.real_voice is None and p.augment_seed is None for p in plain)
+
+
+def test_augmented_clips_record_their_chain_and_keep_their_duration(tmp_path):
+    counts = synth.synthesize_corpus(tmp_path, ["spa"], 10, seed=5, jobs=2, augment_share=1.0)
+    assert sum(counts.values()) == 10
+    assert (tmp_path / synth.AUGMENT_SOURCES).is_file()
+    chains = []
+    for entries in entries_of(tmp_path).values():
+        for entry in entries:
+            chains.append(entry.extra["augment"])
+            assert abs(soundfile.info(entry.audio).frames / 16000 - entry.duration) < 1e-3
+    assert all("level_db" in chain for chain in chains)
+    assert len({json.dumps(chain, sort_keys=True) for chain in chains}) == 10
+
+
+@pytest.mark.skipif(not voices.installed("flite:slt"), reason="flite is not installed")
+def test_a_real_voice_speaks_a_clip(tmp_path):
+    synth.synthesize_corpus(tmp_path, ["eng"], 10, seed=2, jobs=2, real_voices=["flite:slt"])
+    entries = [e for es in entries_of(tmp_path).values() for e in es]
+    assert {e.extra["voice"] for e in entries if e.id.split("-")[1] != "test"} == {"flite:slt"}
+    assert all(e.extra["voice"] not in voices.REGISTRY for e in entries if "-test-" in e.id)
