@@ -65,6 +65,9 @@ def main() -> None:
         "max_ms": float(errors.max()),
         "start_median_ms": float(np.median(np.abs(found[:, 0] - truth[:, 0])) * 1000),
         "end_median_ms": float(np.median(np.abs(found[:, 1] - truth[:, 1])) * 1000),
+        # signed: below zero, boundaries come early
+        "start_mean_signed_ms": float(np.mean(found[:, 0] - truth[:, 0]) * 1000),
+        "end_mean_signed_ms": float(np.mean(found[:, 1] - truth[:, 1]) * 1000),
         "align_s": seconds,
         "baseline_median_ms": float(np.median(baseline)),
         "baseline_p95_ms": float(np.percentile(baseline, 95)),
@@ -77,6 +80,10 @@ def main() -> None:
         f"boundary error median {summary['median_ms']:.0f} ms, p95 {summary['p95_ms']:.0f} ms, "
         f"max {summary['max_ms']:.0f} ms (starts {summary['start_median_ms']:.0f}, ends "
         f"{summary['end_median_ms']:.0f}); aligned in {seconds:.1f} s"
+    )
+    print(
+        f"mean signed error: starts {summary['start_mean_signed_ms']:+.0f} ms, ends "
+        f"{summary['end_mean_signed_ms']:+.0f} ms"
     )
     print(
         f"baseline (spans by characters): median {summary['baseline_median_ms']:.0f} ms, "

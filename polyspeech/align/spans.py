@@ -9,6 +9,11 @@ not cover. Its log-probability in a frame is that of the frame's best class less
 and leaves blank frames and the transcript's own tokens alone. (MMS gives it 0 everywhere; then
 it also takes every frame but the best one from the first and last token of each line, and line
 starts come late.)
+
+CTC gives a word's first and last letters a frame or two where the sound lasts longer, so a
+word's edges are then fitted to the audio (:func:`fit_edges`): moved out over voiced frames no
+other word holds (at most ``EDGE_REACH`` seconds, half a gap each way) and in over silent ones
+(a last word held over the file's trailing silence ends where the speech does).
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ from polyspeech.weights import loading_model
 
 GRANULARITIES = ("word", "char", "line")
 STAR_MARGIN = 0.5
+EDGE_REACH = 0.06  # seconds a word's edge may move out over voiced frames
+VOICED_SHARE = 0.3  # of the way from the quiet floor (10th percentile) to speech (90th), in dB
+QUIET_RANGE_DB = 10.0  # a file whose speech stands less above its floor has no silence to tell
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,16 @@ def _span(text: str, frames: list[tuple[int, int, float]], shift: float) -> Span
     )
 
 
+def _moved(span: Span, start: float | None = None, end: float | None = None) -> Span:
+    """``span`` with a fitted start or end (see :func:`fit_edges`)."""
+    return Span(
+        span.text,
+        span.start if start is None else round(min(start, span.end), 3),
+        span.end if end is None else round(max(end, span.start), 3),
+        span.score,
+    )
+
+
 def _gap(text: str, time: float) -> Span:
     """A span for text that no token stands for: no duration, no confidence."""
     return Span(text, time, time, 0.0)
@@ -100,6 +118,47 @@ def _word_spans(
             spans.append(_gap(char, round(tokens[0][0] * shift, 3)))
         start = end
     return spans
+
+
+def voiced_frames(samples: np.ndarray, frames: int, shift: float) -> np.ndarray | None:
+    """Whether each of ``frames`` frames of ``shift`` seconds is louder than the file's quiet
+    floor by :data:`VOICED_SHARE` of the way to its speech level (all in dB); None where the
+    two are less than :data:`QUIET_RANGE_DB` apart (no silence to tell speech from)."""
+    width = max(1, round(shift * SAMPLE_RATE))
+    padded = np.zeros(frames * width, np.float32)
+    used = min(len(samples), len(padded))
+    padded[:used] = samples[:used]
+    level = 10 * np.log10(np.mean(padded.reshape(frames, width) ** 2, axis=1) + 1e-10)
+    floor, speech = np.percentile(level, [10, 90])
+    if speech - floor < QUIET_RANGE_DB:
+        return None
+    return level > floor + VOICED_SHARE * (speech - floor)
+
+
+def fit_edges(
+    edges: list[tuple[int, int]], voiced: np.ndarray, reach: int
+) -> list[tuple[int, int]]:
+    """Words' (first frame, end frame) in order, each edge moved out over voiced frames (at most
+    ``reach``, never past half the gap to the next word) and in over unvoiced ones (keeping at
+    least one frame)."""
+    fitted = []
+    for index, (start, end) in enumerate(edges):
+        before = edges[index - 1][1] if index else 0
+        after = edges[index + 1][0] if index + 1 < len(edges) else len(voiced)
+        low = max(start - reach, (before + start + 1) // 2)
+        high = min(end + reach, (end + after) // 2)
+        while end - 1 > start and not voiced[end - 1]:
+            end -= 1
+        while start + 1 < end and not voiced[start]:
+            start += 1
+        if end == edges[index][1]:  # not trimmed: the sound may go on past the last letter
+            while end < high and voiced[end]:
+                end += 1
+        if start == edges[index][0]:
+            while start > low and voiced[start - 1]:
+                start -= 1
+        fitted.append((start, end))
+    return fitted
 
 
 def load_aligner(model) -> CtcModel:
@@ -158,21 +217,34 @@ def align_transcript(
             total = float(frame_probabilities[start:end].sum())
             per_word.setdefault(word, []).append((start, end, total))
     shift = model.frame_shift
+    order = sorted(per_word)
+    voiced = voiced_frames(samples, len(emissions), shift)
+    raw = [(per_word[i][0][0], per_word[i][-1][1]) for i in order]
+    if voiced is not None:
+        raw = fit_edges(raw, voiced, round(EDGE_REACH / shift))
+    edges = dict(zip(order, raw, strict=True))
     spans: list[Span] = []
     line_tokens: dict[int, list[tuple[int, int, float]]] = {}
+    line_edges: dict[int, list[int]] = {}
     time = 0.0
     for index, word in enumerate(transcript.words):
         if index not in per_word:
             spans.append(_gap(word.text, time))
             continue
         pieces = _word_spans(word, per_word[index], granularity, shift)
+        first, end = edges[index]
+        pieces[0] = _moved(pieces[0], start=first * shift)
+        pieces[-1] = _moved(pieces[-1], end=end * shift)
         spans.extend(pieces)
         time = pieces[-1].end
         line_tokens.setdefault(word.line, []).extend(per_word[index])
+        line_edges.setdefault(word.line, [first, end])[1] = end
     line_spans: list[Span] = []
     for number, text in enumerate(transcript.lines):
         if number in line_tokens:
-            line_spans.append(_span(text, line_tokens[number], shift))
+            first, end = line_edges[number]
+            span = _span(text, line_tokens[number], shift)
+            line_spans.append(_moved(span, start=first * shift, end=end * shift))
         else:
             line_spans.append(_gap(text, line_spans[-1].end if line_spans else 0.0))
     if granularity == "line":

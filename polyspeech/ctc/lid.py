@@ -13,6 +13,8 @@ Two kinds of model folder:
   same base (``builtin:lid`` and ``builtin:speechllm``'s encoder), the config may name that
   file instead, ``"base_weights": {"path": RELATIVE PATH, "sha256": ITS HASH}``, so the
   weights are stored once; a file whose hash differs is an error, never other weights used.
+  ``"temperature"`` divides its logits before the softmax (1 when absent): fitted on held-out
+  clips by :func:`fit_temperature`, it keeps a wrong answer from coming out near certain.
 """
 
 from __future__ import annotations
@@ -156,9 +158,13 @@ class LidModel:
                     if not weights.is_file():
                         raise InputError(f"{weights}: missing; our LID folder needs it")
                     load_strict(part, read_safetensors(weights), weights)
+                self.temperature = float(config.get("temperature", 1.0))
+                if not self.temperature > 0:
+                    raise InputError(f"{self.folder / 'config.json'}: temperature must be > 0")
                 self._network.float()
                 self.precision = "float32"  # a small model: nothing to gain from int8 or bf16
             elif mms:
+                self.temperature = 1.0
                 self._network = self._load_mms_lid(config)
             else:
                 raise InputError(
@@ -236,7 +242,7 @@ class LidModel:
                     audio = (audio - audio.mean()) / torch.sqrt(audio.var() + 1e-7)
                 weight = next(self._network.parameters())
                 logits = self._network(audio[None].to(self.device, weight.dtype))
-            rows.append(torch.softmax(logits.float(), dim=-1)[0].cpu().numpy())
+            rows.append(torch.softmax(logits.float() / self.temperature, dim=-1)[0].cpu().numpy())
         return np.stack(rows) if rows else np.zeros((0, len(self.labels)), np.float32)
 
     def ranked(self, probabilities: np.ndarray, top_k: int) -> list[LanguageProb]:
@@ -273,3 +279,14 @@ class LidModel:
             for (s, e), p in zip(spans, probabilities, strict=True)
         ]
         return Identification(self.ranked(overall, top_k), segments, duration)
+
+
+def fit_temperature(log_probs: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature that gives ``labels`` (true label indices) the highest likelihood under
+    ``softmax(log_probs / T)``; ``log_probs`` (clips, labels) are a model's log-probabilities at
+    its present temperature (logits up to a constant per row). Searched over 0.5-50."""
+    logits = torch.from_numpy(np.asarray(log_probs, np.float64))
+    targets = torch.from_numpy(np.asarray(labels, np.int64))
+    grid = np.exp(np.linspace(np.log(0.5), np.log(50.0), 400))
+    losses = [float(nn.functional.cross_entropy(logits / float(t), targets)) for t in grid]
+    return round(float(grid[int(np.argmin(losses))]), 3)

@@ -105,3 +105,33 @@ def test_romanized_line_is_what_the_universal_model_is_asked():
     assert romanized_line("Привет, мир!", "rus") == "privet mir"
     assert romanized_line("你好\uff0c世界", "cmn") == "ni hao shi jie"
     assert romanized_line("Ça va, 42?", "fra") == "sa va"
+
+
+def loud(*ranges: tuple[int, int]) -> np.ndarray:
+    """SAMPLES with noise 40 dB above a faint floor over the given frame ranges."""
+    rng = np.random.default_rng(0)
+    samples = rng.normal(0, 0.001, len(SAMPLES)).astype(np.float32)
+    for start, end in ranges:
+        samples[start * 320 : end * 320] = rng.normal(0, 0.1, (end - start) * 320)
+    return samples
+
+
+def test_word_edges_move_out_over_voiced_frames_and_in_over_silence():
+    # "hi" voiced over frames 95-110: its letters hold 100-103, so both edges move out (at most
+    # 60 ms, 3 frames); "yo"'s last letter held on over frames 152-190, voiced only to 156
+    script = {**spoken(100, "hi"), 150: ("y", 0.9), **{f: ("o", 0.9) for f in range(152, 190)}}
+    words = align_transcript(ScriptedModel(script), loud((95, 110), (149, 156)), ["hi yo"]).spans
+    assert [(s.text, s.start, s.end) for s in words] == [("hi", 1.94, 2.12), ("yo", 2.98, 3.12)]
+    lines = align_transcript(
+        ScriptedModel(script), loud((95, 110), (149, 156)), ["hi yo"], granularity="line"
+    )
+    assert [(s.start, s.end) for s in lines.spans] == [(1.94, 3.12)]
+
+
+def test_fitted_edges_stop_half_way_to_the_next_word_and_keep_a_frame():
+    from polyspeech.align.spans import fit_edges
+
+    voiced = np.ones(40, bool)
+    assert fit_edges([(10, 12), (14, 16)], voiced, reach=3) == [(7, 13), (13, 19)]
+    voiced[20:30] = False  # a word wholly in silence keeps its first frame
+    assert fit_edges([(22, 25)], voiced, reach=3) == [(22, 23)]

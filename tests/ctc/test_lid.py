@@ -8,7 +8,7 @@ import pytest
 import soundfile
 import torch
 
-from polyspeech.ctc.lid import LidModel
+from polyspeech.ctc.lid import LidModel, fit_temperature
 from polyspeech.ctc.lid_train import LidTrainConfig, train_lid
 from polyspeech.data.manifest import load_entry_audio, read_manifest, write_manifest
 from polyspeech.errors import InputError
@@ -199,3 +199,33 @@ def test_builtin_lid_stores_its_base_once_and_refuses_other_weights(tmp_path):
         LidModel(copy / "lid")
     other.write_bytes(encoder.read_bytes())  # the same bytes: loads
     assert LidModel(copy / "lid").labels == LidModel("builtin:lid").labels
+
+
+def test_a_temperature_softens_the_answers_and_keeps_their_order(trained_lid, tiny_corpus):
+    out, _ = trained_lid
+    clips = [load_entry_audio(e) for e in list(read_manifest(tiny_corpus / "dev.jsonl"))[:4]]
+    sharp = LidModel(out / "model").probabilities(clips)
+    config_file = out / "model" / "config.json"
+    config = json.loads(config_file.read_text())
+    try:
+        config_file.write_text(json.dumps({**config, "temperature": 4.0}))
+        soft = LidModel(out / "model").probabilities(clips)
+        config_file.write_text(json.dumps({**config, "temperature": 0}))
+        with pytest.raises(InputError, match="temperature must be > 0"):
+            LidModel(out / "model")
+    finally:
+        config_file.write_text(json.dumps(config))
+    np.testing.assert_allclose(
+        soft, torch.softmax(torch.log(torch.tensor(sharp)) / 4, 1), atol=1e-4
+    )
+    assert (soft.argmax(1) == sharp.argmax(1)).all() and soft.max() < sharp.max()
+
+
+def test_the_fitted_temperature_is_the_one_the_answers_were_drawn_at():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 6, (4000, 5))  # a model's answers: sure of itself at temperature 1
+    truth = 3.0  # how sure it ought to be: labels drawn from softmax(logits / 3)
+    probabilities = torch.softmax(torch.tensor(logits) / truth, 1).numpy()
+    labels = np.array([rng.choice(5, p=row) for row in probabilities])
+    assert fit_temperature(logits, labels) == pytest.approx(truth, rel=0.1)
+    assert fit_temperature(logits, logits.argmax(1)) < 1  # always right: sharper still
