@@ -196,9 +196,9 @@ real-voices-model: $(STAMP)
 		--augment-share 0.8 --out work/rv-espeak --quiet
 	$(BIN)/polyspeech data synth --langs eng --per-lang 800 --seed 11 --real-voices flite,festival \
 		--augment-share 0.8 --out work/rv-eng --quiet
-	$(BIN)/polyspeech data synth --langs $(RV_KOKORO_LANGS) --per-lang 110 --seed 12 \
+	$(BIN)/polyspeech data synth --langs $(RV_KOKORO_LANGS) --per-lang 50 --seed 12 \
 		--real-voices kokoro --augment-share 0.8 --out work/rv-kokoro --quiet
-	$(BIN)/polyspeech data synth --langs $(RV_MORE_LANGS) --per-lang 60 --seed 13 \
+	$(BIN)/polyspeech data synth --langs $(RV_MORE_LANGS) --per-lang 30 --seed 13 \
 		--real-voices kokoro,festival --augment-share 0.8 --out work/rv-more --quiet
 	cat work/rv-eng/dev.jsonl work/rv-kokoro/dev.jsonl work/rv-more/dev.jsonl \
 		work/rv-espeak/dev.jsonl > work/rv-dev.jsonl  # dev CER on real voices first

@@ -458,6 +458,13 @@ def transcribe_command(
     vad: Vad = True,
     vad_threshold: VadThreshold = 0.5,
     lm: LanguageModel = None,
+    cross_check: Annotated[
+        str,
+        typer.Option(
+            help="A speech LLM's transcript is checked against this CTC model on the same "
+            "audio; a segment it does not hear is flagged in json and warned of (none: off)."
+        ),
+    ] = "builtin:ctc",
     device: Device = "auto",
     dtype: DType = "auto",
     threads: Threads = 0,
@@ -467,6 +474,7 @@ def transcribe_command(
     _recognise(
         files, _pinned(model, revision), lang, manifest, task, output_format, output_dir,
         word_timestamps, batch_size, vad, vad_threshold, lm, device, dtype, lid_model, quiet,
+        None if cross_check == "none" else cross_check,
     )  # fmt: skip
 
 
@@ -496,6 +504,7 @@ def translate_command(
 def _recognise(
     files, model, lang, manifest, task, output_format, output_dir, word_timestamps, batch_size,
     vad, vad_threshold, lm, device, dtype, lid_model="builtin:lid", quiet=False,
+    cross_check="builtin:ctc",
 ) -> None:  # fmt: skip
     import json
 
@@ -514,6 +523,7 @@ def _recognise(
         batch_size=batch_size,
         lm=lm,
         lid=lid_model,
+        cross_check=cross_check,
     )
     if not files and manifest is None:
         raise InputError("nothing to transcribe: give audio files or --manifest")
@@ -524,14 +534,22 @@ def _recognise(
 
     provenance = recognizer.source.describe()
 
-    def run(audio, language):
+    def run(audio, language, name):
         result = recognizer.transcribe(audio, language=language, options=options)
         result.source = provenance
+        for segment in result.segments:
+            if segment.flagged:
+                typer.echo(
+                    f"polyspeech: warning: {name}: {segment.start:.2f}-{segment.end:.2f} s: "
+                    f"{cross_check} does not hear the speech LLM's text (agreement "
+                    f"{segment.agreement:.3f}); it may not be what was said",
+                    err=True,
+                )
         return result
 
     if manifest is not None:
         for entry in read_manifest(manifest):
-            result = run(load_entry_audio(entry), entry.lang)
+            result = run(load_entry_audio(entry), entry.lang, entry.id)
             typer.echo(
                 json.dumps(
                     {"id": entry.id, "audio": entry.audio, **result.to_dict()}, ensure_ascii=False
@@ -540,7 +558,7 @@ def _recognise(
         return
 
     def handle(path: Path) -> None:
-        result = run(path, lang)
+        result = run(path, lang, path)
         if output_dir is not None:
             target = output_dir / f"{path.stem}.{output_format}"
             write_result(result, target, output_format, word_timestamps)

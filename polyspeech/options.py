@@ -55,7 +55,10 @@ class TranscribeOptions:
     decoding, a CTC model's LM search; None: the model's own). ``vad_filter``: cut at speech
     regions, else 30 s windows. ``batch_size``: pieces of up to 30 s per forward pass (None:
     the family's default). ``lm``: a CTC model's n-gram (None: its own; ``none``: greedy).
-    ``lid``: the language-ID model of a CTC model's language ``auto``."""
+    ``lid``: the language-ID model of a CTC model's language ``auto``. ``cross_check``: the CTC
+    model (loaded, a folder or a builtin name; None: no check) a speech LLM's transcript of each
+    segment is compared with, giving the segment's ``agreement`` and ``flagged`` below
+    ``agreement_threshold``."""
 
     language: str | None = None
     task: str = "transcribe"
@@ -67,6 +70,8 @@ class TranscribeOptions:
     lm: object = None
     lid: object = "builtin:lid"
     aligner: object = "builtin:align"
+    cross_check: object = "builtin:ctc"
+    agreement_threshold: float = 0.1
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

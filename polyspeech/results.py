@@ -26,6 +26,10 @@ class Segment:
     language: str | None = None  # the speech's: asked, or identified (heard)
     language_probability: float | None = None  # when the language was identified
     id: int = 0  # its place in the result, from 0
+    # a speech LLM's text checked against a CTC recogniser's on the same audio: 1 - their
+    # character error rate (floored at 0), and flagged below the threshold (it may be invented)
+    agreement: float | None = None
+    flagged: bool = False
 
     @property
     def avg_logprob(self) -> float | None:
@@ -85,6 +89,8 @@ class Result:
                 s.get("translation"),
                 s.get("language"),
                 s.get("language_probability"),
+                agreement=s.get("agreement"),
+                flagged=s.get("flagged", False),
             )
             for s in data["segments"]
         ]

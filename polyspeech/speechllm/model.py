@@ -350,6 +350,8 @@ class SpeechLlm(nn.Module, Recognizer):
             segments[index].append(
                 Segment(start / SAMPLE_RATE, end / SAMPLE_RATE, main or "", [], extra, language)
             )
+        if options.cross_check is not None and task != "ast":
+            _cross_check(files, segments, options.cross_check, options.agreement_threshold)
         results = []
         for samples, lang, found in zip(files, asked, segments, strict=True):
             language = lang or _most_heard(found)
@@ -393,6 +395,43 @@ class SpeechLlm(nn.Module, Recognizer):
                 )
                 for s in spans
             ]
+
+
+def _cross_check(
+    files: list[np.ndarray], segments: list[list[Segment]], checker, threshold: float
+) -> None:
+    """Each segment's ``agreement`` with the CTC model ``checker`` on its piece of audio (in the
+    segment's language, where the checker knows it), and ``flagged`` below ``threshold``: a
+    fluent sentence the recogniser does not hear is said to be doubtful, not passed off as a
+    transcript. The agreement is exp(-d), d being how much less likely, per character, the
+    text is under the checker (CTC's sum over its alignments) than the checker's own best
+    path: near 1 for what was said, near 0 for text the audio does not hold."""
+    from polyspeech.align.spans import load_aligner
+    from polyspeech.ctc.model import MIN_SAMPLES
+
+    model = load_aligner(checker)
+    for samples, found in zip(files, segments, strict=True):
+        for segment in found:
+            if segment.language not in model.languages or not segment.text.strip():
+                continue
+            piece = samples[round(segment.start * SAMPLE_RATE) : round(segment.end * SAMPLE_RATE)]
+            if len(piece) < MIN_SAMPLES:
+                continue
+            log_probs = torch.from_numpy(model.log_probs([piece], segment.language)[0]).float()
+            vocabulary = model.vocabulary(segment.language)
+            targets = vocabulary.encode(normalize_text(segment.text, segment.language).strip())
+            text = -nn.functional.ctc_loss(
+                log_probs[:, None],
+                torch.tensor([targets]),
+                torch.tensor([len(log_probs)]),
+                torch.tensor([len(targets)]),
+                blank=vocabulary.blank,
+                reduction="sum",
+            )
+            best = log_probs.max(dim=1).values.sum()
+            gap = max(0.0, float(best - text) / max(1, len(targets)))  # inf: cannot fit
+            segment.agreement = round(math.exp(-gap), 3)
+            segment.flagged = segment.agreement < threshold
 
 
 def _most_heard(segments: list[Segment]) -> str | None:

@@ -374,3 +374,45 @@ def test_lora_weights_that_do_not_fit_are_named(tmp_path):
     with pytest.raises(InputError, match="LoRA weights do not fit the LLM") as error:
         load_speechllm(folder)
     assert dropped in str(error.value) and "layers.9.mlp.up_proj" in str(error.value)
+
+
+def test_a_transcript_the_ctc_model_did_not_hear_is_flagged():
+    from pathlib import Path
+
+    from polyspeech.audio import load_audio
+    from polyspeech.results import Result, Segment
+    from polyspeech.speechllm.model import _cross_check
+
+    samples = load_audio(Path(__file__).parents[2] / "examples" / "eng.flac")
+    seconds = len(samples) / 16000
+    said = Segment(
+        0.0, seconds, "My grandmother still bakes bread every Sunday morning.", language="eng"
+    )
+    invented = Segment(0.0, seconds, "And one more bottle of beer. Great, we won!", language="eng")
+    unknown = Segment(0.0, seconds, "Molo, unjani?", language="xho")  # a language it lacks
+    _cross_check([samples], [[said, invented, unknown]], "builtin:ctc", threshold=0.1)
+    assert said.agreement > 0.7 and not said.flagged
+    assert invented.agreement < 0.1 and invented.flagged
+    assert unknown.agreement is None and not unknown.flagged
+    again = Result.from_dict(Result("", "eng", [said, invented]).to_dict()).segments
+    assert [(s.agreement, s.flagged) for s in again] == [
+        (said.agreement, False),
+        (invented.agreement, True),
+    ]
+
+
+def test_an_answer_where_nothing_was_said_is_flagged_unless_translated_or_unchecked(
+    mooer_model, monkeypatch
+):
+    silence = np.zeros(5 * 16000, np.float32)
+    answered = [("我们明天去公园。", "We go to the park tomorrow.")]
+    silence_answered(mooer_model, monkeypatch, answered)
+    checked = mooer_model.transcribe(silence, vad_filter=False).segments
+    assert [(s.agreement, s.flagged) for s in checked] == [(0.0, True)]
+    for options in (
+        TranscribeOptions(task="translate", vad_filter=False),
+        TranscribeOptions(cross_check=None, vad_filter=False),
+    ):
+        silence_answered(mooer_model, monkeypatch, answered)
+        segments = mooer_model.transcribe(silence, options=options).segments
+        assert len(segments) == 1 and segments[0].agreement is None and not segments[0].flagged
