@@ -22,6 +22,7 @@ from polyspeech.audio.vad import CHUNK as VAD_CHUNK
 from polyspeech.audio.vad import check_threshold
 from polyspeech.errors import InputError
 from polyspeech.results import Result, Segment
+from polyspeech.text.languages import join_words
 
 # whisper's task names, and what a speech LLM's prompt calls each (MooER's asr and ast)
 TASKS = ("transcribe", "translate", "transcribe+translate")
@@ -231,10 +232,11 @@ class Recognizer:
                 if part.translation:
                     translations.append(part.translation)
                 heard.append((end - start, part.language))
-            info.text = " ".join(text for text in texts if text)
-            info.translation = " ".join(translations) if translations else None
             languages = [language for _, language in sorted(heard, key=lambda h: -h[0])]
             info.language = languages[0] if languages else chosen.language
+            written = "eng" if chosen.task == "translate" else info.language
+            info.text = join_words(texts, written)
+            info.translation = " ".join(translations) if translations else None
 
         return run(), info
 

@@ -162,20 +162,21 @@ def test_segments_come_one_group_at_a_time_and_info_fills_in():
     assert info.language == "eng"
 
 
-def test_builtin_ctc_segments_give_the_words_transcribe_gives():
+@pytest.mark.parametrize("lang", ["fra", "cmn"])  # cmn: segments joined without a space
+def test_builtin_ctc_segments_give_the_words_transcribe_gives(lang):
     from polyspeech.audio import load_audio
 
     model = polyspeech.load("builtin:ctc")
-    samples = load_audio(EXAMPLES / "fra.flac")
+    samples = load_audio(EXAMPLES / f"{lang}.flac")
     audio = np.concatenate([samples, np.zeros(16000, np.float32), samples])
-    whole = model.transcribe(audio, language="fra", lm="none")
-    segments, info = model.segments(audio, language="fra", lm="none", batch_size=1)
+    whole = model.transcribe(audio, language=lang, lm="none")
+    segments, info = model.segments(audio, language=lang, lm="none", batch_size=1)
     found = list(segments)
     assert len(found) == len(whole.segments) == 2
     assert [s.text for s in found] == [s.text for s in whole.segments]
     for mine, theirs in zip(found, whole.segments, strict=True):
         assert abs(mine.start - theirs.start) < 0.05 and abs(mine.end - theirs.end) < 0.05
-    assert info.text == whole.text and info.language == "fra"
+    assert info.text == whole.text and info.language == lang
 
 
 def test_the_command_line_json_is_the_librarys_to_dict(cli, tmp_path):

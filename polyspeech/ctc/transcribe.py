@@ -35,7 +35,7 @@ from polyspeech.ctc.lid import LidModel
 from polyspeech.errors import InputError
 from polyspeech.options import AUTO
 from polyspeech.results import Result, Segment, Word
-from polyspeech.text.languages import is_written_without_spaces, model_language
+from polyspeech.text.languages import is_written_without_spaces, join_words, model_language
 
 if TYPE_CHECKING:  # in annotations only: CtcModel's transcribe methods call this module
     from polyspeech.ctc.model import CtcModel
@@ -225,8 +225,7 @@ def transcribe_many(
             for span in decoders[language].words(log_probs)
         ]
         if words:
-            joiner = "" if language is not None and is_written_without_spaces(language) else " "
-            text = joiner.join(word.word for word in words)
+            text = join_words((word.word for word in words), language)
             segments[index][start] = Segment(
                 words[0].start, words[-1].end, text, words, None, language, probability
             )

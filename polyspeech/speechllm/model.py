@@ -41,7 +41,7 @@ from polyspeech.hub.source import ModelSource
 from polyspeech.options import AUTO, PROMPT_TASK, Recognizer, TranscribeOptions
 from polyspeech.results import Result, Segment, Word
 from polyspeech.speechllm.tokenizer import decode_whole_characters
-from polyspeech.text.languages import is_written_without_spaces, to_iso639_3
+from polyspeech.text.languages import join_words, to_iso639_3
 from polyspeech.text.normalize import normalize_text
 
 logger = logging.getLogger(__name__)
@@ -358,8 +358,7 @@ class SpeechLlm(nn.Module, Recognizer):
             if word_timestamps and task != "ast":
                 self._time_words(samples, found, aligner)
             written = "eng" if task == "ast" else language  # the language of the text
-            joiner = "" if written is not None and is_written_without_spaces(written) else " "
-            joined = joiner.join(s.text for s in found if s.text)
+            joined = join_words((s.text for s in found), written)
             translation = None
             if task == "asr+ast":
                 translation = " ".join(s.translation for s in found if s.translation)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 
 import langcodes
 
@@ -77,6 +77,13 @@ def to_iso639_3(code: str) -> str:
 def is_written_without_spaces(lang: str) -> bool:
     """True for languages written without spaces between words (Chinese, Japanese, Thai, ...)."""
     return to_iso639_3(lang) in _WITHOUT_SPACES
+
+
+def join_words(pieces: Iterable[str], lang: str | None) -> str:
+    """``pieces`` of text (words, segments) joined as ``lang`` is written: without spaces for
+    Chinese and the like, else with one."""
+    joiner = "" if lang is not None and is_written_without_spaces(lang) else " "
+    return joiner.join(piece for piece in pieces if piece)
 
 
 def as_published(code: str) -> str:
