@@ -215,7 +215,7 @@ real-voices-model: $(STAMP)
 REAL_DEV ?= ../shared/data/real-speech-dev
 define LID_ANSWERS
 import json, sys
-from polyspeech.ctc.lid import LidModel
+from polyspeech.lid.model import LidModel
 from polyspeech.data.manifest import load_entry_audio, read_manifest
 from polyspeech.files import atomic_text_file
 lid = LidModel("builtin:lid")

@@ -83,10 +83,10 @@ def translate(audio, model="builtin:speechllm", **options) -> Result:
 
 def identify(audio, model="builtin:lid", top_k: int = 3, **options):
     """The ``top_k`` most probable languages of ``audio`` and of each of its VAD segments
-    (:class:`polyspeech.ctc.lid.Identification`); ``model`` is a loaded
-    :class:`polyspeech.ctc.lid.LidModel`, an MMS-LID or our LID folder, a builtin name or a Hub
+    (:class:`polyspeech.lid.model.Identification`); ``model`` is a loaded
+    :class:`polyspeech.lid.model.LidModel`, an MMS-LID or our LID folder, a builtin name or a Hub
     id (``facebook/mms-lid-126``)."""
-    from polyspeech.ctc.lid import LidModel
+    from polyspeech.lid.model import LidModel
 
     identifier = model if isinstance(model, LidModel) else LidModel(model)
     return identifier.identify(audio, top_k, **options)

@@ -718,8 +718,8 @@ def evaluate_command(
 def _evaluate(name: str, manifest: Path, task: str, options: dict, advance) -> dict:
     """One model's report (see :mod:`polyspeech.eval.report`)."""
     from polyspeech import load
-    from polyspeech.ctc.lid import LidModel
     from polyspeech.eval.report import evaluate_asr, evaluate_lid, evaluate_translation
+    from polyspeech.lid.model import LidModel
 
     if task == "lid":
         identifier = LidModel(name, device=options["device"], precision=options["dtype"])
@@ -880,7 +880,7 @@ def identify_command(
     """Identify the spoken language of audio files, most probable first."""
     import json
 
-    from polyspeech.ctc.lid import LidModel
+    from polyspeech.lid.model import LidModel
 
     identifier = LidModel(_pinned(model, revision), device=device, precision=dtype)
 
@@ -1412,7 +1412,7 @@ def train_lid_command(
     quiet: Quiet = False,
 ) -> None:
     """Train a language-ID head on a CTC model's frozen base, for every language of the data."""
-    from polyspeech.ctc.lid_train import LidTrainConfig, train_lid
+    from polyspeech.lid.train import LidTrainConfig, train_lid
 
     _log_to_stderr()
     settings = LidTrainConfig.from_json(config) if config else LidTrainConfig()

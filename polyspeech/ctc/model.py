@@ -19,7 +19,6 @@ import torch
 from polyspeech.audio import SAMPLE_RATE
 from polyspeech.ctc.conformer import MODEL_TYPE, input_features
 from polyspeech.ctc.folder import adapter_path, load_conformer_base, load_language_adapter
-from polyspeech.ctc.lid import LidModel
 from polyspeech.ctc.precision import native_bf16, resolve_precision
 from polyspeech.ctc.quantize import quantize_linear_layers
 from polyspeech.ctc.wav2vec2 import convolutions_in_bf16, load_wav2vec2, return_freed_memory
@@ -27,6 +26,7 @@ from polyspeech.devices import resolve_device
 from polyspeech.errors import InputError
 from polyspeech.hub import BUILTIN as BUILTIN  # where serve, speechllm and tests look for it
 from polyspeech.hub import ModelSource, resolve_model
+from polyspeech.lid.model import LidModel
 from polyspeech.options import AUTO, Recognizer, TranscribeOptions
 from polyspeech.results import Result
 from polyspeech.text.languages import model_language, to_iso639_3

@@ -31,8 +31,8 @@ import numpy as np
 from polyspeech.audio import SAMPLE_RATE
 from polyspeech.audio.vad import pieces
 from polyspeech.ctc.decode import make_decoder
-from polyspeech.ctc.lid import LidModel
 from polyspeech.errors import InputError
+from polyspeech.lid.model import LidModel
 from polyspeech.options import AUTO
 from polyspeech.results import Result, Segment, Word
 from polyspeech.text.languages import is_written_without_spaces, join_words, model_language

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from polyspeech.ctc.lid import LidModel, fit_temperature
 from polyspeech.data.manifest import load_entry_audio, read_manifests
+from polyspeech.lid.model import LidModel, fit_temperature
 
 
 def _report(name: str, probabilities: np.ndarray, labels: np.ndarray) -> None:

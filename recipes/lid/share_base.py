@@ -1,6 +1,6 @@
 """Store builtin:lid's base weights once: where polyspeech/assets/lid/model.safetensors is byte for
 byte builtin:speechllm's encoder weights (both are builtin:ctc's frozen base), the LID folder's copy
-goes and its config names the encoder's file and hash (``base_weights``, see polyspeech.ctc.lid).
+goes and its config names the encoder's file and hash (``base_weights``, see polyspeech.lid.model).
 
     python recipes/lid/share_base.py            # share, if the two files are the same
     python recipes/lid/share_base.py --unshare  # the LID folder's own copy back (before the

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from polyspeech.ctc.lid import LidModel
 from polyspeech.ctc.model import CtcModel
 from polyspeech.hub import download
+from polyspeech.lid.model import LidModel
 from tests.conftest import one_line_error, sine
-from tests.ctc.test_lid import make_mms_lid_folder
 from tests.ctc.test_model import make_mms_folder
 from tests.hub.conftest import publish
+from tests.lid.test_lid import make_mms_lid_folder
 
 CLIP = sine(300, 1.0, 16000)
 # mms-1b-all's keys with a script, and MMS's own codes that to_iso639_3 would change

@@ -12,15 +12,15 @@ import pytest
 from huggingface_hub import _tree_cache, constants
 
 import polyspeech
-from polyspeech.ctc.lid import LidModel
 from polyspeech.ctc.model import CtcModel
 from polyspeech.ctc.train import _conformer_folder
 from polyspeech.hub import download, resolve_model
 from polyspeech.hub.huggingface import base_files, is_loadable
+from polyspeech.lid.model import LidModel
 from tests.conftest import one_line_error, sine
-from tests.ctc.test_lid import make_mms_lid_folder
 from tests.ctc.test_model import make_mms_folder
 from tests.hub.conftest import publish
+from tests.lid.test_lid import make_mms_lid_folder
 from tests.tts.test_speak import make_vits_folder
 
 MMS = "facebook/mms-tiny"

@@ -8,11 +8,11 @@ import pytest
 import soundfile
 import torch
 
-from polyspeech.ctc.lid import LidModel, fit_temperature
-from polyspeech.ctc.lid_train import LidTrainConfig, train_lid
 from polyspeech.data.manifest import load_entry_audio, read_manifest, write_manifest
 from polyspeech.errors import InputError
 from polyspeech.hub import resolve_model
+from polyspeech.lid.model import LidModel, fit_temperature
+from polyspeech.lid.train import LidTrainConfig, train_lid
 from tests.conftest import sine
 
 LABELS = {0: "eng", 1: "de", 2: "fra"}  # MMS-LID's labels are ISO 639-3; "de" tests mapping
@@ -160,7 +160,7 @@ def test_builtin_lid_is_the_default_and_names_each_example(cli):
 
 
 def test_identify_takes_a_vad_threshold(tmp_path, monkeypatch):
-    import polyspeech.ctc.lid as lid
+    import polyspeech.lid.model as lid
 
     folder, _ = make_mms_lid_folder(tmp_path / "mms-lid")
     model = LidModel(folder, precision="float32")

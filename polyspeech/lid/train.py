@@ -4,7 +4,7 @@ The base's 40 ms states of every clip are computed once and kept (float16); only
 trains, on random crops as well as whole clips so that short clips are identified too. Dev
 accuracy is measured on whole clips and on their first 3 seconds. The written folder holds the
 base's weights file exactly as the CTC folder has it (so git stores a shipped copy once) and the
-head (:mod:`polyspeech.ctc.lid`).
+head (:mod:`polyspeech.lid.model`).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import torch
 from safetensors.torch import save_file
 
 from polyspeech.ctc.folder import load_conformer_base
-from polyspeech.ctc.lid import LidHead, LidHeadConfig, lid_config
 from polyspeech.ctc.train import load_features
 from polyspeech.errors import InputError
 from polyspeech.files import read_config
 from polyspeech.hub import resolve_model
+from polyspeech.lid.model import LidHead, LidHeadConfig, lid_config
 from polyspeech.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
