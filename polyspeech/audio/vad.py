@@ -41,7 +41,7 @@ MAX_GAIN = 30.0  # dB a file is raised by at most
 def silero():
     """silero-vad's package, imported keeping torch's thread count: its import sets torch to
     one thread for the whole process (``torch.set_num_threads(1)`` in ``silero_vad.model``),
-    which slowed everything run after it (docs/guide.md, "Speed and memory")."""
+    which slowed everything run after it (docs/benchmarks.md, "Speed and memory")."""
     threads = torch.get_num_threads()
     try:
         import silero_vad

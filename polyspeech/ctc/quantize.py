@@ -1,7 +1,7 @@
 """int8 weights for the big linear layers of a CTC model (dynamic quantisation: activations
 are quantised on the fly, outputs are float32), packed for torch's default engine (x86, fbgemm's
 kernels): on two threads it is faster than packing for oneDNN, which also keeps a copy of each
-packed weight (docs/guide.md, "Speed and memory").
+packed weight (docs/benchmarks.md, "Speed and memory").
 
 Adapters and output layers keep float32 weights, so adapters load and switch as before. Each
 layer is made float32 and replaced on its own, so a model held in bf16 is never whole in

@@ -497,7 +497,7 @@ def convolutions_in_bf16(network: torch.nn.Module) -> None:
     """Run an int8 wav2vec2's convolutions (the feature encoder and the positional convolution)
     in bf16, in place, their inputs cast in and outputs cast back to float32 around them; the
     linear layers stay int8 and attention float32: faster than float32 convolutions where the
-    processor has native bf16 (docs/guide.md, "Speed and memory")."""
+    processor has native bf16 (docs/benchmarks.md, "Speed and memory")."""
     model = network.wav2vec2
     for module in (model.feature_extractor, model.encoder.pos_conv_embed):
         module.to(torch.bfloat16)
