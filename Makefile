@@ -185,6 +185,12 @@ lid-model: $(STAMP)
 # real speakers, the languages Kokoro-82M speaks by its five voices (Festival's too for Italian
 # and Russian); all of it through the same chain. The model first gets per-utterance mean
 # normalisation, then trains whole on all of it. Installs its voices (apt needs root).
+define MERGE_MANIFESTS
+import sys
+from polyspeech.data.manifest import read_manifests, write_manifest
+write_manifest(sys.argv[1], read_manifests(sys.argv[2:]))
+endef
+export MERGE_MANIFESTS
 RV_KOKORO_LANGS := deu,fra,spa,por
 RV_MORE_LANGS := ita,rus,nld
 REAL_VOICES_APT := festival flite festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k festvox-ru \
@@ -200,12 +206,25 @@ real-voices-model: $(STAMP)
 		--real-voices kokoro --augment-share 0.8 --out work/rv-kokoro --quiet
 	$(BIN)/polyspeech data synth --langs $(RV_MORE_LANGS) --per-lang 30 --seed 13 \
 		--real-voices kokoro,festival --augment-share 0.8 --out work/rv-more --quiet
-	cat work/rv-eng/dev.jsonl work/rv-kokoro/dev.jsonl work/rv-more/dev.jsonl \
-		work/rv-espeak/dev.jsonl > work/rv-dev.jsonl  # dev CER on real voices first
+	$(BIN)/python -c "$$MERGE_MANIFESTS" work/rv-dev.jsonl work/rv-eng/dev.jsonl \
+		work/rv-kokoro/dev.jsonl work/rv-more/dev.jsonl work/rv-espeak/dev.jsonl  # real voices first
+	$(BIN)/polyspeech data synth --langs fin,hun --per-lang 500 --seed 14 --augment-share 0.8 \
+		--out work/rv-extra --quiet
+	$(BIN)/python -c "$$MERGE_MANIFESTS" work/rv-lid-dev.jsonl work/rv-dev.jsonl work/rv-extra/dev.jsonl
+	$(BIN)/polyspeech train lid work/rv-espeak/train.jsonl work/rv-extra/train.jsonl \
+		work/rv-eng/train.jsonl work/rv-kokoro/train.jsonl work/rv-kokoro/train.jsonl \
+		work/rv-more/train.jsonl --dev work/rv-lid-dev.jsonl --base builtin:ctc \
+		--config recipes/real_voices/lid.json --out work/rv-lid --dtype float16
+	$(BIN)/python recipes/lid/calibrate.py work/rv-lid/model work/rv-eng/test.jsonl \
+		work/rv-kokoro/test.jsonl work/rv-more/test.jsonl
 	$(BIN)/python recipes/real_voices/utterance_mean.py builtin:ctc work/rv-start
-	$(BIN)/polyspeech train ctc work/rv-espeak/train.jsonl work/rv-eng/train.jsonl \
-		work/rv-kokoro/train.jsonl work/rv-kokoro/train.jsonl work/rv-more/train.jsonl \
-		--dev work/rv-dev.jsonl --init work/rv-start \
+	@for corpus in rv-espeak rv-eng rv-kokoro rv-more; do \
+		$(BIN)/python recipes/real_voices/known_characters.py work/rv-start \
+			work/$$corpus/train.jsonl work/$$corpus/train_known.jsonl || exit 1; \
+	done
+	$(BIN)/polyspeech train ctc work/rv-espeak/train_known.jsonl work/rv-eng/train_known.jsonl \
+		work/rv-kokoro/train_known.jsonl work/rv-kokoro/train_known.jsonl \
+		work/rv-more/train_known.jsonl --dev work/rv-dev.jsonl --init work/rv-start \
 		--config recipes/real_voices/joint.json --out work/rv-ctc --dtype float16
 
 # builtin:ctc and builtin:lid on recordings of people (issue 36), for measuring only, never for

@@ -1139,6 +1139,15 @@ BUILTIN_USES = {
 }
 
 
+def _shared_weights(folder: Path) -> Path | None:
+    """The file of weights a model folder's config names as its base (``base_weights``)."""
+    import json
+
+    config = folder / "config.json"
+    shared = json.loads(config.read_text()).get("base_weights") if config.is_file() else None
+    return (folder / shared["path"]).resolve() if shared else None
+
+
 def _folder_languages(folder: Path) -> list[str]:
     """The languages a builtin folder holds: its adapters, its LID labels, its speech LLM's
     languages or its n-gram LMs."""
@@ -1178,9 +1187,11 @@ def models_command() -> None:
     # takes seconds
     for name, folder in {**BUILTIN, "builtin:ctc-lm": ASSETS / "ctc-lm"}.items():
         size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+        shared = _shared_weights(folder)  # weights stored once, in another builtin's folder
+        shown = _size(size) + (f" + {_size(shared.stat().st_size)} shared" if shared else "")
         languages = _folder_languages(folder)
         listed = "any" if languages == ["und"] else " ".join(languages)
-        rows.append((name, _size(size), BUILTIN_USES[name], listed))
+        rows.append((name, shown, BUILTIN_USES[name], listed))
     _table(rows)
     cache = hub_settings().cache
     typer.echo(f"\nHugging Face cache {cache}:")

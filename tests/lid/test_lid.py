@@ -178,6 +178,13 @@ def test_identify_takes_a_vad_threshold(tmp_path, monkeypatch):
         model.identify(clip, vad_threshold=1.0)
 
 
+def test_models_lists_builtin_lid_with_its_shared_base(cli):
+    encoder = resolve_model("builtin:speechllm").folder / "encoder" / "model.safetensors"
+    listed = cli("models")
+    (row,) = [line for line in listed.stdout.splitlines() if line.startswith("builtin:lid ")]
+    assert f"+ {encoder.stat().st_size / 1e6:.1f} MB shared" in row
+
+
 def test_builtin_lid_stores_its_base_once_and_refuses_other_weights(tmp_path):
     import shutil
 
