@@ -737,18 +737,22 @@ def _evaluate(name: str, manifest: Path, task: str, options: dict, advance) -> d
 
 def _align_file(
     audio: Path, transcript: Path, model: str, lang: str | None, granularity: str, star: bool,
-    batch_size: int, device: str, dtype: str,
+    batch_size: int, device: str, dtype: str, quiet: bool,
 ):  # fmt: skip
     from polyspeech import load
     from polyspeech.align.spans import align_transcript
     from polyspeech.align.transcript import read_transcript
     from polyspeech.audio import load_audio
+    from polyspeech.ctc.transcribe import window_count
 
     lines = read_transcript(transcript)
     samples = load_audio(audio)
     aligner = load(model, device=device, dtype=dtype)
     try:
-        result = align_transcript(aligner, samples, lines, lang, granularity, star, batch_size)
+        with _progress(window_count(samples), "hearing", quiet) as advance:
+            result = align_transcript(
+                aligner, samples, lines, lang, granularity, star, batch_size, on_window=advance
+            )
     except InputError as error:
         raise InputError(f"{audio} with {transcript}: {error}") from None
     if result.unmapped:
@@ -784,6 +788,7 @@ def align_command(
     device: Device = "auto",
     dtype: DType = "auto",
     threads: Threads = 0,
+    quiet: Quiet = False,
 ) -> None:
     """Force-align a recording to its transcript: times and scores of words, characters or lines."""
     from polyspeech.audio import SAMPLE_RATE
@@ -801,7 +806,7 @@ def align_command(
         raise InputError(f"unknown output format {output_format!r}; use {', '.join(SPAN_FORMATS)}")
     samples, result = _align_file(
         audio, transcript, _pinned(model, revision), lang, granularity, star, batch_size, device,
-        dtype,
+        dtype, quiet,
     )  # fmt: skip
     spans = result.spans
     text = {
@@ -842,6 +847,7 @@ def segment_command(
     device: Device = "auto",
     dtype: DType = "auto",
     threads: Threads = 0,
+    quiet: Quiet = False,
 ) -> None:
     """Cut a long recording into one clip per transcript line, with a training manifest."""
     from polyspeech.align.segment import write_segments
@@ -849,8 +855,9 @@ def segment_command(
 
     code = as_published(lang)
     samples, result = _align_file(
-        audio, transcript, _pinned(model, revision), code, "line", star, batch_size, device, dtype
-    )
+        audio, transcript, _pinned(model, revision), code, "line", star, batch_size, device, dtype,
+        quiet,
+    )  # fmt: skip
     flagged = write_segments(samples, result.line_spans, code, audio.stem, out_dir, min_score)
     typer.echo(
         f"wrote {len(result.line_spans)} clips to {out_dir}; {len(flagged)} below score "

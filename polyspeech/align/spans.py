@@ -18,6 +18,7 @@ other word holds (at most ``EDGE_REACH`` seconds, half a gap each way) and in ov
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -180,8 +181,10 @@ def align_transcript(
     granularity: str = "word",
     star: bool = False,
     batch_size: int = 4,
+    on_window: Callable[[], None] | None = None,
 ) -> AlignmentResult:
-    """Align 16 kHz samples to ``lines`` (one utterance each) with a CTC model."""
+    """Align 16 kHz samples to ``lines`` (one utterance each) with a CTC model; ``on_window``
+    is called as each 30 s window is heard (a progress bar)."""
     if granularity not in GRANULARITIES:
         raise InputError(f"unknown granularity {granularity!r}; use {', '.join(GRANULARITIES)}")
     if len(samples) < MIN_SAMPLES:
@@ -201,7 +204,9 @@ def align_transcript(
         used.append(transcript.delimiter)
     columns = np.array([vocabulary.blank, *used])
     column = {token: index for index, token in enumerate(columns.tolist())}
-    emissions = stitched_log_probs(model, samples, model_lang, batch_size, columns, with_best=star)
+    emissions = stitched_log_probs(
+        model, samples, model_lang, batch_size, columns, with_best=star, on_window=on_window
+    )
     star_column = None
     if star:
         emissions[:, -1] -= STAR_MARGIN

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -132,6 +132,11 @@ def window_log_probs(
             yield before, log_probs[first_frame:last_frame]
 
 
+def window_count(samples: np.ndarray) -> int:
+    """How many windows :func:`stitched_log_probs` reads ``samples`` in."""
+    return len(pieces([samples], WINDOW, False)[0])
+
+
 def stitched_log_probs(
     model: CtcModel,
     samples: np.ndarray,
@@ -139,11 +144,14 @@ def stitched_log_probs(
     batch_size: int = 4,
     columns: np.ndarray | None = None,
     with_best: bool = False,
+    on_window: Callable[[], None] | None = None,
 ) -> np.ndarray:
     """Log-probabilities of a whole file (frames x classes), from 30 s windows with context.
 
     ``columns`` keeps only those classes, so a large vocabulary costs no more than it needs;
     ``with_best`` appends one more column: each frame's best log-probability over all classes.
+    ``on_window`` is called after each window (:func:`window_count` of them), for a progress
+    bar.
     """
     kept_pieces = []
     windows = [(samples, start, end) for start, end in pieces([samples], WINDOW, False)[0]]
@@ -154,6 +162,8 @@ def stitched_log_probs(
         if with_best:
             kept = np.concatenate([kept, log_probs.max(axis=1, keepdims=True)], axis=1)
         kept_pieces.append(kept)
+        if on_window is not None:
+            on_window()
     width = len(model.vocabulary(lang)) if columns is None else len(columns)
     width += int(with_best)
     if not kept_pieces:

@@ -135,3 +135,13 @@ def test_fitted_edges_stop_half_way_to_the_next_word_and_keep_a_frame():
     assert fit_edges([(10, 12), (14, 16)], voiced, reach=3) == [(7, 13), (13, 19)]
     voiced[20:30] = False  # a word wholly in silence keeps its first frame
     assert fit_edges([(22, 25)], voiced, reach=3) == [(22, 23)]
+
+
+def test_each_window_heard_is_counted_for_a_progress_bar():
+    from polyspeech.ctc.transcribe import window_count
+
+    samples = np.zeros(70 * 16000, np.float32)  # 30 s windows: three
+    heard = []
+    model = ScriptedModel(spoken(100, "hi"))
+    align_transcript(model, samples, ["hi"], on_window=lambda: heard.append(1))
+    assert len(heard) == window_count(samples) == 3
