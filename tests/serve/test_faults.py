@@ -69,7 +69,7 @@ def request_head(length: int | None) -> bytes:
 
 def test_a_client_hanging_up_mid_upload_is_counted_and_logged_as_a_disconnect():
     caught = Caught()
-    logger = logging.getLogger("polyspeech.serve.app")
+    logger = logging.getLogger("polyspeech.serve")  # its modules log under it
     logger.addHandler(caught)
     try:
         with running(create_app({"paths": PathModel()})) as url:
@@ -118,7 +118,7 @@ def test_an_api_key_is_taken_only_with_the_bearer_scheme():
 
 def test_library_errors_reach_the_client_as_its_field_or_as_the_servers_fault():
     caught = Caught()
-    logger = logging.getLogger("polyspeech.serve.app")
+    logger = logging.getLogger("polyspeech.serve")  # its modules log under it
     logger.addHandler(caught)
     try:
         with running(create_app({"paths": PathModel()})) as url:
