@@ -7,7 +7,6 @@ stderr, no traceback), 1 an internal failure.
 from __future__ import annotations
 
 import sys
-from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -301,20 +300,10 @@ def data_validate(
     quiet: Quiet = False,
 ) -> None:
     """Check every line of a manifest: its fields, its audio, and the declared duration."""
-    from polyspeech.audio import SAMPLE_RATE
-    from polyspeech.data.manifest import load_entry_audio, read_manifest
+    from polyspeech.data.manifest import validate_manifest
 
-    seconds: Counter[str] = Counter()
     with _progress(None, "validating", quiet) as advance:
-        for entry in read_manifest(manifest):
-            samples = load_entry_audio(entry, max_duration)
-            actual = len(samples) / SAMPLE_RATE
-            if abs(actual - entry.duration) > tolerance:
-                raise InputError(
-                    f"{entry.audio}: manifest says {entry.duration:.2f} s, audio is {actual:.2f} s"
-                )
-            seconds[entry.lang] += actual
-            advance()
+        seconds = validate_manifest(manifest, max_duration, tolerance, advance)
     for lang, total in sorted(seconds.items()):
         typer.echo(f"{lang}\t{total / 3600:.3f} h")
     typer.echo(f"{manifest}: valid, {sum(seconds.values()) / 3600:.3f} h of audio")
@@ -391,28 +380,9 @@ def data_romanize(
     ] = None,
 ) -> None:
     """Texts as the universal alignment model reads them (uroman, a-z and '), language und."""
-    from collections import Counter
-    from dataclasses import replace
+    from polyspeech.align.transcript import romanize_manifests
 
-    from polyspeech.align.transcript import UNIVERSAL, romanized_line
-    from polyspeech.data.manifest import read_manifests, write_manifest
-
-    skipped, taken = 0, Counter()
-
-    def romanised():
-        nonlocal skipped
-        for entry in read_manifests(manifests):
-            if per_lang is not None and taken[entry.lang] >= per_lang:
-                continue
-            taken[entry.lang] += 1
-            text = romanized_line(entry.text, entry.lang)
-            if not text:
-                skipped += 1
-                continue
-            extra = {**entry.extra, "source_lang": entry.lang}
-            yield replace(entry, text=text, lang=UNIVERSAL, extra=extra)
-
-    count = write_manifest(out, romanised())
+    count, skipped = romanize_manifests(manifests, out, per_lang)
     typer.echo(f"wrote {count} utterances to {out}; {skipped} left no letters and were skipped")
 
 

@@ -14,9 +14,10 @@ import os
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
+from polyspeech.data.manifest import read_manifests, write_manifest
 from polyspeech.errors import InputError
 from polyspeech.files import read_text
 from polyspeech.text.languages import is_written_without_spaces
@@ -163,3 +164,28 @@ def romanized_line(line: str, lang: str | None) -> str:
     transcript = prepare_transcript([line], ROMAN, lang)
     spelled = ("".join(ROMAN.tokens[t] for t in word.tokens) for word in transcript.words)
     return " ".join(word for word in spelled if word)
+
+
+def romanize_manifests(
+    manifests: Sequence[str | os.PathLike], out: str | os.PathLike, per_lang: int | None = None
+) -> tuple[int, int]:
+    """Write the lines of ``manifests`` (at most the first ``per_lang`` of each language) with
+    their texts as the universal alignment model reads them (:func:`romanized_line`), language
+    ``und``, the source's language in ``extra``; a line left without letters is skipped.
+    Returns (lines written, lines skipped)."""
+    skipped, taken = 0, Counter()
+
+    def romanised():
+        nonlocal skipped
+        for entry in read_manifests(manifests):
+            if per_lang is not None and taken[entry.lang] >= per_lang:
+                continue
+            taken[entry.lang] += 1
+            text = romanized_line(entry.text, entry.lang)
+            if not text:
+                skipped += 1
+                continue
+            extra = {**entry.extra, "source_lang": entry.lang}
+            yield replace(entry, text=text, lang=UNIVERSAL, extra=extra)
+
+    return write_manifest(out, romanised()), skipped

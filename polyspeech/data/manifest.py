@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -233,3 +233,27 @@ def export_kaldi(entries: Iterable[ManifestEntry], folder: str | os.PathLike) ->
         with atomic_text_file(folder / "segments") as stream:
             stream.writelines(segments)
     return len(entries)
+
+
+def validate_manifest(
+    path: str | os.PathLike,
+    max_duration: float | None = None,
+    tolerance: float = 0.1,
+    on_entry: Callable[[], None] | None = None,
+) -> dict[str, float]:
+    """Read every line of a manifest and its audio (refused past ``max_duration`` seconds);
+    a duration off by more than ``tolerance`` seconds from the declared one is an error.
+    Returns the seconds of audio per language. ``on_entry`` is called after each line."""
+    from polyspeech.audio import SAMPLE_RATE
+
+    seconds: dict[str, float] = {}
+    for entry in read_manifest(path):
+        actual = len(load_entry_audio(entry, max_duration)) / SAMPLE_RATE
+        if abs(actual - entry.duration) > tolerance:
+            raise InputError(
+                f"{entry.audio}: manifest says {entry.duration:.2f} s, audio is {actual:.2f} s"
+            )
+        seconds[entry.lang] = seconds.get(entry.lang, 0.0) + actual
+        if on_entry is not None:
+            on_entry()
+    return seconds
