@@ -237,7 +237,7 @@ import json, sys
 from polyspeech.lid.model import LidModel
 from polyspeech.data.manifest import load_entry_audio, read_manifest
 from polyspeech.files import atomic_text_file
-lid = LidModel("builtin:lid")
+lid = LidModel(sys.argv[3] if len(sys.argv) > 3 else "builtin:lid")
 rows = []
 for entry in read_manifest(sys.argv[1]):
     if entry.lang in lid.labels:

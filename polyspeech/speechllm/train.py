@@ -36,7 +36,7 @@ from polyspeech.data.manifest import (
 )
 from polyspeech.data.shards import is_shard, read_shards
 from polyspeech.distributed import agree
-from polyspeech.errors import InputError, PolyspeechError, optional_module
+from polyspeech.errors import InputError, optional_module
 from polyspeech.eval.metrics import bleu, cer
 from polyspeech.files import atomic_torch_save, check_input_file, make_folder, read_config
 from polyspeech.schedule import warmup_cosine
@@ -48,10 +48,6 @@ from polyspeech.text.normalize import normalize_text
 log = logging.getLogger(__name__)
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-class TrainingError(PolyspeechError):
-    """A training step failed; the message names the step and its samples."""
 
 
 @dataclass(frozen=True)
@@ -407,9 +403,13 @@ def train_speechllm(
                         optimizer.step()
                         scheduler.step()
                         optimizer.zero_grad()
-            except Exception as error:
+            except InputError as error:  # a sample's own fault (its audio): one line
                 ids = ", ".join(e.id or str(e.audio) for e in mine)
-                raise TrainingError(f"step {step + 1} failed on samples {ids}: {error}") from error
+                raise InputError(f"step {step + 1} failed on samples {ids}: {error}") from None
+            except Exception:  # a bug: its traceback goes on, the step and samples logged
+                ids = ", ".join(e.id or str(e.audio) for e in mine)
+                log.exception("step %d failed on samples %s", step + 1, ids)
+                raise
             losses.append(loss.item())
         step += 1
         elapsed = time.monotonic() - started

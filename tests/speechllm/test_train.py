@@ -21,7 +21,6 @@ from polyspeech.errors import InputError
 from polyspeech.speechllm.folder import load_speechllm
 from polyspeech.speechllm.train import (
     SpeechLlmTrainConfig,
-    TrainingError,
     _task_of,
     train_speechllm,
 )
@@ -160,6 +159,23 @@ def test_a_kill_while_writing_a_checkpoint_keeps_the_last_one_and_resume_continu
     assert worst < 1e-6, worst
 
 
+def test_a_bug_in_a_step_keeps_its_traceback_and_logs_the_step(
+    corpus, mooer_folder, tmp_path, caplog
+):
+    from polyspeech.speechllm.model import SpeechLlm
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug, not the data's fault")
+
+    with mock.patch.object(SpeechLlm, "forward", broken), pytest.raises(ZeroDivisionError):
+        train_speechllm(
+            [corpus / "train.jsonl"], None, mooer_folder, tmp_path / "run",
+            replace(CONFIG, max_steps=1),
+        )  # fmt: skip
+    (record,) = [r for r in caplog.records if "failed on samples" in r.getMessage()]
+    assert record.getMessage().startswith("step 1 failed on samples ") and record.exc_info
+
+
 def test_a_failing_step_stops_with_its_step_and_samples(corpus, mooer_folder, tmp_path, cli):
     lines = [json.loads(line) for line in (corpus / "train.jsonl").read_text().splitlines()]
     lines = [line | {"audio": str(corpus / line["audio"])} for line in lines]
@@ -167,7 +183,7 @@ def test_a_failing_step_stops_with_its_step_and_samples(corpus, mooer_folder, tm
     broken = tmp_path / "broken.jsonl"
     broken.write_text("".join(json.dumps(line) + "\n" for line in lines))
     config = replace(CONFIG, max_steps=2)
-    with pytest.raises(TrainingError, match=r"step [12] failed on samples .*zh-gone"):
+    with pytest.raises(InputError, match=r"step [12] failed on samples .*zh-gone"):
         train_speechllm([broken], None, mooer_folder, tmp_path / "run", config)
     (tmp_path / "c.json").write_text(json.dumps({"max_steps": 2, "batch_size": 8}))
     result = cli(
