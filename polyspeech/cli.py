@@ -1246,7 +1246,9 @@ def _run_training(quiet: bool, **arguments) -> None:
 TrainManifests = Annotated[
     list[Path], typer.Argument(help="Training manifests (JSON Lines), read as one.")
 ]
-DevManifest = Annotated[Path, typer.Option("--dev", help="Dev manifest, for CER during training.")]
+DevManifest = Annotated[
+    Path, typer.Option("--dev", help="Dev manifest, scored during training (CER, or LID accuracy).")
+]
 TrainOut = Annotated[
     Path,
     typer.Option(
