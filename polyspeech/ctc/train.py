@@ -40,11 +40,17 @@ from polyspeech.data.manifest import ManifestEntry, load_entry_audio, read_manif
 from polyspeech.distributed import agree
 from polyspeech.errors import InputError, optional_module
 from polyspeech.eval.metrics import cer
-from polyspeech.files import atomic_torch_save, make_folder, read_config
+from polyspeech.files import make_folder, read_config
 from polyspeech.hub import resolve_model
-from polyspeech.schedule import warmup_cosine
 from polyspeech.text.normalize import normalize_text
 from polyspeech.text.vocab import Vocabulary, load_vocabularies, save_vocabularies
+from polyspeech.training import (
+    load_checkpoint,
+    make_accelerator,
+    make_optimiser,
+    save_checkpoint,
+    write_training_log,
+)
 from polyspeech.tts.espeak import VOICES, get_espeak
 
 log = logging.getLogger(__name__)
@@ -453,9 +459,8 @@ def train(
     out = Path(out)
     checkpoint = out / "checkpoint.pt"
     accelerate = optional_module("accelerate", "training", "train")
-    accelerator = accelerate.Accelerator(  # without GPUs, launched processes join over gloo
-        kwargs_handlers=[accelerate.DistributedDataParallelKwargs(find_unused_parameters=True)],
-        cpu=not torch.cuda.is_available(),
+    accelerator = make_accelerator(
+        kwargs_handlers=[accelerate.DistributedDataParallelKwargs(find_unused_parameters=True)]
     )
     torch.manual_seed(config.seed)
     wanted = set(langs) if langs else None
@@ -525,19 +530,15 @@ def train(
         log.info("phoneme loss: %d phonemes, weight %s", len(phonemes), config.phoneme_weight)
     objective = _CtcLoss(model, phoneme_head, config.phoneme_layer, config.phoneme_weight)
     trainable = [p for p in objective.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        trainable, lr=config.learning_rate, betas=(0.9, 0.98), weight_decay=config.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(config.warmup_steps, config.max_steps)
-    )
+    optimizer, scheduler = make_optimiser(
+        trainable, config.learning_rate, config.weight_decay, config.warmup_steps,
+        config.max_steps, betas=(0.9, 0.98),
+    )  # fmt: skip
     step, elapsed, history, start_done = 0, 0.0, [], False
     if resume and checkpoint.is_file():
-        state = torch.load(checkpoint, weights_only=True)
+        state = load_checkpoint(checkpoint, optimizer, scheduler)
         objective.load_state_dict(state["objective"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, elapsed, history = state["step"], state["elapsed"], json.loads(state["history"])
+        step, elapsed, history = state["step"], state["elapsed"], state["history"]
         start_done = state["start_done"]
         log.info("resumed at step %d", step)
     objective, optimizer = accelerator.prepare(objective, optimizer)
@@ -618,18 +619,11 @@ def train(
                 )
                 log.info("step %d loss %.3f dev CER %s", step, characters.item(), rates)
             if accelerator.is_main_process and (step % config.checkpoint_every == 0 or done):
-                atomic_torch_save(
-                    {
-                        "objective": accelerator.unwrap_model(objective).state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "step": step,
-                        "elapsed": elapsed,
-                        "history": json.dumps(history),
-                        "start_done": start_done,
-                    },
-                    checkpoint,
-                )
+                save_checkpoint(
+                    checkpoint, optimizer, scheduler, step, elapsed, history,
+                    objective=accelerator.unwrap_model(objective).state_dict(),
+                    start_done=start_done,
+                )  # fmt: skip
             if done:
                 break
         epoch += 1
@@ -647,6 +641,6 @@ def train(
             "minutes": round(elapsed / 60, 2),
             "history": history,
         }
-        (out / "training_log.json").write_text(json.dumps(summary, indent=1))
+        write_training_log(out, summary)
     accelerator.end_training()  # a process left in the group can abort at exit (gloo threads)
     return summary if accelerator.is_main_process else {}

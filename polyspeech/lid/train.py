@@ -29,7 +29,7 @@ from polyspeech.errors import InputError
 from polyspeech.files import read_config
 from polyspeech.hub import resolve_model
 from polyspeech.lid.model import LidHead, LidHeadConfig, lid_config
-from polyspeech.schedule import warmup_cosine
+from polyspeech.training import make_optimiser, write_training_log
 
 log = logging.getLogger(__name__)
 SHORT_FRAMES = 75  # 3 s of 40 ms states: the short-clip accuracy
@@ -126,12 +126,10 @@ def train_lid(
     torch.manual_seed(config.seed)
     settings = replace(config.head, hidden_size=network.config.hidden_size)
     head = LidHead(settings, len(labels))
-    optimizer = torch.optim.AdamW(
-        head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(config.warmup_steps, config.max_steps)
-    )
+    optimizer, scheduler = make_optimiser(
+        head.parameters(), config.learning_rate, config.weight_decay, config.warmup_steps,
+        config.max_steps,
+    )  # fmt: skip
     rng = np.random.default_rng(config.seed)
     history, recent, started = [], [], time.monotonic()
     head.train()
@@ -176,7 +174,7 @@ def train_lid(
         "steps": config.max_steps,
         "history": history,
     }
-    (Path(out) / "training_log.json").write_text(json.dumps(summary, indent=1))
+    write_training_log(out, summary)
     return summary
 
 

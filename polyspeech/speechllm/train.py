@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import logging
 import os
 import shutil
@@ -36,14 +35,20 @@ from polyspeech.data.manifest import (
 )
 from polyspeech.data.shards import is_shard, read_shards
 from polyspeech.distributed import agree
-from polyspeech.errors import InputError, optional_module
+from polyspeech.errors import InputError
 from polyspeech.eval.metrics import bleu, cer
-from polyspeech.files import atomic_torch_save, check_input_file, make_folder, read_config
-from polyspeech.schedule import warmup_cosine
+from polyspeech.files import check_input_file, make_folder, read_config
 from polyspeech.speechllm.build import NewSpeechLlmConfig, new_speechllm
 from polyspeech.speechllm.folder import load_speechllm, save_speechllm
 from polyspeech.speechllm.model import SpeechLlm
 from polyspeech.text.normalize import normalize_text
+from polyspeech.training import (
+    load_checkpoint,
+    make_accelerator,
+    make_optimiser,
+    save_checkpoint,
+    write_training_log,
+)
 
 log = logging.getLogger(__name__)
 
@@ -304,18 +309,13 @@ def train_speechllm(
     instead of ``base``, a new speech LLM is built first into ``out/base`` (kept, so a resumed
     run starts from the same one). ``dtype`` is that of the written model's weights (float32
     or float16)."""
-    Accelerator = optional_module("accelerate", "training", "train").Accelerator
-
     if dtype not in ("float32", "float16"):
         raise InputError(f"dtype {dtype!r}: the model is written in float32 or float16")
     if (base is None) == (init is None):
         raise InputError("give either a base speech LLM to train or an init config, not both")
     out = Path(out)
     checkpoint = out / "checkpoint.pt"
-    accelerator = Accelerator(  # without GPUs, processes launched together join over gloo
-        gradient_accumulation_steps=config.gradient_accumulation,
-        cpu=not torch.cuda.is_available(),
-    )
+    accelerator = make_accelerator(gradient_accumulation_steps=config.gradient_accumulation)
     if config.batch_size % accelerator.num_processes:
         raise InputError(
             f"batch_size {config.batch_size} does not split over "
@@ -349,19 +349,15 @@ def train_speechllm(
     batches = global_batches(paths, config.batch_size, config.seed)
     dev_entries = list(read_manifests([Path(dev_manifest)])) if dev_manifest else []
     make_folder(out)  # once the data and the model are known to be readable
-    optimizer = torch.optim.AdamW(
-        trainable, lr=config.learning_rate, weight_decay=config.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(config.warmup_steps, config.max_steps)
-    )
+    optimizer, scheduler = make_optimiser(
+        trainable, config.learning_rate, config.weight_decay, config.warmup_steps,
+        config.max_steps,
+    )  # fmt: skip
     step, elapsed, history = 0, 0.0, []
     if resume and checkpoint.is_file():
-        state = torch.load(checkpoint, weights_only=True)
+        state = load_checkpoint(checkpoint, optimizer, scheduler)
         load_trainable_state(model, state["trainable"], checkpoint)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, elapsed, history = state["step"], state["elapsed"], json.loads(state["history"])
+        step, elapsed, history = state["step"], state["elapsed"], state["history"]
         torch.set_rng_state(state["rng"])  # dropout draws on as if never stopped
         log.info("resumed at step %d", step)
     model.train()
@@ -430,18 +426,10 @@ def train_speechllm(
             since_eval.clear()
             log.info("step %d dev %s", step, report)
         if accelerator.is_main_process and (step % config.checkpoint_every == 0 or done):
-            atomic_torch_save(
-                {
-                    "trainable": trainable_state(model),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "step": step,
-                    "elapsed": elapsed,
-                    "history": json.dumps(history),
-                    "rng": torch.get_rng_state(),
-                },
-                checkpoint,
-            )
+            save_checkpoint(
+                checkpoint, optimizer, scheduler, step, elapsed, history,
+                trainable=trainable_state(model), rng=torch.get_rng_state(),
+            )  # fmt: skip
     summary = {
         "config": asdict(config),
         "processes": accelerator.num_processes,
@@ -453,6 +441,6 @@ def train_speechllm(
         model.encoder = model.encoder.inner
     if accelerator.is_main_process:
         save_speechllm(model.to(getattr(torch, dtype)), out / "model")
-        (out / "training_log.json").write_text(json.dumps(summary, indent=1))
+        write_training_log(out, summary)
     accelerator.end_training()  # a process left in the group can abort at exit (gloo threads)
     return summary
