@@ -108,5 +108,6 @@ def test_auto_routes_each_segment_of_a_file_that_switches_language(tmp_path, cli
         named = model.transcribe(joined, language=lang).segments
         assert routed and [s.language for s in routed] == [lang] * len(routed)
         assert [s.text for s in routed] == [s.text for s in named if start <= s.start < end]
-        assert all(0.5 < s.language_probability <= 1 for s in routed)
+        # calibrated on voices it never heard (its temperature), it is no longer near-certain
+        assert all(1 / 14 < s.language_probability <= 1 for s in routed)  # above chance
     assert found.language in order

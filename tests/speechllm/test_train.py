@@ -228,6 +228,9 @@ def sgd_steps(corpus: Path, base: Path, out: Path, synced: bool = True) -> list[
         return load_speechllm(*args, **kwargs).double()
 
     class RecordingSgd(torch.optim.SGD):
+        def __init__(self, params, lr, betas=None, weight_decay=0.0):  # AdamW's betas unused
+            super().__init__(params, lr=lr, weight_decay=weight_decay)
+
         def step(self, closure=None):
             gradients.append([p.grad.clone() for g in self.param_groups for p in g["params"]])
             return super().step(closure)
