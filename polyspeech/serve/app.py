@@ -168,7 +168,6 @@ def create_app(models: dict[str, Any], settings: ServeSettings | None = None):
     app = FastAPI(title="polyspeech", lifespan=lifespan)
     app.add_middleware(Guard, settings=served.settings, metrics=served.metrics)
     app.state.served = served
-    app.state.batcher = served.batcher
     app.include_router(router)
 
     @app.exception_handler(ApiError)
