@@ -1116,15 +1116,6 @@ BUILTIN_USES = {
 }
 
 
-def _shared_weights(folder: Path) -> Path | None:
-    """The file of weights a model folder's config names as its base (``base_weights``)."""
-    import json
-
-    config = folder / "config.json"
-    shared = json.loads(config.read_text()).get("base_weights") if config.is_file() else None
-    return (folder / shared["path"]).resolve() if shared else None
-
-
 def _folder_languages(folder: Path) -> list[str]:
     """The languages a builtin folder holds: its adapters, its LID labels, its speech LLM's
     languages or its n-gram LMs."""
@@ -1151,6 +1142,9 @@ def _table(rows: list[tuple[str, ...]]) -> None:
 def models_command() -> None:
     """List the builtin models, and the published models in the Hugging Face and ModelScope
     caches: id, revision, size on disk and the languages whose adapters are there."""
+    import json
+
+    from polyspeech.files import named_weights
     from polyspeech.hub import ASSETS, BUILTIN
     from polyspeech.hub.huggingface import hub_settings
     from polyspeech.hub.modelscope import cache_folder, cached_models
@@ -1164,7 +1158,9 @@ def models_command() -> None:
     # takes seconds
     for name, folder in {**BUILTIN, "builtin:ctc-lm": ASSETS / "ctc-lm"}.items():
         size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
-        shared = _shared_weights(folder)  # weights stored once, in another builtin's folder
+        config = folder / "config.json"
+        # weights stored once, in another builtin's folder
+        shared = named_weights(folder, json.loads(config.read_text())) if config.is_file() else None
         shown = _size(size) + (f" + {_size(shared.stat().st_size)} shared" if shared else "")
         languages = _folder_languages(folder)
         listed = "any" if languages == ["und"] else " ".join(languages)

@@ -22,6 +22,13 @@ def _reason(error: OSError) -> str:
     return (error.strerror or str(error)).lower()
 
 
+def named_weights(folder: Path, config: dict) -> Path | None:
+    """The weights file a model folder's ``config`` names as stored elsewhere (``base_weights``:
+    ``{"path": relative to folder, "sha256": ...}``), or None where it names none."""
+    shared = config.get("base_weights")
+    return None if shared is None else (folder / shared["path"]).resolve()
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """The sha256 of a file's bytes, in hex, read a megabyte at a time."""
     digest = hashlib.sha256()

@@ -30,7 +30,7 @@ from polyspeech.data.texts import sentence_stream, text_languages
 from polyspeech.errors import DependencyError, InputError
 from polyspeech.text.normalize import normalize_text
 from polyspeech.tts.espeak import VOICES, get_espeak
-from polyspeech.tts.voices import REGISTRY, get_voice, installed, speak_with, voices_for
+from polyspeech.tts.voices import REGISTRY, check_installed, get_voice, speak_with, voices_for
 
 # Voice variants (espeak-ng's voices/!v); "" is the language's own default voice.
 TRAIN_VARIANTS = (
@@ -373,8 +373,7 @@ def _check_real_voices(wanted: Sequence[str], plans: Sequence[ClipPlan] = ()) ->
         if name not in engines:
             get_voice(name)
     for name in sorted({plan.real_voice for plan in plans if plan.real_voice}):
-        if not installed(name):
-            raise DependencyError(f"voice {name} is not installed: {get_voice(name).install}")
+        check_installed(get_voice(name))
 
 
 def synthesize_parallel(

@@ -34,7 +34,7 @@ from polyspeech.ctc.conformer import ConformerConfig, ConformerCTC, input_featur
 from polyspeech.ctc.precision import native_bf16, resolve_precision
 from polyspeech.devices import resolve_device
 from polyspeech.errors import InputError
-from polyspeech.files import file_sha256
+from polyspeech.files import file_sha256, named_weights
 from polyspeech.hub import ModelSource, resolve_model
 from polyspeech.text.languages import as_published
 from polyspeech.weights import load_strict, loading_model, read_safetensors
@@ -176,16 +176,15 @@ class LidModel:
     def _base_weights(self, config: dict) -> Path:
         """Our LID folder's base weights: its ``model.safetensors``, or the file of the same
         weights its config names (``base_weights``), checked against its hash."""
-        shared = config.get("base_weights")
-        if shared is None:
+        path = named_weights(self.folder, config)
+        if path is None:
             return self.folder / "model.safetensors"
-        path = (self.folder / shared["path"]).resolve()
         if not path.is_file():
             raise InputError(
                 f"{path}: missing; {self.folder / 'config.json'} names it as its base weights "
                 "(a copied folder needs the base's model.safetensors and no base_weights)"
             )
-        if file_sha256(path) != shared["sha256"]:
+        if file_sha256(path) != config["base_weights"]["sha256"]:
             raise InputError(
                 f"{path}: not the base weights {self.folder / 'config.json'} names (its sha256 "
                 "differs); copy the base's model.safetensors into the LID folder"

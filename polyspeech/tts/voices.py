@@ -114,13 +114,14 @@ def get_voice(name: str) -> Voice:
 def installed(voice: str | Voice) -> bool:
     """Whether ``voice``'s engine and data are installed here."""
     try:
-        _check_installed(get_voice(voice) if isinstance(voice, str) else voice)
+        check_installed(get_voice(voice) if isinstance(voice, str) else voice)
     except DependencyError:
         return False
     return True
 
 
-def _check_installed(voice: Voice) -> None:
+def check_installed(voice: Voice) -> None:
+    """A :class:`DependencyError` naming the install command unless ``voice`` is installed."""
     missing = DependencyError(f"voice {voice.name} is not installed: {voice.install}")
     if voice.engine == "kokoro":
         _kokoro_model()
@@ -148,7 +149,7 @@ def speak_with(voice: str | Voice, text: str, lang: str) -> np.ndarray:
     text = _plain_punctuation(text).strip()
     if not text:
         raise InputError("nothing to speak: the text is empty")
-    _check_installed(chosen)
+    check_installed(chosen)
     if chosen.engine == "kokoro":
         samples, rate = _speak_kokoro(chosen, text, code), KOKORO_RATE
     else:

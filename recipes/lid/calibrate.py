@@ -32,9 +32,8 @@ def _report(name: str, probabilities: np.ndarray, labels: np.ndarray) -> None:
 def main(folder: str, *manifests: str) -> None:
     config_file = Path(folder) / "config.json"
     config = json.loads(config_file.read_text(encoding="utf-8"))
-    config.pop("temperature", None)
-    config_file.write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
     model = LidModel(folder)
+    model.temperature = 1.0  # its own probabilities, whatever temperature it has now
     entries = [e for e in read_manifests([Path(m) for m in manifests]) if e.lang in model.labels]
     labels = np.array([model.labels.index(e.lang) for e in entries])
     probabilities = model.probabilities([load_entry_audio(e) for e in entries])

@@ -6,18 +6,16 @@ language has (training a whole model further adds no output rows).
 
 import sys
 
-from polyspeech.ctc.model import CtcModel
 from polyspeech.data.manifest import read_manifest, write_manifest
+from polyspeech.hub import resolve_model
 from polyspeech.text.normalize import normalize_text
+from polyspeech.text.vocab import load_vocabularies
 
 
 def main(model: str, source: str, out: str) -> None:
-    vocabularies = CtcModel(model, precision="float32")
+    vocabularies = load_vocabularies(resolve_model(model).folder / "vocab.json")
     entries = list(read_manifest(source))
-    known = {
-        lang: set(vocabularies.vocabulary(lang).characters) | {" "}
-        for lang in {entry.lang for entry in entries}
-    }
+    known = {lang: set(vocabularies[lang].characters) | {" "} for lang in {e.lang for e in entries}}
     kept = [e for e in entries if set(normalize_text(e.text, e.lang)) <= known[e.lang]]
     write_manifest(out, kept)
     print(f"{out}: kept {len(kept)} of {len(entries)} lines")
